@@ -1,0 +1,3 @@
+from nstcli.cli import main
+
+main()

@@ -1,0 +1,48 @@
+"""``nst demo``: a generated landscape stylised with the bundled ``swirls`` style, offline, on any machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from PIL import Image, ImageDraw
+
+from nstcli import images
+from nstcli.optimize import OptimizeConfig, run_optimize
+from nstcli.styles import get_preset
+
+DEMO_STYLE = "swirls"
+
+
+def demo_scene(size: int = 384) -> Image.Image:
+    """A simple landscape (sky, sun, hills, trees, lake) drawn by code, ``size`` wide, 3:2."""
+    width, height = size, size * 2 // 3
+    scene = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(scene)
+    for y in range(height):  # sky gradient
+        t = y / height
+        draw.line([(0, y), (width, y)], fill=(int(90 + 120 * t), int(150 + 80 * t), int(235 - 40 * t)))
+    sun = width * 0.75, height * 0.25, width * 0.08
+    draw.ellipse([sun[0] - sun[2], sun[1] - sun[2], sun[0] + sun[2], sun[1] + sun[2]], fill=(255, 225, 90))
+    draw.polygon([(0, height * 0.6), (width * 0.35, height * 0.35), (width * 0.7, height * 0.62)], fill=(90, 110, 140))
+    draw.rectangle([0, height * 0.6, width, height], fill=(70, 150, 70))
+    draw.ellipse([width * 0.45, height * 0.72, width * 0.95, height * 0.92], fill=(60, 110, 190))
+    for index in range(6):
+        x = width * (0.05 + 0.07 * index)
+        top, base = height * (0.5 + 0.02 * (index % 2)), height * 0.8
+        draw.polygon([(x, top), (x - width * 0.04, base), (x + width * 0.04, base)], fill=(25, 90, 40))
+    return scene
+
+
+@dataclass
+class DemoResult:
+    image: Image.Image
+    seconds: float
+
+
+def run_demo(size: int, iterations: int, on_progress: Callable[[int], None] | None = None) -> DemoResult:
+    style = images.read_image(get_preset(DEMO_STYLE).image_path)
+    config = OptimizeConfig(size=size, iterations=iterations, scales=2 if size >= 128 else 1, seed=0)
+    report = (lambda step: on_progress(step.evaluation)) if on_progress else None
+    result = run_optimize(demo_scene(), [style], config, on_progress=report)
+    return DemoResult(result.image, result.seconds)

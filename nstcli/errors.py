@@ -1,0 +1,24 @@
+"""Errors the CLI turns into one-line messages and exit codes (GUIDE §4)."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class NstError(Exception):
+    """A failure the user can act on; its message is printed as one line on stderr."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(NstError):
+    """Bad flags or arguments (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(NstError):
+    """An input image, model or file that cannot be used (exit 1)."""
+
+    exit_code = EXIT_FAILED

@@ -1,0 +1,200 @@
+"""Reading and writing images: the only place that touches image files.
+
+Torch is not imported at module level so that commands that never need it (``nst apply``,
+``nst --help``) start fast; the two tensor helpers import it when called.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nstcli.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+STDIO = "-"
+# Larger images are refused before decoding (decompression bombs); 16k x 16k.
+MAX_PIXELS = 16384 * 16384
+# Pillow's own bomb check would raise a different error first; ours is the one that counts.
+Image.MAX_IMAGE_PIXELS = None
+
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+def _read_bytes(source: str | Path) -> bytes:
+    if str(source) == STDIO:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputError("stdin: no image data")
+        return data
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not data:
+        raise InputError(f"{path}: empty file")
+    return data
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode (palette, grayscale, 16-bit, CMYK, alpha) to 8-bit RGB; alpha goes over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if wide.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode a file, '-' (stdin) or raw bytes into an upright 8-bit RGB image.
+
+    Raises InputError with a one-line message for anything that is not a usable image.
+    """
+    name = "image data" if isinstance(source, bytes) else ("stdin" if str(source) == STDIO else str(source))
+    data = source if isinstance(source, bytes) else _read_bytes(source)
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not a recognised image file") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputError(f"{name}: cannot decode image ({error})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InputError(
+            f"{name}: {width}x{height} is over the limit of {max_pixels} pixels (possible decompression bomb)"
+        )
+    try:
+        image.seek(0)  # animated images: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise InputError(f"{name}: cannot decode image ({error})") from None
+
+
+def resize_long_side(image: Image.Image, size: int) -> Image.Image:
+    """Scale so that the longer side is ``size`` pixels (aspect kept, at least 1 px a side)."""
+    width, height = image.size
+    scale = size / max(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if new_size == image.size:
+        return image
+    return image.resize(new_size, Image.Resampling.LANCZOS)
+
+
+def format_for(path: str | Path, format_name: str | None = None) -> str:
+    """Pillow format name from an explicit --format or the output suffix ('-' defaults to PNG)."""
+    if format_name:
+        key = "." + format_name.lower().lstrip(".")
+        if key not in FORMATS:
+            raise UsageError(f"unknown image format {format_name!r} (choose from png, jpg, webp, bmp, tiff)")
+        return FORMATS[key]
+    if str(path) == STDIO:
+        return "PNG"
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"{path}: unknown image suffix {suffix or '(none)'!r}; use .png, .jpg, .webp or --format")
+    return FORMATS[suffix]
+
+
+def encode_image(image: Image.Image, format_name: str, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    options = {"quality": quality} if format_name in ("JPEG", "WEBP") else {}
+    image.save(buffer, format=format_name, **options)
+    return buffer.getvalue()
+
+
+def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: bool) -> None:
+    """Refuse to write over an input, or over an existing file without ``overwrite``."""
+    if str(output) == STDIO:
+        return
+    out = Path(output)
+    for source in inputs:
+        if str(source) != STDIO and Path(source).exists() and out.exists() and out.samefile(source):
+            raise UsageError(f"{out}: output is also an input; choose another output path")
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out}: already exists (use --overwrite to replace it)")
+    if not out.parent.exists() and str(out.parent) != "":
+        raise UsageError(f"{out.parent}: output folder does not exist")
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place: never a partial file."""
+    if str(path) == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    temp_name = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.", suffix=".part", delete=False) as temp:
+            temp_name = temp.name
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, target)
+    except OSError as error:
+        if temp_name is not None and os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise InputError(f"{target}: cannot write ({error.strerror or error})") from None
+
+
+def write_image(image: Image.Image, path: str | Path, format_name: str | None = None, quality: int = 95) -> None:
+    """Encode by suffix (or ``format_name``) and write atomically; '-' writes to stdout."""
+    write_bytes_atomic(encode_image(image, format_for(path, format_name), quality), path)
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """RGB image -> float32 array (H, W, 3) in 0..1."""
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def from_array(array: np.ndarray) -> Image.Image:
+    """Float array (H, W, 3) in 0..1 -> RGB image (values clipped, rounded)."""
+    return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def to_tensor(image: Image.Image) -> "torch.Tensor":
+    """RGB image -> float32 tensor (1, 3, H, W) in 0..1."""
+    import torch
+
+    return torch.from_numpy(to_array(image)).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def from_tensor(tensor: "torch.Tensor") -> Image.Image:
+    """Tensor (1, 3, H, W) or (3, H, W) in 0..1 -> RGB image."""
+    array = tensor.detach().float().cpu().squeeze(0).permute(1, 2, 0).numpy()
+    return from_array(array)

@@ -1,0 +1,328 @@
+"""Image optimisation (Gatys et al. 2016): optimise the pixels of one image against the losses.
+
+The budget is counted in descriptor evaluations (one forward + backward pass), so L-BFGS, Adam
+and other tools compare at equal cost. With ``scales > 1`` the image is first optimised at lower
+resolutions (coarse to fine, each result upsampled to start the next scale); the budget is then
+split so every scale gets the same number of evaluations, which costs far less than running them
+all at full size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from nstcli import color, images
+from nstcli.descriptors import build_descriptor, check_layers, net_info
+from nstcli.errors import UsageError
+from nstcli.losses import LossWeights, PerceptualLoss
+
+OPTIMIZERS = ("lbfgs", "adam")
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 2.0}  # in 0..255 pixel units
+PIXEL_SCALE = 255.0
+PRECISIONS = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class OptimizeConfig:
+    """Everything that defines one run; written next to outputs so it can be reproduced."""
+
+    size: int = 512
+    style_scale: float = 1.0
+    net: str = "vgg19"
+    weights: str | None = None
+    pooling: str = "max"
+    content_layers: list[str] | None = None  # None: the network's default
+    style_layers: list[str] | None = None
+    content_layer_weights: list[float] | None = None
+    style_layer_weights: list[float] | None = None
+    content_weight: float = 1.0
+    style_weight: float = 1e3
+    tv_weight: float = 0.0
+    style_blend: list[float] | None = None
+    init: str = "content"  # content, noise, or the path of the image passed as init_image
+    noise_ratio: float = 0.0
+    seed: int | None = None
+    optimizer: str = "lbfgs"
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    iterations: int = 300
+    scales: int = 1
+    preserve_color: str | None = None
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 where the hardware runs it natively, else fp32
+
+    def loss_weights(self) -> LossWeights:
+        info = net_info(self.net)
+        return LossWeights(
+            content_layers=list(self.content_layers or info.content_layers),
+            style_layers=list(self.style_layers or info.style_layers),
+            content_layer_weights=self.content_layer_weights,
+            style_layer_weights=self.style_layer_weights,
+            content_weight=self.content_weight,
+            style_weight=self.style_weight,
+            tv_weight=self.tv_weight,
+            style_blend=self.style_blend,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    """Reported after each evaluation. Loss values are only filled in when ``losses_due`` is true."""
+
+    evaluation: int
+    total: int
+    scale: int
+    size: tuple[int, int]
+    losses: dict[str, float] | None
+    image: Callable[[], Image.Image]
+
+
+@dataclass
+class OptimizeResult:
+    image: Image.Image
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def validate(config: OptimizeConfig) -> None:
+    """Reject bad settings before any image is read or any weight is loaded."""
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r} (choose lbfgs or adam)")
+    if config.iterations < 1:
+        raise UsageError("--iterations must be at least 1")
+    if config.size < 16:
+        raise UsageError("--size must be at least 16 pixels")
+    if not 1 <= config.scales <= 6 or config.size / 2 ** (config.scales - 1) < 16:
+        raise UsageError(f"--scales {config.scales} is out of range for --size {config.size}")
+    if config.iterations < config.scales:
+        raise UsageError("--iterations must be at least --scales")
+    if not 0.0 <= config.noise_ratio <= 1.0:
+        raise UsageError("--noise-ratio must be between 0 and 1")
+    if config.style_scale <= 0:
+        raise UsageError("--style-scale must be positive")
+    if config.preserve_color not in (None, *color.METHODS):
+        raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(config, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+    if config.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {config.precision!r} (choose auto, fp32 or bf16)")
+    if config.lr is not None and config.lr <= 0:
+        raise UsageError("--lr must be positive")
+    if config.style_blend is not None and any(value < 0 for value in config.style_blend):
+        raise UsageError("--style-blend weights must not be negative")
+    weights = config.loss_weights()
+    check_layers(config.net, weights.content_layers + weights.style_layers)
+    weights.content_factors()
+    weights.style_factors()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {name!r} (use auto, cpu or cuda[:N])")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """auto = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
+    if name == "auto":
+        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native else torch.float32
+    return PRECISIONS[name]
+
+
+def scale_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
+    """(width, height) per scale, coarse to fine, each half the next."""
+    width, height = size
+    return [
+        (max(1, round(width / 2**level)), max(1, round(height / 2**level))) for level in reversed(range(scales))
+    ]
+
+
+def evaluations_per_scale(iterations: int, scales: int) -> list[int]:
+    """Equal shares of the budget; the finest scale gets the remainder."""
+    share = iterations // scales
+    return [share] * (scales - 1) + [iterations - share * (scales - 1)]
+
+
+def _style_tensors(styles: list[Image.Image], long_side: int, config: OptimizeConfig, content: Image.Image):
+    tensors = []
+    for style in styles:
+        style = images.resize_long_side(style, max(16, round(long_side * config.style_scale)))
+        if config.preserve_color == "histogram":
+            style = images.from_array(color.match_color(images.to_array(style), images.to_array(content)))
+        tensors.append(images.to_tensor(style))
+    return tensors
+
+
+def _initial_image(content: torch.Tensor, config: OptimizeConfig, init_image: Image.Image | None) -> torch.Tensor:
+    if init_image is not None:
+        height, width = content.shape[-2:]
+        base = images.to_tensor(init_image.resize((width, height), Image.Resampling.LANCZOS))
+    elif config.init == "noise":
+        base = torch.zeros_like(content)
+    else:
+        base = content.clone()
+    ratio = 1.0 if config.init == "noise" and init_image is None else config.noise_ratio
+    if ratio > 0:
+        generator = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
+        noise = torch.rand(content.shape, generator=generator)
+        base = (1 - ratio) * base + ratio * noise
+    return base
+
+
+class _Budget:
+    """Counts evaluations across scales and reports progress."""
+
+    def __init__(self, total: int, on_progress: Callable[[Progress], None] | None, log_every: int):
+        self.total = total
+        self.done = 0
+        self.on_progress = on_progress
+        self.log_every = log_every
+        self.history: list[dict[str, torch.Tensor | float]] = []
+        self.start = time.perf_counter()
+
+
+def _run_scale(
+    loss_fn: PerceptualLoss,
+    image: torch.Tensor,
+    evaluations: int,
+    config: OptimizeConfig,
+    scale: int,
+    budget: _Budget,
+    keep_history: bool,
+) -> torch.Tensor:
+    # The optimiser works on 0..255 pixel values: L-BFGS's first step is a unit-L1 step along the
+    # gradient, which is a sensible size in 0..255 units and ruins the curvature estimate in 0..1.
+    pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
+    lr = config.lr or DEFAULT_LR[config.optimizer]
+    size = (image.shape[-1], image.shape[-2])
+
+    def evaluate() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        terms = loss_fn(pixels / PIXEL_SCALE)
+        terms.total.backward()
+        budget.done += 1
+        due = budget.done % budget.log_every == 0 or budget.done == budget.total
+        values = None
+        if keep_history or due:
+            row = {"content": terms.content, "style": terms.style, "tv": terms.tv, "total": terms.total}
+            row = {key: value.detach() for key, value in row.items()}
+            values = {key: float(value) for key, value in row.items()} if due else None
+            if keep_history:
+                budget.history.append(
+                    {"evaluation": budget.done, "scale": scale, "seconds": time.perf_counter() - budget.start}
+                    | row
+                )
+        if budget.on_progress is not None:
+            budget.on_progress(
+                Progress(budget.done, budget.total, scale, size, values, lambda: images.from_tensor(pixels / PIXEL_SCALE))
+            )
+        return terms.total
+
+    if config.optimizer == "lbfgs":
+        # One step call runs the whole scale: each L-BFGS iteration is one evaluation (no line search).
+        optimizer = torch.optim.LBFGS(
+            [pixels], lr=lr, max_iter=evaluations, max_eval=evaluations, history_size=100,
+            tolerance_grad=-1.0, tolerance_change=-1.0,
+        )  # fmt: skip
+        optimizer.step(evaluate)
+    else:
+        optimizer = torch.optim.Adam([pixels], lr=lr)
+        for _ in range(evaluations):
+            evaluate()
+            optimizer.step()
+    return pixels.detach() / PIXEL_SCALE
+
+
+def run_optimize(
+    content: Image.Image,
+    styles: list[Image.Image],
+    config: OptimizeConfig,
+    init_image: Image.Image | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    log_every: int = 10,
+    keep_history: bool = False,
+) -> OptimizeResult:
+    """Stylise ``content`` with ``styles``; returns the image at ``config.size`` (long side)."""
+    validate(config)
+    if not styles:
+        raise UsageError("at least one style image is needed")
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    weights = config.loss_weights()
+    descriptor = build_descriptor(
+        config.net, weights.content_layers + weights.style_layers, config.weights, config.pooling
+    ).to(device)
+    loss_fn = PerceptualLoss(descriptor, weights, resolve_precision(config.precision, device))
+
+    content = images.resize_long_side(content, config.size)
+    sizes = scale_sizes(content.size, config.scales)
+    budget = _Budget(config.iterations, on_progress, log_every)
+    image = None
+    for scale, (size, evaluations) in enumerate(zip(sizes, evaluations_per_scale(config.iterations, config.scales))):
+        content_at_scale = content.resize(size, Image.Resampling.LANCZOS) if size != content.size else content
+        content_tensor = images.to_tensor(content_at_scale).to(device)
+        loss_fn.set_content(content_tensor)
+        loss_fn.set_styles([s.to(device) for s in _style_tensors(styles, max(size), config, content_at_scale)])
+        if image is None:
+            image = _initial_image(content_tensor.cpu(), config, init_image).to(device)
+        else:
+            image = F.interpolate(image, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+        image = _run_scale(loss_fn, image, evaluations, config, scale, budget, keep_history)
+
+    result = images.to_array(images.from_tensor(image.clamp(0, 1)))
+    if config.preserve_color == "luminance":
+        result = color.transfer_luminance(result, images.to_array(content))
+    history = [{key: float(value) for key, value in row.items()} for row in budget.history]
+    return OptimizeResult(images.from_array(result), history, time.perf_counter() - budget.start)
+
+
+
+JUDGE_WEIGHTS = LossWeights(
+    content_layers=["relu4_2"], style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+)
+
+
+@torch.no_grad()
+def score(content: Image.Image, style: Image.Image, image: Image.Image, size: int = 512) -> dict:
+    """The judged losses of GUIDE §5: embedded VGG19, float32, CPU, at ``size`` (long side).
+
+    ``content`` is the Gatys content loss at relu4_2, ``style`` the unweighted sum of the Gram
+    losses at relu1_1..relu5_1, ``total`` the default objective (content + 1e3 * style).
+    ``image`` is resized to the content image's size, the style image to the same long side.
+    """
+    if size < 16:
+        raise UsageError("--size must be at least 16 pixels")
+    content = images.resize_long_side(content, size)
+    image = image.resize(content.size, Image.Resampling.LANCZOS) if image.size != content.size else image
+    style = images.resize_long_side(style, size)
+    descriptor = build_descriptor("vgg19", JUDGE_WEIGHTS.content_layers + JUDGE_WEIGHTS.style_layers)
+    loss_fn = PerceptualLoss(descriptor, JUDGE_WEIGHTS)
+    loss_fn.set_content(images.to_tensor(content))
+    loss_fn.set_styles([images.to_tensor(style)])
+    terms = loss_fn(images.to_tensor(image))
+    return {
+        "content": float(terms.content),
+        "style": float(terms.style) / JUDGE_WEIGHTS.style_weight,
+        "total": float(terms.total),
+        "size": list(content.size),
+        "net": "vgg19",
+    }

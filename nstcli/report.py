@@ -1,0 +1,81 @@
+"""Loss logs (CSV/JSON) and loss-curve plots (PNG, drawn with Pillow: no plotting dependency)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from nstcli.errors import UsageError
+from nstcli.images import encode_image, write_bytes_atomic
+
+CURVES = {"total": (20, 20, 20), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44)}
+LOG_SUFFIXES = (".csv", ".json")
+
+
+def check_log_path(path: str | Path) -> None:
+    if Path(path).suffix.lower() not in LOG_SUFFIXES:
+        raise UsageError(f"{path}: loss log must end in .csv or .json")
+
+
+def write_loss_log(rows: list[dict[str, float]], path: str | Path, config: dict | None = None) -> None:
+    """Rows of {step or evaluation, content, style, tv, total, ...} as CSV, or JSON with the config."""
+    check_log_path(path)
+    if Path(path).suffix.lower() == ".json":
+        data = json.dumps({"config": config, "rows": rows}, indent=1).encode()
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["total"])
+        writer.writeheader()
+        writer.writerows(rows)
+        data = buffer.getvalue().encode()
+    write_bytes_atomic(data, path)
+
+
+def _ticks(low: float, high: float) -> list[float]:
+    return [10.0**power for power in range(math.floor(low), math.ceil(high) + 1)]
+
+
+def plot_losses(rows: list[dict[str, float]], path: str | Path, x_key: str = "evaluation") -> None:
+    """Loss curves on a log scale (one line per term that is ever positive), written as PNG."""
+    if Path(path).suffix.lower() != ".png":
+        raise UsageError(f"{path}: plots are written as .png")
+    width, height, margin = 900, 540, 70
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    curves = {name: colour for name, colour in CURVES.items() if any(row.get(name, 0) > 0 for row in rows)}
+    values = [math.log10(row[name]) for row in rows for name in curves if row.get(name, 0) > 0]
+    if not rows or not values:
+        draw.text((margin, height // 2), "no positive losses to plot", fill="black")
+        write_bytes_atomic(encode_image(image, "PNG"), path)
+        return
+    xs = [row[x_key] for row in rows]
+    x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y_low, y_high = math.floor(min(values)), math.ceil(max(values)) + (min(values) == max(values))
+
+    def point(x: float, log_y: float) -> tuple[float, float]:
+        px = margin + (x - x_low) / (x_high - x_low) * (width - 2 * margin)
+        py = height - margin - (log_y - y_low) / (y_high - y_low) * (height - 2 * margin)
+        return px, py
+
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    for tick in _ticks(y_low, y_high):
+        _, py = point(x_low, math.log10(tick))
+        draw.line([margin, py, width - margin, py], fill=(225, 225, 225))
+        draw.text((5, py - 6), f"{tick:.0e}", fill="black")
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        x = x_low + fraction * (x_high - x_low)
+        px, _ = point(x, y_low)
+        draw.text((px - 10, height - margin + 8), f"{x:.0f}", fill="black")
+    draw.text((width // 2 - 30, height - 30), x_key, fill="black")
+    for index, (name, colour) in enumerate(curves.items()):
+        line = [point(row[x_key], math.log10(row[name])) for row in rows if row.get(name, 0) > 0]
+        if len(line) > 1:
+            draw.line(line, fill=colour, width=2)
+        draw.text((width - margin - 90, margin + 8 + 16 * index), f"- {name}", fill=colour)
+    write_bytes_atomic(encode_image(image, "PNG"), path)
+
