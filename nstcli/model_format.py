@@ -1,0 +1,31 @@
+"""The contract between ``nst export`` and ``nst apply``: what an nst ONNX model looks like.
+
+Kept free of torch and onnxruntime so both sides (and tests) can import it cheaply.
+
+Graph:
+- input ``image``: float32 (N, 3, H, W), RGB in 0..1, N/H/W dynamic.
+- optional input ``style_weights``: float32 (K,), multi-style models only; a one-hot vector picks one
+  style, other convex weights blend the styles' banks.
+- output ``stylised``: float32 (N, 3, H, W), RGB in 0..1, same H and W as the input.
+- H and W must be multiples of ``nst.size_multiple``; ``nst apply`` pads (reflect) and crops.
+
+Metadata (ONNX ``metadata_props``, all strings):
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = "1"
+
+INPUT_IMAGE = "image"
+INPUT_STYLE_WEIGHTS = "style_weights"
+OUTPUT_IMAGE = "stylised"
+
+META_FORMAT = "nst.format"  # FORMAT_VERSION
+META_VERSION = "nst.version"  # nst version that exported the model
+META_ARCH = "nst.arch"  # johnson | texture | stylebank
+META_STYLES = "nst.styles"  # JSON list of style names, one per style_weights entry (or one name)
+META_CONFIG = "nst.config"  # JSON of the full training configuration
+META_SIZE_MULTIPLE = "nst.size_multiple"  # integer as text, e.g. "4"
+META_PRECISION = "nst.precision"  # fp32 | fp16 | int8 (inputs/outputs stay float32)
+META_INPUT = "nst.input"  # human-readable input convention, INPUT_CONVENTION
+INPUT_CONVENTION = "image: float32 NCHW RGB 0..1; output stylised: float32 NCHW RGB 0..1"
