@@ -106,17 +106,22 @@ def validate(config: OptimizeConfig) -> None:
         raise UsageError("--iterations must be at least --scales")
     if not 0.0 <= config.noise_ratio <= 1.0:
         raise UsageError("--noise-ratio must be between 0 and 1")
-    if config.style_scale <= 0:
-        raise UsageError("--style-scale must be positive")
     if config.preserve_color not in (None, *color.METHODS):
         raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(config, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative")
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r} (choose auto, fp32 or bf16)")
     if config.lr is not None and config.lr <= 0:
         raise UsageError("--lr must be positive")
+    validate_losses(config)
+
+
+def validate_losses(config) -> None:
+    """Checks of the loss flags, shared by every config that has them (OptimizeConfig, TrainConfig)."""
+    if config.style_scale <= 0:
+        raise UsageError("--style-scale must be positive")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(config, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative")
     if config.style_blend is not None and any(value < 0 for value in config.style_blend):
         raise UsageError("--style-blend weights must not be negative")
     weights = config.loss_weights()

@@ -1,0 +1,85 @@
+"""Feed-forward generator networks, by name.
+
+Each architecture module exposes an options dataclass (with ``validate()`` and ``size_multiple()``)
+and ``build(options) -> nn.Module``. A generator maps an RGB batch (N, 3, H, W) in 0..1 to a
+stylised batch of the same shape, for H and W multiples of ``size_multiple()``; :func:`stylise`
+pads and crops so any size works. A multi-style generator (StyleBank) registers the same way, its
+options holding the number of styles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nstcli.errors import UsageError
+from nstcli.generators import johnson, texture
+from nstcli.generators.blocks import INITS, initialise
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    options: type  # the options dataclass
+    build: Callable[[Any], nn.Module]
+
+
+ARCHS: dict[str, Arch] = {
+    "johnson": Arch("johnson", johnson.JohnsonOptions, johnson.build),
+    "texture": Arch("texture", texture.TextureOptions, texture.build),
+}
+
+
+def arch(name: str) -> Arch:
+    if name not in ARCHS:
+        raise UsageError(f"unknown --arch {name!r} (choose from {', '.join(ARCHS)})")
+    return ARCHS[name]
+
+
+def make_options(name: str, values: dict[str, Any]) -> Any:
+    """The options of architecture ``name`` from flag values (only the ones the user gave)."""
+    options_type = arch(name).options
+    known = {field.name for field in fields(options_type)}
+    for key in values:
+        if key not in known:
+            raise UsageError(f"--{key.replace('_', '-')} does not apply to --arch {name}")
+    options = options_type(**values)
+    options.validate()
+    return options
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    return asdict(options)
+
+
+def build_generator(name: str, options: Any, init: str = "default") -> nn.Module:
+    """A freshly initialised generator (``init``: default, xavier or he)."""
+    if init not in INITS:
+        raise UsageError(f"unknown --init {init!r} (choose from {', '.join(INITS)})")
+    model = arch(name).build(options)
+    initialise(model, init)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad H and W (bottom, right) up to multiples of ``multiple``: reflect, or replicate when too small to reflect."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not pad_h and not pad_w:
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def stylise(model: nn.Module, image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Run ``model`` on an image of any size: pad to ``multiple``, run, crop back."""
+    height, width = image.shape[-2:]
+    return model(pad_to_multiple(image, multiple))[..., :height, :width]

@@ -1,0 +1,61 @@
+"""Johnson, Alahi, Fei-Fei 2016: the image transformation network of "Perceptual Losses".
+
+9x9 conv (32), two stride-2 3x3 convs (64, 128), residual blocks (128), two x2 upsampling stages
+(64, 32), 9x9 conv to RGB. Instance norm and reflection padding throughout (Ulyanov et al.'s
+improvement). ``width`` scales every channel count, so a user can trade quality for speed.
+The output goes through a sigmoid, so it is always an image in 0..1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nstcli.errors import UsageError
+from nstcli.generators.blocks import ConvBlock, ResidualBlock, Upsample
+
+UPSAMPLE_MODES = ("nearest", "deconv")
+
+
+@dataclass
+class JohnsonOptions:
+    width: float = 1.0  # channel multiplier: 1.0 = the paper's 32/64/128
+    residual_blocks: int = 5
+    upsample: str = "nearest"  # nearest (+conv, no checkerboard) or deconv (the paper's)
+
+    def validate(self) -> None:
+        if not 0.05 <= self.width <= 4:
+            raise UsageError("--width must be between 0.05 and 4")
+        if not 0 <= self.residual_blocks <= 32:
+            raise UsageError("--residual-blocks must be between 0 and 32")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise UsageError(f"unknown --upsample {self.upsample!r} (choose nearest or deconv)")
+
+    def size_multiple(self) -> int:
+        return 4  # two stride-2 stages
+
+
+class JohnsonNet(nn.Module):
+    def __init__(self, options: JohnsonOptions):
+        super().__init__()
+        c1, c2, c3 = (max(4, round(base * options.width)) for base in (32, 64, 128))
+        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.body = nn.Sequential(
+            ConvBlock(3, c1, 9, activation=relu()),
+            ConvBlock(c1, c2, 3, stride=2, activation=relu()),
+            ConvBlock(c2, c3, 3, stride=2, activation=relu()),
+            *(ResidualBlock(c3) for _ in range(options.residual_blocks)),
+            Upsample(c3, c2, options.upsample),
+            Upsample(c2, c1, options.upsample),
+            nn.ReflectionPad2d(4),
+            nn.Conv2d(c1, 3, 9),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(image))
+
+
+def build(options: JohnsonOptions) -> nn.Module:
+    return JohnsonNet(options)
