@@ -32,7 +32,7 @@ stderr = Console(stderr=True, highlight=False)
 
 def say(message: str, quiet: bool = False) -> None:
     if not quiet:
-        stderr.print(message, markup=False)
+        stderr.print(message, markup=False, soft_wrap=True)  # one message, one line (never wrapped)
 
 
 @contextmanager
@@ -213,6 +213,78 @@ def demo(
     say(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s", quiet)
 
 
+@app.command()
+def apply(
+    model: str = typer.Argument(..., help="An nst ONNX model (from nst export)."),
+    inputs: list[str] = typer.Argument(..., help="Images, folders (recursive), globs, or - for stdin."),
+    output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -."),
+    name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}."),
+    image_format: Optional[str] = typer.Option(None, "--format", help="png, jpg, webp, bmp, tiff (default: the input's)."),
+    quality: int = typer.Option(95, help="JPEG/WebP quality."),
+    style: Optional[str] = typer.Option(None, help="Multi-style models: style name or index."),
+    mix: Optional[str] = typer.Option(None, help="Multi-style models: blend, e.g. a=0.5,b=0.5."),
+    strength: float = typer.Option(1.0, help="Blend with the input: 1 = fully stylised, 0 = unchanged."),
+    preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram."),
+    max_size: Optional[int] = typer.Option(None, help="Downscale inputs whose long side is larger."),
+    tile: Optional[int] = typer.Option(None, help="Tile size in px for large images (default: auto above 4 MP; 0 = off)."),
+    tile_overlap: int = typer.Option(64, help="Overlap of neighbouring tiles in px."),
+    provider: str = typer.Option("auto", help="auto (TensorRT > CUDA > CPU), tensorrt, cuda or cpu."),
+    threads: int = typer.Option(0, help="onnxruntime threads (0 = its default)."),
+    batch_size: int = typer.Option(4, help="Images of equal size per inference batch."),
+    workers: int = typer.Option(2, help="Decode threads and encode threads (each)."),
+    skip_existing: bool = typer.Option(False, help="Skip inputs whose output exists (resume a killed run)."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs."),
+    shard: Optional[str] = typer.Option(None, help="Process only part I of N (e.g. 2/4), the same split on every machine."),
+    fail_fast: bool = typer.Option(False, help="Stop at the first failed input."),
+    json_summary: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
+) -> None:
+    """Stylise images with an exported model (onnxruntime; no torch needed)."""
+    from nstcli import apply as engine
+
+    if json_summary and output == "-":
+        raise UsageError("--json and -o - both want stdout; write the image to a file")
+    config = engine.ApplyConfig(
+        model=model, inputs=inputs, output=output, name=name, image_format=image_format, quality=quality,
+        provider=provider, threads=threads, batch_size=batch_size, workers=workers, max_size=max_size,
+        tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength, style=style,
+        mix=engine.parse_mix(mix) if mix else None, skip_existing=skip_existing, overwrite=overwrite,
+        shard=engine.parse_shard(shard) if shard else None, fail_fast=fail_fast,
+    )  # fmt: skip
+    with progress_bar("apply", 0, quiet) as bar:
+
+        def on_progress(progress: engine.Progress) -> None:
+            if bar is not None:
+                done, rate = progress.written + progress.failed, progress.images_per_second
+                bar.update(bar.task_ids[0], total=progress.total, completed=done, status=f"{rate:.1f} img/s")
+
+        summary = engine.run_apply(
+            config, on_progress, on_failure=lambda message: say(f"nst: {message}"), on_warning=lambda m: say(f"nst: warning: {m}")
+        )
+    if json_summary:
+        print(json.dumps(summary.to_dict()))
+    parts = [f"{summary.written} written", f"{summary.skipped} skipped", f"{summary.failed} failed"]
+    say(f"{', '.join(parts)} in {summary.seconds:.1f} s ({summary.images_per_second:.2f} img/s, {summary.provider})", quiet)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(json_output: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Versions, the onnxruntime providers that actually load here, and devices."""
+    from nstcli import apply as engine
+
+    report = engine.environment_report()
+    if json_output:
+        print(json.dumps(report, indent=1))
+    else:
+        for key, value in report.items():
+            text = (", ".join(map(str, value)) or "none") if isinstance(value, list) else value
+            print(f"{key:22} {text}")
+    if "problem" in report:
+        say(f"nst: warning: {report['problem']}")
+
+
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line and an exit code."""
     try:
@@ -221,7 +293,7 @@ def main() -> None:
         hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
         print(f"nst: error: {error.format_message()}{hint}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except click_errors.Abort:
+    except typer.Abort:  # typer vendors click; its Abort lives in typer.exceptions
         print("nst: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except click_errors.ClickException as error:

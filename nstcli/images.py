@@ -10,6 +10,7 @@ import io
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,11 +78,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode a file, '-' (stdin) or raw bytes into an upright 8-bit RGB image.
+@dataclass(frozen=True)
+class Decoded:
+    """An upright 8-bit RGB image plus what a writer may want to carry over from the source."""
 
-    Raises InputError with a one-line message for anything that is not a usable image.
-    """
+    image: Image.Image
+    format: str | None  # Pillow format of the source, e.g. "JPEG"
+    icc_profile: bytes | None  # the source's ICC profile when it describes RGB data, else None
+
+
+def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Decoded:
+    """Like ``read_image``, but also return the source format and its RGB ICC profile."""
     name = "image data" if isinstance(source, bytes) else ("stdin" if str(source) == STDIO else str(source))
     data = source if isinstance(source, bytes) else _read_bytes(source)
     try:
@@ -95,13 +102,26 @@ def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Imag
         raise InputError(
             f"{name}: {width}x{height} is over the limit of {max_pixels} pixels (possible decompression bomb)"
         )
+    source_format = image.format
+    icc_profile = image.info.get("icc_profile")
+    # A CMYK or grey profile would mislabel the RGB pixels we produce: keep only RGB ones.
+    if not (isinstance(icc_profile, bytes) and icc_profile[16:20] == b"RGB "):
+        icc_profile = None
     try:
         image.seek(0)  # animated images: the first frame
         image.load()
         image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        return Decoded(_to_rgb(image), source_format, icc_profile)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise InputError(f"{name}: cannot decode image ({error})") from None
+
+
+def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode a file, '-' (stdin) or raw bytes into an upright 8-bit RGB image.
+
+    Raises InputError with a one-line message for anything that is not a usable image.
+    """
+    return decode_image(source, max_pixels).image
 
 
 def resize_long_side(image: Image.Image, size: int) -> Image.Image:
@@ -129,9 +149,11 @@ def format_for(path: str | Path, format_name: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def encode_image(image: Image.Image, format_name: str, quality: int = 95) -> bytes:
+def encode_image(image: Image.Image, format_name: str, quality: int = 95, icc_profile: bytes | None = None) -> bytes:
     buffer = io.BytesIO()
-    options = {"quality": quality} if format_name in ("JPEG", "WEBP") else {}
+    options: dict[str, object] = {"quality": quality} if format_name in ("JPEG", "WEBP") else {}
+    if icc_profile and format_name in ("JPEG", "PNG", "WEBP", "TIFF"):
+        options["icc_profile"] = icc_profile
     image.save(buffer, format=format_name, **options)
     return buffer.getvalue()
 

@@ -1,0 +1,275 @@
+"""``nst apply`` and ``nst info`` end to end, as real subprocesses on tiny generated images."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from test_apply_models import models  # noqa: F401  (the session fixture)
+
+
+def nst(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nstcli", *args], input=stdin, capture_output=True, timeout=120)
+
+
+def photo(width: int = 48, height: int = 32, seed: int = 0) -> Image.Image:
+    """A smooth colourful test picture (gradients plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    pixels = np.stack([x, y, 0.5 + 0.4 * np.sin(6 * x + seed)], axis=-1) + rng.normal(0, 0.03, (height, width, 3))
+    return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+
+
+def make_folder(root: Path, count: int, size: tuple[int, int] = (48, 32), suffix: str = ".png") -> list[Path]:
+    paths = []
+    for index in range(count):
+        path = root / ("deep" if index % 3 == 0 else "") / f"img{index:03d}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        photo(*size, seed=index).save(path)
+        paths.append(path)
+    return paths
+
+
+def outputs(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_folder_mirrors_tree_counts_failures_and_prints_json(models, tmp_path):
+    inputs = tmp_path / "in"
+    make_folder(inputs, 5)
+    (inputs / "broken.jpg").write_bytes(b"not an image")
+    (inputs / "notes.txt").write_text("ignored: not an image suffix")
+    result = nst("apply", str(models["single"]), str(inputs), "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)  # stdout is exactly one JSON document
+    assert summary["written"] == 5 and summary["failed"] == 1 and summary["planned"] == 6
+    assert summary["failures"][0]["input"].endswith("broken.jpg")
+    assert summary["images_per_second"] > 0 and summary["provider"] == "CPUExecutionProvider"
+    assert "broken.jpg: not a recognised image file" in result.stderr.decode()
+    assert outputs(tmp_path / "out") == {"deep/img000.png", "img001.png", "img002.png", "deep/img003.png", "img004.png"}
+    with Image.open(tmp_path / "out" / "img001.png") as image:
+        assert image.size == (48, 32) and image.mode == "RGB"
+
+
+def test_stdin_to_stdout_filter_keeps_format(models, tmp_path):
+    buffer = io.BytesIO()
+    photo(40, 24).save(buffer, "JPEG")
+    result = nst("apply", str(models["single"]), "-", "-o", "-", stdin=buffer.getvalue())
+    assert result.returncode == 0, result.stderr
+    image = Image.open(io.BytesIO(result.stdout))
+    assert image.format == "JPEG" and image.size == (40, 24)
+    png = nst("apply", str(models["single"]), "-", "-o", "-", "--format", "png", stdin=buffer.getvalue())
+    assert Image.open(io.BytesIO(png.stdout)).format == "PNG"
+
+
+def test_apply_path_never_imports_torch(models, tmp_path):
+    photo().save(tmp_path / "in.png")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nstcli", "apply", str(models["single"]), str(tmp_path / "in.png"),
+         "-o", str(tmp_path / "out.png")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "onnxruntime" in modules  # the check sees real imports
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("torch", "torchvision"))
+    assert heavy == [], f"nst apply imported {heavy[:5]}"
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_never_writes_over_an_input_and_respects_existing(models, tmp_path):
+    make_folder(tmp_path, 2)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.png")}
+    same = nst("apply", str(models["single"]), str(tmp_path), "-o", str(tmp_path))
+    assert same.returncode == 2 and b"would overwrite an input" in same.stderr
+    single = tmp_path / "img001.png"
+    into_itself = nst("apply", str(models["single"]), str(single), "-o", str(single), "--overwrite")
+    assert into_itself.returncode == 2 and b"also an input" in into_itself.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before
+
+    out = tmp_path / "styled"
+    assert nst("apply", str(models["single"]), str(single), "-o", str(out)).returncode == 0
+    again = nst("apply", str(models["single"]), str(single), "-o", str(out))
+    assert again.returncode == 2 and b"already exists" in again.stderr
+    skip = nst("apply", str(models["single"]), str(single), "-o", str(out), "--skip-existing", "--json")
+    assert json.loads(skip.stdout)["skipped"] == 1
+    assert nst("apply", str(models["single"]), str(single), "-o", str(out), "--overwrite").returncode == 0
+
+
+def test_name_template_format_and_path_escapes(models, tmp_path):
+    photo().save(tmp_path / "cat.png")
+    out = tmp_path / "out"
+    result = nst("apply", str(models["single"]), str(tmp_path / "cat.png"), "-o", str(out),
+                 "--name", "{stem}_{style}.{ext}", "--format", "jpg", "--quality", "80")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert outputs(out) == {"cat_tiny.jpg"}
+    assert Image.open(out / "cat_tiny.jpg").format == "JPEG"
+    for template, message in [("../{stem}.png", b"must not contain /"), ("{stem}{nope}.png", b"unknown field {nope}"),
+                              ("..", b"not a plain file name")]:  # fmt: skip
+        bad = nst("apply", str(models["single"]), str(tmp_path / "cat.png"), "-o", str(out), "--name", template)
+        assert bad.returncode == 2 and message in bad.stderr, (template, bad.stderr)
+    assert outputs(out) == {"cat_tiny.jpg"} and not (tmp_path / "cat.png.png").exists()
+
+
+def test_exif_orientation_applied_and_icc_profile_kept(models, tmp_path):
+    source = photo(40, 24)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    source.save(tmp_path / "rotated.jpg", "JPEG", exif=exif, icc_profile=icc)
+    result = nst("apply", str(models["single"]), str(tmp_path / "rotated.jpg"), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "out" / "rotated.jpg") as output:
+        assert output.size == (24, 40)  # upright
+        assert output.info.get("icc_profile") == icc
+        assert output.getexif().get(0x0112, 1) == 1
+
+
+def test_strength_and_preserve_color(models, tmp_path):
+    from nstcli.color import _RGB_TO_YIQ
+
+    content = photo(48, 48, seed=3)
+    content.save(tmp_path / "c.png")
+    model = str(models["single"])
+    for flags, name in [([], "full"), (["--strength", "0"], "none"), (["--strength", "0.5"], "half"),
+                        (["--preserve-color", "luminance"], "lum")]:  # fmt: skip
+        result = nst("apply", model, str(tmp_path / "c.png"), "-o", str(tmp_path / f"{name}.png"), *flags)
+        assert result.returncode == 0, result.stderr
+    read = {n: np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.float64) / 255 for n in ("full", "none", "half", "lum")}
+    original = np.asarray(content, dtype=np.float64) / 255
+    np.testing.assert_allclose(read["none"], original, atol=1 / 255)
+    np.testing.assert_allclose(read["half"], (read["full"] + original) / 2, atol=1.5 / 255)
+    chroma = lambda image: (image @ _RGB_TO_YIQ.T)[..., 1:]  # noqa: E731
+    assert np.abs(chroma(read["lum"]) - chroma(original)).mean() < 0.25 * np.abs(chroma(read["full"]) - chroma(original)).mean()
+    bad = nst("apply", model, str(tmp_path / "c.png"), "-o", str(tmp_path / "x.png"), "--strength", "2")
+    assert bad.returncode == 2 and b"--strength" in bad.stderr
+
+
+def test_shards_cover_every_file_exactly_once(models, tmp_path):
+    make_folder(tmp_path / "in", 24, size=(16, 16))
+    seen: list[str] = []
+    for index in (1, 2, 3):
+        out = tmp_path / f"out{index}"
+        result = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out), "--shard", f"{index}/3", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["written"] == len(outputs(out)) > 0
+        seen += sorted(outputs(out))
+    assert sorted(seen) == sorted(outputs(tmp_path / "in"))  # each file once, none missing
+    bad = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--shard", "4/3")
+    assert bad.returncode == 2 and b"--shard" in bad.stderr
+
+
+def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
+    count = 120
+    make_folder(tmp_path / "in", count, size=(192, 160))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "nstcli", "apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out),
+               "--workers", "1", "--batch-size", "1", "--threads", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(outputs(out)) < 5):
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(outputs(out))
+    assert 5 <= done_before < count, "the run must be killed part-way for this test to mean anything"
+    (out / ".img001.png.abc123.part").write_bytes(b"half a png")  # what a kill during a write leaves
+    result = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out), "--skip-existing", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] >= done_before - 1 and summary["written"] + summary["skipped"] == count
+    assert outputs(out) == outputs(tmp_path / "in")  # every output once, no temporary files left
+    for path in out.rglob("*.png"):
+        with Image.open(path) as image:
+            image.load()  # complete, decodable files
+
+
+def test_fail_fast_stops_at_first_failure(models, tmp_path):
+    make_folder(tmp_path, 6)
+    (tmp_path / "img000.png").write_bytes(b"broken")  # first in sorted order
+    result = nst("apply", str(models["single"]), str(tmp_path), "-o", str(tmp_path / "out"), "--fail-fast",
+                 "--workers", "1", "--json")  # fmt: skip
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert summary["failed"] == 1 and summary["written"] < 5
+
+
+def test_multi_style_flags(models, tmp_path):
+    photo().save(tmp_path / "p.png")
+    model, source, out = str(models["multi"]), str(tmp_path / "p.png"), tmp_path / "out"
+    missing = nst("apply", model, source, "-o", str(out))
+    assert missing.returncode == 2 and b"2 styles (ink, oil)" in missing.stderr
+    for flags in (["--style", "ink"], ["--style", "1"], ["--mix", "ink=0.3,oil=0.7"]):
+        result = nst("apply", model, source, "-o", str(out), "--name", "{stem}_{style}.png", *flags)
+        assert result.returncode == 0, result.stderr
+    assert outputs(out) == {"p_ink.png", "p_oil.png", "p_ink30-oil70.png"}
+    pixels = [np.asarray(Image.open(out / name), dtype=np.int16) for name in ("p_ink.png", "p_oil.png")]
+    assert np.abs(pixels[0] - pixels[1]).mean() > 0.5
+    bad = nst("apply", model, source, "-o", str(out), "--mix", "ink:1")
+    assert bad.returncode == 2 and b"--mix" in bad.stderr
+
+
+def test_tiled_cli_run_and_foreign_model_error(models, tmp_path):
+    photo(200, 140).save(tmp_path / "big.png")
+    result = nst("apply", str(models["single"]), str(tmp_path / "big.png"), "-o", str(tmp_path / "t.png"),
+                 "--tile", "64", "--tile-overlap", "16")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "t.png").size == (200, 140)
+    foreign = nst("apply", str(models["foreign"]), str(tmp_path / "big.png"), "-o", str(tmp_path / "f.png"))
+    assert foreign.returncode == 1
+    lines = foreign.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "not an nst model" in lines[0] and "Traceback" not in foreign.stderr.decode()
+
+
+def test_gpu_provider_request_falls_back_with_one_warning(models, tmp_path):
+    from nstcli.apply import Model
+
+    if Model(str(models["single"]), "cuda").providers[0] != "CPUExecutionProvider":
+        pytest.skip("CUDA loads on this machine")
+    photo().save(tmp_path / "p.png")
+    result = nst("apply", str(models["single"]), str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), "--provider", "cuda")
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.decode().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "running on CPU" in warnings[0]
+    assert "EP Error" not in result.stderr.decode() and result.stdout == b""
+    unknown = nst("apply", str(models["single"]), str(tmp_path / "p.png"), "-o", str(tmp_path / "u.png"), "--provider", "tpu")
+    assert unknown.returncode == 2 and b"unknown provider" in unknown.stderr
+
+
+def test_info_lists_loading_providers_and_detects_runtime_clash(monkeypatch):
+    result = nst("info", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "CPUExecutionProvider" in report["providers_loading"] and report["onnxruntime"]
+    from nstcli import apply
+
+    monkeypatch.setattr(apply, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"])
+    clash = apply.environment_report()
+    assert "overwrite each other" in clash["problem"] and "pip install onnxruntime-gpu" in clash["problem"]
+
+
+def test_images_of_mixed_sizes_are_all_written_correctly(models, tmp_path):
+    sizes = [(40, 30), (30, 40), (40, 30), (17, 9), (40, 30), (30, 40), (64, 64)]
+    for index, size in enumerate(sizes):
+        photo(*size, seed=index).save(tmp_path / f"m{index}.png")
+    out = tmp_path / "out"
+    result = nst("apply", str(models["single"]), str(tmp_path / "m*.png"), "-o", str(out), "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    from nstcli.apply import Model
+
+    model = Model(str(models["single"]), "cpu")
+    for index, size in enumerate(sizes):
+        alone = model.run(np.asarray(Image.open(tmp_path / f"m{index}.png"), dtype=np.float32)[None] / 255)[0]
+        written = np.asarray(Image.open(out / f"m{index}.png"), dtype=np.float32) / 255
+        assert written.shape[1::-1] == size
+        assert np.abs(written - alone).max() <= 1.5 / 255  # batching changes nothing
