@@ -285,6 +285,188 @@ def info(json_output: bool = typer.Option(False, "--json", help="Print the repor
         say(f"nst: warning: {report['problem']}")
 
 
+def _optimize_option(name: str, **changes: object) -> typer.models.OptionInfo:
+    """The option ``name`` of ``nst optimize`` (same flag and help), for commands taking the same loss flags."""
+    import copy
+    import inspect
+
+    option = copy.copy(inspect.signature(optimize).parameters[name].default)
+    for key, value in changes.items():
+        setattr(option, key, value)
+    return option
+
+
+ARCH_OPTIONS = ("width", "residual_blocks", "upsample", "scales", "channels", "noise_channels")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    output: str = typer.Option(..., "-o", "--output", help="Trained model, FILE.pt (checkpoints: FILE.ckpt)."),
+    style: Optional[list[str]] = typer.Option(None, help="Style image (repeat, with --style-blend, to blend several)."),
+    data: Optional[str] = typer.Option(None, help="Folder of content photos (recursive; jpg, png, webp)."),
+    arch: str = typer.Option("johnson", help="Generator: johnson (Johnson et al.) or texture (Ulyanov et al.)."),
+    width: Optional[float] = typer.Option(None, help="johnson: channel multiplier [default: 1.0 = 32/64/128]."),
+    residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks [default: 5]."),
+    upsample: Optional[str] = typer.Option(None, help="johnson: nearest (+conv) or deconv (the paper's) [default: nearest]."),
+    scales: Optional[int] = typer.Option(None, help="texture: input resolutions [default: 5]."),
+    channels: Optional[int] = typer.Option(None, help="texture: channels per scale [default: 8]."),
+    noise_channels: Optional[int] = typer.Option(None, help="texture: noise channels per scale [default: 3]."),
+    image_size: int = typer.Option(256, help="Training crops are SIZE x SIZE."),
+    batch_size: int = typer.Option(4, help="Images per step (per process under torchrun)."),
+    max_images: Optional[int] = typer.Option(None, help="Use only the first N readable images."),
+    steps: Optional[int] = typer.Option(None, help="Total optimiser steps (overrides --epochs)."),
+    epochs: float = typer.Option(2.0, help="Passes over the data (when --steps is not given)."),
+    workers: int = typer.Option(4, help="DataLoader worker processes (0 = decode in the main process)."),
+    style_scale: float = _optimize_option("style_scale", help="Style image long side relative to --image-size."),
+    net: str = _optimize_option("net"),
+    weights: Optional[str] = _optimize_option("weights"),
+    pooling: str = _optimize_option("pooling"),
+    content_layers: Optional[str] = _optimize_option("content_layers", help="Comma-separated [default: relu2_2]."),
+    style_layers: Optional[str] = _optimize_option(
+        "style_layers", help="Comma-separated [default: vgg19 relu1_2,relu2_2,relu3_4,relu4_4; vgg16 ...3_3,relu4_3]."
+    ),
+    content_layer_weights: Optional[str] = _optimize_option("content_layer_weights"),
+    style_layer_weights: Optional[str] = _optimize_option("style_layer_weights"),
+    content_weight: float = _optimize_option("content_weight"),
+    style_weight: float = _optimize_option("style_weight", default=1.0),
+    tv_weight: float = _optimize_option("tv_weight", default=0.0),
+    style_blend: Optional[str] = _optimize_option("style_blend"),
+    lr: float = typer.Option(1e-3, help="Adam learning rate of the style phase."),
+    warmup_steps: int = typer.Option(0, help="First steps with style weight 0: the net learns to reproduce its input."),
+    warmup_lr: Optional[float] = typer.Option(None, help="Learning rate of the warm-up steps [default: 10 x --lr]."),
+    lr_decay: float = typer.Option(1.0, help="Multiply the learning rate by this every --lr-decay-every steps."),
+    lr_decay_every: int = typer.Option(1250, help="Steps between learning-rate decays (counted after warm-up)."),
+    init: str = typer.Option("default", help="Weight initialisation: default (PyTorch's), xavier or he."),
+    seed: int = typer.Option(0, help="Random seed (CPU runs are reproducible bit-for-bit)."),
+    device: str = _optimize_option("device"),
+    precision: str = _optimize_option("precision", help="Training precision: auto (bf16 where native), fp32 or bf16."),
+    log_every: int = typer.Option(10, help="Average and record the losses every N steps."),
+    checkpoint_every: int = typer.Option(1000, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C)."),
+    preview: Optional[str] = typer.Option(None, help="Image to stylise every --preview-every steps, into FILE.preview/."),
+    preview_every: int = typer.Option(100, help="Steps between previews."),
+    log: Optional[str] = typer.Option(None, help="Write the loss log to FILE.csv or FILE.json."),
+    plot: Optional[str] = typer.Option(None, help="Write loss curves (content, style, TV, total vs step) to FILE.png."),
+    export: Optional[str] = typer.Option(None, help="Also export the trained model to FILE.onnx (fp32)."),
+    resume: Optional[str] = typer.Option(None, help="Continue from a checkpoint (or a trained model) exactly."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs (model, checkpoint, log, plot, export)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
+) -> None:
+    """Train a feed-forward generator for one style on a folder of photos (Johnson et al.; Ulyanov et al.)."""
+    import os
+
+    from nstcli import export as exporter, images, report, train as engine
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
+    quiet = quiet or not main_rank
+    arch_values = {name: ctx.params[name] for name in ARCH_OPTIONS if ctx.params[name] is not None}
+    config = engine.TrainConfig(
+        style=[str(Path(path).resolve()) for path in style or []], data=str(Path(data).resolve()) if data else "",
+        arch=arch, arch_options=arch_values, image_size=image_size, batch_size=batch_size, max_images=max_images,
+        steps=steps, epochs=epochs, workers=workers, style_scale=style_scale, net=net, weights=weights,
+        pooling=pooling, content_layers=parse_names(content_layers), style_layers=parse_names(style_layers),
+        content_layer_weights=parse_floats(content_layer_weights, "--content-layer-weights"),
+        style_layer_weights=parse_floats(style_layer_weights, "--style-layer-weights"),
+        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+        style_blend=parse_floats(style_blend, "--style-blend"), lr=lr, warmup_steps=warmup_steps,
+        warmup_lr=warmup_lr, lr_decay=lr_decay, lr_decay_every=lr_decay_every, init=init, seed=seed,
+        device=device, precision=precision, log_every=log_every, checkpoint_every=checkpoint_every,
+        preview=preview, preview_every=preview_every,
+    )  # fmt: skip
+    state = None
+    if resume:
+        state = engine.load_checkpoint(resume)
+        given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        values = {name: getattr(config, name) for name in given if hasattr(config, name)}
+        values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}
+        config = engine.resume_config(engine.TrainConfig.from_dict(state["config"]), values)
+    elif not config.style or not config.data:
+        raise UsageError("--style and --data are required (or --resume CHECKPOINT)")
+    engine.validate(config)
+
+    if Path(output).suffix != ".pt":
+        raise UsageError(f"{output}: the model is written as FILE.pt")
+    checkpoint = str(Path(output).with_suffix(".ckpt"))
+    inputs = [*config.style] + ([resume] if resume else [])
+    images.check_output_path(output, inputs, overwrite)
+    same_as_resume = resume is not None and Path(resume).resolve() == Path(checkpoint).resolve()
+    if not same_as_resume:
+        images.check_output_path(checkpoint, inputs, overwrite)
+    if log:
+        report.check_log_path(log)
+        images.check_output_path(log, inputs, overwrite)
+    if plot:
+        if Path(plot).suffix.lower() != ".png":
+            raise UsageError(f"{plot}: plots are written as .png")
+        images.check_output_path(plot, inputs, overwrite)
+    if export:
+        if Path(export).suffix.lower() != ".onnx":
+            raise UsageError(f"{export}: the exported model is written as FILE.onnx")
+        images.check_output_path(export, inputs, overwrite)
+    preview_dir = str(Path(output).with_suffix(".preview")) if config.preview else None
+
+    with progress_bar("train", config.steps or 0, quiet) as bar:
+
+        def on_progress(progress: engine.Progress) -> None:
+            losses = progress.losses
+            text = f"{progress.images_per_second:.1f} img/s"
+            if losses:
+                text += f"  content {losses['content']:.3g}  style {losses['style']:.3g}  tv {losses['tv']:.3g}"
+            if bar is not None:
+                bar.update(bar.task_ids[0], total=progress.total, completed=progress.step, status=text)
+                if progress.event:
+                    say(progress.event, quiet)
+            elif losses or progress.event:
+                event = f"  ({progress.event})" if progress.event else ""
+                say(f"step {progress.step}/{progress.total}  epoch {progress.epoch:.2f}  {text}{event}", quiet)
+
+        result = engine.run_train(config, output, checkpoint, state, preview_dir, on_progress)
+    if not main_rank:
+        raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else 0)
+    if log:
+        report.write_loss_log(result.history, log, config.to_dict())
+    if plot:
+        report.plot_losses(result.history, plot, x_key="step")
+    if result.skipped_images:
+        say(f"nst: warning: {result.skipped_images} unreadable image files were skipped", quiet)
+    if result.interrupted:
+        say(f"interrupted at step {result.steps}; continue with --resume {result.checkpoint}", quiet)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    last = result.history[-1] if result.history else {}
+    say(
+        f"wrote {output} ({result.parameters} parameters, {result.steps} steps in {result.seconds:.1f} s; "
+        f"final content {last.get('content', 0):.4g}, style {last.get('style', 0):.4g}, tv {last.get('tv', 0):.4g})",
+        quiet,
+    )
+    if export:
+        exported = exporter.export_model(engine.load_checkpoint(output), export)
+        say(f"wrote {export} ({exported.nodes} nodes, max abs diff vs PyTorch {exported.max_abs_diff:.2g})", quiet)
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="A trained model or checkpoint (FILE.pt from nst train)."),
+    output: str = typer.Option(..., "-o", "--output", help="ONNX file to write (FILE.onnx)."),
+    precision: str = typer.Option("fp32", help="fp32, or fp16 (float16 inside; inputs and outputs stay float32)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
+) -> None:
+    """Export a trained generator to ONNX (for nst apply), checked against PyTorch with onnxruntime."""
+    from nstcli import images
+
+    if Path(output).suffix.lower() != ".onnx":
+        raise UsageError(f"{output}: the exported model is written as FILE.onnx")
+    images.check_output_path(output, [model], overwrite)
+    from nstcli import export as engine, train  # torch: only once the flags are known to be good
+
+    result = engine.export_model(train.load_checkpoint(model), output, precision)
+    say(
+        f"wrote {output} ({result.precision}, {result.nodes} nodes, {result.bytes / 1e6:.2f} MB, "
+        f"max abs diff vs PyTorch {result.max_abs_diff:.2g}, {result.seconds:.1f} s)",
+        quiet,
+    )
+
+
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line and an exit code."""
     try:
