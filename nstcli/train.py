@@ -227,8 +227,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InputError(f"{path}: not an nst model or checkpoint ({type(error).__name__})") from None
+    except Exception:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(f"{path}: not an nst model or checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not an nst model or checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
@@ -321,9 +321,9 @@ class Trainer:
         scan = data.scan_folder(config.data, config.max_images)
         self.scan = scan
         self.fingerprint = scan.fingerprint(Path(config.data))
-        self.style_digests = [_file_digest(path) for path in config.style]
         self.dataset = data.ContentImages(scan.files, config.image_size, config.seed)
-        self.loss_fn = _style_loss(config, self.device, self.precision)
+        self.loss_fn = _style_loss(config, self.device, self.precision)  # reads the style images first
+        self.style_digests = [_file_digest(path) for path in config.style]
 
         self.options = generators.make_options(config.arch, config.arch_options)
         torch.manual_seed(config.seed)

@@ -2,8 +2,8 @@
 
 Each architecture module exposes an options dataclass (with ``validate()`` and ``size_multiple()``)
 and ``build(options) -> nn.Module``. A generator maps an RGB batch (N, 3, H, W) in 0..1 to a
-stylised batch of the same shape, for H and W multiples of ``size_multiple()``; :func:`stylise`
-pads and crops so any size works. A multi-style generator (StyleBank) registers the same way, its
+stylised batch of the same shape, for H and W multiples of ``size_multiple()`` and at least twice
+that; :func:`stylise` pads and crops so any size works. A multi-style generator (StyleBank) registers the same way, its
 options holding the number of styles.
 """
 
@@ -70,9 +70,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad H and W (bottom, right) up to multiples of ``multiple``: reflect, or replicate when too small to reflect."""
+    """Pad H and W (bottom, right) to multiples of ``multiple`` and at least ``2 * multiple``.
+
+    The minimum keeps every reflection pad inside the network valid (reflecting needs more pixels
+    than the pad width, also at the coarsest scale). Reflect, or replicate when too small to reflect.
+    """
     height, width = image.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
+    pad_h = max(2 * multiple, height + -height % multiple) - height
+    pad_w = max(2 * multiple, width + -width % multiple) - width
     if not pad_h and not pad_w:
         return image
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"

@@ -1,0 +1,337 @@
+"""nst train: data folder, sampler, schedule, training, checkpoints, exact resume, Ctrl-C, DDP, CLI errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nstcli import data, train
+from nstcli.errors import InputError, UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+# Subprocesses: one OpenMP thread (a loaded 2-core machine is ~100x slower with spinning threads).
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_photo(path: Path, height: int, width: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    small = (rng.random((max(2, height // 8), max(2, width // 8), 3)) * 255).astype(np.uint8)
+    Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR).save(path)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """6 readable photos (one in a subfolder, one webp), a corrupt file and a non-image file."""
+    folder = tmp_path_factory.mktemp("photos")
+    for index in range(5):
+        write_photo(folder / f"photo{index}.png", 40 + 4 * index, 48, index)
+    (folder / "more").mkdir()
+    write_photo(folder / "more" / "photo5.webp", 36, 60, 5)
+    (folder / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def style(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("style") / "waves.png"
+    write_photo(path, 48, 48, 99)
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_vgg16(tmp_path_factory) -> Path:
+    """Random-initialised VGG16 conv weights in torchvision's key layout: a fast stand-in descriptor."""
+    from torchvision.models import vgg
+
+    torch.manual_seed(0)
+    features = vgg.make_layers(vgg.cfgs["D"])
+    path = tmp_path_factory.mktemp("weights") / "vgg16_random.pth"
+    torch.save({f"features.{key}": value for key, value in features.state_dict().items()}, path)
+    return path
+
+
+def tiny_config(photos: Path, style: Path, weights: Path, **changes) -> train.TrainConfig:
+    values = dict(
+        style=[str(style)], data=str(photos), arch="johnson", arch_options={"width": 0.25, "residual_blocks": 1},
+        image_size=32, batch_size=2, steps=6, workers=0, net="vgg16", weights=str(weights),
+        content_layers=["relu1_2"], style_layers=["relu1_2", "relu2_2"], style_weight=10.0, lr=1e-2,
+        precision="fp32", log_every=1, checkpoint_every=0,
+    )  # fmt: skip
+    values.update(changes)
+    return train.TrainConfig(**values)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def test_scan_is_recursive_and_counts_unreadable_files(photos):
+    scan = data.scan_folder(photos)
+    assert len(scan.files) == 6 and scan.unreadable == 1
+    assert any(path.suffix == ".webp" for path in scan.files)
+    assert len(data.scan_folder(photos, max_images=2).files) == 2
+
+
+def test_scan_rejects_empty_and_all_corrupt_folders(tmp_path):
+    with pytest.raises(InputError, match="no images"):
+        data.scan_folder(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.jpg").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="none of the 2 image files could be read"):
+        data.scan_folder(tmp_path)
+    with pytest.raises(InputError, match="not a folder"):
+        data.scan_folder(tmp_path / "missing")
+
+
+def test_a_file_that_fails_to_decode_is_replaced_and_counted(tmp_path):
+    write_photo(tmp_path / "a.png", 40, 40, 0)
+    write_photo(tmp_path / "b.png", 40, 40, 1)
+    whole = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "a.png").write_bytes(whole[: len(whole) // 2])  # header fine, pixels truncated
+    dataset = data.ContentImages(data.scan_folder(tmp_path).files, 32, seed=0)
+    image, skipped = dataset[(0, 0)]
+    assert image.shape == (3, 32, 32) and skipped == 1
+    assert data.collate([dataset[(0, 0)], dataset[(0, 1)]])[1] == 1
+
+
+def test_crops_are_a_function_of_seed_epoch_and_index(photos):
+    dataset = data.ContentImages(data.scan_folder(photos).files, 32, seed=3)
+    assert torch.equal(dataset[(1, 2)][0], dataset[(1, 2)][0])
+    assert not torch.equal(dataset[(1, 2)][0], dataset[(2, 2)][0])
+
+
+def test_stream_sampler_shards_epochs_and_resumes_at_a_position():
+    def take(sampler, count):
+        stream = iter(sampler)
+        return [next(stream) for _ in range(count)]
+
+    full = take(data.StreamSampler(5, seed=1), 12)
+    assert sorted(index for _, index in full[:5]) == list(range(5))  # an epoch is a permutation
+    assert [epoch for epoch, _ in full] == [0] * 5 + [1] * 5 + [2] * 2
+    assert take(data.StreamSampler(5, seed=1, start=7), 5) == full[7:12]
+    ranks = [take(data.StreamSampler(5, seed=1, rank=rank, world=2), 3) for rank in (0, 1)]
+    assert sorted(index for keys in ranks for _, index in keys) == sorted([*range(5), ranks[0][0][1]])
+
+
+# --- schedule, config --------------------------------------------------------------------------
+
+
+def test_learning_rate_schedule_has_a_warmup_and_step_decay():
+    config = train.TrainConfig(lr=1e-3, warmup_steps=10, lr_decay=0.5, lr_decay_every=100)
+    assert train.learning_rate(config, 0) == pytest.approx(1e-2)
+    assert train.learning_rate(config, 10) == pytest.approx(1e-3)
+    assert train.learning_rate(config, 109) == pytest.approx(1e-3)
+    assert train.learning_rate(config, 110) == pytest.approx(5e-4)
+    assert train.learning_rate(config, 310) == pytest.approx(1.25e-4)
+
+
+def test_default_layers_follow_the_paper():
+    weights = train.TrainConfig(net="vgg16").loss_weights()
+    assert weights.content_layers == ["relu2_2"]
+    assert weights.style_layers == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    assert train.TrainConfig().loss_weights().style_layers == ["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"image_size": 30}, "multiple of 4"),
+        ({"arch": "texture", "arch_options": {}, "image_size": 40}, "multiple of 16"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"lr_decay": 1.5}, "--lr-decay"),
+        ({"init": "zeros"}, "--init"),
+        ({"style_weight": -1.0}, "--style-weight"),
+        ({"style_layers": ["relu9_9"]}, "relu9_9"),
+        ({"style_blend": [0.5, 0.5]}, "--style-blend"),
+        ({"arch_options": {"scales": 3}}, "--scales does not apply"),
+    ],
+)
+def test_bad_settings_are_usage_errors(photos, style, random_vgg16, changes, message):
+    with pytest.raises(UsageError, match=message):
+        train.validate(tiny_config(photos, style, random_vgg16, **changes))
+
+
+def test_resume_config_keeps_the_training_and_takes_run_flags(photos, style, random_vgg16):
+    saved = tiny_config(photos, style, random_vgg16)
+    resumed = train.resume_config(saved, {"steps": 50, "data": str(photos / "." ), "lr": saved.lr})
+    assert resumed.steps == 50 and resumed.lr == saved.lr
+    with pytest.raises(UsageError, match="--lr cannot change on --resume"):
+        train.resume_config(saved, {"lr": 0.5})
+    with pytest.raises(UsageError, match="--width cannot change"):
+        train.resume_config(saved, {"arch_options": {"width": 1.0}})
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("arch", "options"), [("johnson", {"width": 0.25, "residual_blocks": 1}), ("texture", {"scales": 2})])
+def test_training_lowers_the_loss_and_writes_a_safe_checkpoint(tmp_path, photos, style, random_vgg16, arch, options):
+    config = tiny_config(photos, style, random_vgg16, arch=arch, arch_options=options, steps=16, log_every=4)
+    result = train.run_train(config, str(tmp_path / "model.pt"), str(tmp_path / "model.ckpt"))
+    totals = [row["total"] for row in result.history]
+    assert len(totals) == 4 and totals[-1] < totals[0]
+    assert result.skipped_images == 1  # broken.jpg
+    state = torch.load(tmp_path / "model.pt", weights_only=True)  # no pickled code
+    assert state["step"] == 16 and state["config"]["arch"] == arch
+    model, config_back, multiple = train.build_trained_generator(train.load_checkpoint(tmp_path / "model.pt"))
+    assert config_back == config
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 2 * multiple, 2 * multiple)).shape == (1, 3, 2 * multiple, 2 * multiple)
+
+
+def test_warmup_trains_without_the_style_term(tmp_path, photos, style, random_vgg16):
+    config = tiny_config(photos, style, random_vgg16, steps=2, warmup_steps=1)
+    history = train.run_train(config, str(tmp_path / "m.pt"), str(tmp_path / "m.ckpt")).history
+    assert history[0]["total"] == pytest.approx(history[0]["content"] + history[0]["tv"])
+    assert history[0]["lr"] == pytest.approx(10 * config.lr)
+    assert history[1]["total"] == pytest.approx(history[1]["content"] + history[1]["style"] + history[1]["tv"])
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, photos, style, random_vgg16):
+    # texture: its noise draws from the RNG, so RNG state must be restored too
+    config = tiny_config(photos, style, random_vgg16, arch="texture", arch_options={"scales": 2}, steps=8,
+                         checkpoint_every=4, batch_size=4, tv_weight=1.0)  # fmt: skip
+    whole = train.run_train(config, str(tmp_path / "whole.pt"), str(tmp_path / "whole.ckpt"))
+    halfway = train.load_checkpoint(tmp_path / "whole.ckpt")
+    assert halfway["step"] == 4 and halfway["items_seen"] == 16  # an epoch (6 images) and a half in
+    resumed = train.run_train(config, str(tmp_path / "resumed.pt"), str(tmp_path / "resumed.ckpt"), resume=halfway)
+    assert len(resumed.history) == len(whole.history) == 8
+    for a, b in zip(whole.history, resumed.history):
+        for key in ("content", "style", "tv", "total"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5)
+    final_whole = torch.load(tmp_path / "whole.pt", weights_only=True)["model"]
+    final_resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["model"]
+    for key, value in final_whole.items():
+        torch.testing.assert_close(final_resumed[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_refuses_changed_data(tmp_path, photos, style, random_vgg16):
+    config = tiny_config(photos, style, random_vgg16, steps=1)
+    train.run_train(config, str(tmp_path / "m.pt"), str(tmp_path / "m.ckpt"))
+    state = train.load_checkpoint(tmp_path / "m.pt")
+    state["data"]["fingerprint"] = "0" * 16
+    with pytest.raises(InputError, match="data folder changed"):
+        train.run_train(config, str(tmp_path / "m2.pt"), str(tmp_path / "m2.ckpt"), resume=state)
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    with pytest.raises(InputError, match="not an nst model"):
+        train.load_checkpoint(tmp_path / "x.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "y.pt")
+    with pytest.raises(InputError, match="not an nst model"):
+        train.load_checkpoint(tmp_path / "y.pt")
+
+
+# --- the command line (real subprocesses) ------------------------------------------------------
+
+
+def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def tiny_flags(photos: Path, style: Path, weights: Path) -> list[str]:
+    return [
+        "--style", str(style), "--data", str(photos), "--width", "0.25", "--residual-blocks", "1",
+        "--image-size", "32", "--batch-size", "2", "--workers", "0", "--net", "vgg16", "--weights", str(weights),
+        "--content-layers", "relu1_2", "--style-layers", "relu1_2,relu2_2",
+    ]  # fmt: skip
+
+
+def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, photos, style):
+    result = nst(
+        "train", "--style", str(style), "--data", str(photos), "-o", "model.pt", "--width", "0.25",
+        "--image-size", "32", "--batch-size", "2", "--steps", "4", "--workers", "1", "--warmup-steps", "1",
+        "--log-every", "2", "--log", "loss.csv", "--plot", "loss.png", "--preview", str(style),
+        "--preview-every", "2", "--export", "model.onnx", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # stdout is for data only
+    assert "1 unreadable image files were skipped" in result.stderr
+    assert "wrote model.pt" in result.stderr and "wrote model.onnx" in result.stderr
+    rows = (tmp_path / "loss.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,lr,content,style,tv,total") and len(rows) == 3
+    assert sorted(path.name for path in (tmp_path / "model.preview").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    assert Image.open(tmp_path / "loss.png").size == (900, 540)
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["config"]["net"] == "vgg19"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--arch", "texture"], 2, "--width does not apply to --arch texture"),
+        (["--data", "{empty}"], 1, "no images"),
+        (["--style", "{missing}"], 1, "no such file"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, photos, style, random_vgg16, args, code, message):
+    (tmp_path / "empty").mkdir()
+    places = {"{empty}": str(tmp_path / "empty"), "{missing}": "gone.png"}
+    args = [places.get(arg, arg) for arg in args]
+    result = nst("train", "-o", "model.pt", "--steps", "1", *tiny_flags(photos, style, random_vgg16), *args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_to_overwrite_and_needs_style_and_data(tmp_path, photos, style, random_vgg16):
+    (tmp_path / "model.pt").write_bytes(b"x")
+    result = nst("train", "-o", "model.pt", *tiny_flags(photos, style, random_vgg16), cwd=tmp_path)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    result = nst("train", "-o", "other.pt", "--data", str(photos), cwd=tmp_path)
+    assert result.returncode == 2 and "--style and --data are required" in result.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photos, style, random_vgg16):
+    flags = tiny_flags(photos, style, random_vgg16)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags, "--steps", "100000", "--log-every", "1"],
+        cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    for line in process.stderr:  # wait until training is under way
+        if line.startswith("step ") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "continue with --resume model.ckpt" in rest
+    state = torch.load(tmp_path / "model.ckpt", weights_only=True)
+    assert 0 < state["step"] < 100000 and not (tmp_path / "model.pt").exists()
+    target = str(state["step"] + 2)
+    result = nst("train", "-o", "model.pt", "--resume", "model.ckpt", "--steps", target, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["step"] == int(target)
+    result = nst("train", "-o", "again.pt", "--resume", "model.ckpt", "--lr", "0.5", cwd=tmp_path)
+    assert result.returncode == 2 and "--lr cannot change on --resume" in result.stderr
+
+
+def test_torchrun_trains_with_two_processes(tmp_path, photos, style, random_vgg16):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        "-m", "nstcli", "train", "-o", "model.pt", *tiny_flags(photos, style, random_vgg16),
+        "--steps", "3", "--device", "cpu", "--log-every", "1", "--checkpoint-every", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state["world"] == 2 and len(state["rng"]) == 2 and state["step"] == 3
+    assert state["items_seen"] == 6  # per rank: 3 steps of batch 2
+    assert result.stderr.count("wrote model.pt") == 1  # only rank 0 talks
