@@ -325,7 +325,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photo
 
 def test_torchrun_trains_with_two_processes(tmp_path, photos, style, random_vgg16):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "nstcli", "train", "-o", "model.pt", *tiny_flags(photos, style, random_vgg16),
         "--steps", "3", "--device", "cpu", "--log-every", "1", "--checkpoint-every", "2",
     ]  # fmt: skip
