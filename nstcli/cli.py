@@ -101,7 +101,7 @@ def optimize(
     noise_ratio: float = typer.Option(0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise."),
     seed: Optional[int] = typer.Option(None, help="Random seed (CPU runs are then bit-for-bit reproducible)."),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate, 0..255 pixel units (default lbfgs 1, adam 2)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate, 0..255 pixel units (default lbfgs 1, adam 10)."),
     iterations: int = typer.Option(300, help="Budget in descriptor evaluations (forward+backward), all scales."),
     scales: int = typer.Option(1, help="Coarse-to-fine pyramid levels (each half the next)."),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the content's colours: luminance or histogram."),
@@ -230,7 +230,7 @@ def apply(
     tile_overlap: int = typer.Option(64, help="Overlap of neighbouring tiles in px."),
     provider: str = typer.Option("auto", help="auto (TensorRT > CUDA > CPU), tensorrt, cuda or cpu."),
     threads: int = typer.Option(0, help="onnxruntime threads (0 = its default)."),
-    batch_size: int = typer.Option(4, help="Images of equal size per inference batch."),
+    batch_size: int = typer.Option(0, help="Images of equal size per inference batch (0 = auto: GPU 8, CPU 1)."),
     workers: int = typer.Option(2, help="Decode threads and encode threads (each)."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose output exists (resume a killed run)."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
@@ -489,4 +489,6 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         sys.exit(1)
+    if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code 130
+        print("nst: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -42,7 +42,7 @@ class DemoResult:
 
 def run_demo(size: int, iterations: int, on_progress: Callable[[int], None] | None = None) -> DemoResult:
     style = images.read_image(get_preset(DEMO_STYLE).image_path)
-    config = OptimizeConfig(size=size, iterations=iterations, scales=2 if size >= 128 else 1, seed=0)
+    config = OptimizeConfig(size=size, iterations=iterations, seed=0)
     report = (lambda step: on_progress(step.evaluation)) if on_progress else None
     result = run_optimize(demo_scene(), [style], config, on_progress=report)
     return DemoResult(result.image, result.seconds)

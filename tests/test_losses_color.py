@@ -1,0 +1,83 @@
+"""losses.py and color.py: the objective's pieces behave as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nstcli import color
+from nstcli.descriptors import build_descriptor
+from nstcli.errors import UsageError
+from nstcli.losses import LossWeights, PerceptualLoss, gram, total_variation
+
+
+def test_gram_is_normalised_by_positions() -> None:
+    features = torch.ones(1, 2, 3, 4)
+    assert torch.allclose(gram(features), torch.ones(1, 2, 2))
+
+
+def test_total_variation_is_zero_on_flat_images_and_positive_on_edges() -> None:
+    assert total_variation(torch.full((1, 3, 8, 8), 0.5)) == 0
+    edge = torch.zeros(1, 3, 8, 8)
+    edge[..., 4:] = 1
+    assert total_variation(edge) == pytest.approx(1 / 7)
+
+
+def _loss(weights: LossWeights, styles: list[torch.Tensor], content: torch.Tensor) -> PerceptualLoss:
+    descriptor = build_descriptor("vgg19", weights.content_layers + weights.style_layers)
+    loss = PerceptualLoss(descriptor, weights)
+    loss.set_content(content)
+    loss.set_styles(styles)
+    return loss
+
+
+def test_losses_vanish_at_their_targets_and_blend_weights_styles() -> None:
+    generator = torch.Generator().manual_seed(0)
+    content, style_a, style_b = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(3))
+    weights = LossWeights(["relu2_2"], ["relu1_1", "relu2_1"], style_blend=[1.0, 0.0])
+    loss = _loss(weights, [style_a, style_b], content)
+    at_content, at_style = loss(content), loss(style_a)
+    assert at_content.content == 0 and at_content.style > 0
+    assert at_style.style == 0 and at_style.content > 0  # blend 1,0: only style A counts
+    single = _loss(LossWeights(["relu2_2"], ["relu1_1", "relu2_1"]), [style_a], content)
+    assert torch.allclose(single(content).total, at_content.total)
+
+
+def test_per_layer_weights_must_match_layers() -> None:
+    with pytest.raises(UsageError, match="2 style layer weights given for 1"):
+        LossWeights(["relu2_2"], ["relu1_1"], style_layer_weights=[1, 2]).style_factors()
+    with pytest.raises(UsageError, match="--style-blend has 1 weights for 2"):
+        _loss(LossWeights(["relu1_1"], ["relu1_1"], style_blend=[1.0]), [torch.rand(1, 3, 8, 8)] * 2,
+              torch.rand(1, 3, 8, 8))  # fmt: skip
+
+
+def test_bf16_descriptor_keeps_losses_close_to_fp32() -> None:
+    generator = torch.Generator().manual_seed(1)
+    content, style, image = (torch.rand(1, 3, 48, 48, generator=generator) for _ in range(3))
+    weights = LossWeights(["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    exact, mixed = _loss(weights, [style], content), _loss(weights, [style], content)
+    mixed.precision = torch.bfloat16
+    mixed.set_content(content)
+    mixed.set_styles([style])
+    assert float(mixed(image).total) == pytest.approx(float(exact(image).total), rel=0.05)
+
+
+def test_luminance_transfer_keeps_stylised_luminance_and_content_colour() -> None:
+    rng = np.random.default_rng(0)
+    stylised, content = rng.uniform(0.4, 0.6, (2, 8, 8, 3))  # in gamut after recombining
+    stylised, content = stylised, content.astype(np.float32)
+    result = color.transfer_luminance(stylised, content)
+    to_yiq = color._RGB_TO_YIQ
+    assert np.allclose((result @ to_yiq.T)[..., 0], (stylised @ to_yiq.T)[..., 0], atol=1e-4)
+    assert np.allclose((result @ to_yiq.T)[..., 1:], (content @ to_yiq.T)[..., 1:], atol=1e-4)
+
+
+def test_match_color_gives_reference_mean_and_covariance() -> None:
+    rng = np.random.default_rng(1)
+    source = rng.uniform(0.3, 0.5, (32, 32, 3)).astype(np.float32)
+    reference = np.clip(rng.normal([0.6, 0.4, 0.3], 0.05, (16, 16, 3)), 0, 1).astype(np.float32)
+    matched = color.match_color(source, reference)
+    assert np.allclose(matched.reshape(-1, 3).mean(0), reference.reshape(-1, 3).mean(0), atol=0.01)
+    assert np.allclose(np.cov(matched.reshape(-1, 3), rowvar=False),
+                       np.cov(reference.reshape(-1, 3), rowvar=False), atol=5e-4)  # fmt: skip

@@ -1,0 +1,121 @@
+"""optimize.py engine on the real embedded VGG19 at tiny sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nstcli import color, images
+from nstcli.errors import UsageError
+from nstcli.optimize import OptimizeConfig, evaluations_per_scale, run_optimize, scale_sizes, score
+from tests.conftest import gradient_image, stripes_image
+
+CONTENT, STYLE = gradient_image(48, 32), stripes_image(48, 48)
+
+
+def tiny(**overrides) -> OptimizeConfig:
+    settings = dict(size=48, iterations=12, seed=0, device="cpu")
+    return OptimizeConfig(**(settings | overrides))
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_loss_decreases_and_output_has_the_requested_size(optimizer: str) -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(optimizer=optimizer), keep_history=True)
+    totals = [row["total"] for row in result.history]
+    assert len(totals) == 12
+    assert totals[-1] < 0.5 * totals[0]
+    assert result.image.size == (48, 32) and result.image.mode == "RGB"
+
+
+def test_seeded_cpu_runs_are_bit_for_bit_reproducible() -> None:
+    config = tiny(init="noise", iterations=5)
+    first, second = run_optimize(CONTENT, [STYLE], config), run_optimize(CONTENT, [STYLE], config)
+    assert first.image.tobytes() == second.image.tobytes()
+    other = run_optimize(CONTENT, [STYLE], tiny(init="noise", iterations=5, seed=1))
+    assert other.image.tobytes() != first.image.tobytes()
+
+
+def test_noise_ratio_moves_the_start_away_from_the_content() -> None:
+    def start_loss(ratio: float) -> float:
+        result = run_optimize(CONTENT, [STYLE], tiny(iterations=1, noise_ratio=ratio), keep_history=True)
+        return result.history[0]["content"]
+
+    assert start_loss(0.0) == 0.0
+    assert 0 < start_loss(0.3) < start_loss(1.0)
+
+
+def test_init_image_is_the_starting_point() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(iterations=1, init="start.png"), init_image=STYLE, keep_history=True)
+    assert result.history[0]["content"] > 0
+
+
+def test_pyramid_splits_the_budget_over_scales() -> None:
+    assert scale_sizes((48, 32), 3) == [(12, 8), (24, 16), (48, 32)]
+    assert evaluations_per_scale(10, 3) == [3, 3, 4]
+    result = run_optimize(CONTENT, [STYLE], tiny(size=64, scales=2, iterations=8), keep_history=True)
+    assert [row["scale"] for row in result.history] == [0] * 4 + [1] * 4
+    assert result.image.size == (64, 43)
+
+
+def test_two_styles_blend_and_tv_weight_smooths() -> None:
+    blended = run_optimize(CONTENT, [STYLE, CONTENT], tiny(style_blend=[0.7, 0.3]), keep_history=True)
+    assert blended.history[-1]["style"] < blended.history[0]["style"]
+    rough = run_optimize(CONTENT, [STYLE], tiny(init="noise"), keep_history=True)
+    smooth = run_optimize(CONTENT, [STYLE], tiny(init="noise", tv_weight=1e6), keep_history=True)
+    tv = lambda image: np.abs(np.diff(images.to_array(image), axis=1)).mean()  # noqa: E731
+    assert tv(smooth.image) < tv(rough.image)
+
+
+def test_custom_layers_and_layer_weights() -> None:
+    config = tiny(content_layers=["relu2_2"], style_layers=["relu1_1", "relu2_1"], style_layer_weights=[2.0, 0.5])
+    result = run_optimize(CONTENT, [STYLE], config, keep_history=True)
+    assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_preserve_color_luminance_keeps_content_chroma() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(preserve_color="luminance"))
+    yiq = color._RGB_TO_YIQ
+    chroma = lambda image: (images.to_array(image) @ yiq.T)[..., 1:]  # noqa: E731
+    content = images.resize_long_side(CONTENT, 48)
+    assert np.abs(chroma(result.image) - chroma(content)).mean() < 0.02
+    plain = run_optimize(CONTENT, [STYLE], tiny())
+    assert np.abs(chroma(plain.image) - chroma(content)).mean() > 0.02
+
+
+def test_preserve_color_histogram_runs() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(preserve_color="histogram", iterations=3))
+    assert result.image.size == (48, 32)
+
+
+def test_pixels_stay_in_range_so_saving_loses_nothing() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(iterations=20), keep_history=True)
+    judged = score(CONTENT, STYLE, result.image, size=48)["total"]
+    assert judged <= 1.2 * result.history[-1]["total"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"optimizer": "sgd"}, "unknown optimizer"),
+        ({"iterations": 0}, "--iterations"),
+        ({"noise_ratio": 1.5}, "--noise-ratio"),
+        ({"scales": 9}, "--scales"),
+        ({"style_layers": ["relu9_1"]}, "no layer 'relu9_1'"),
+        ({"net": "alexnet"}, "unknown descriptor"),
+        ({"preserve_color": "sepia"}, "--preserve-color"),
+        ({"tv_weight": -1.0}, "--tv-weight"),
+        ({"device": "tpu"}, "device"),
+        ({"precision": "fp8"}, "precision"),
+    ],
+)
+def test_bad_settings_are_usage_errors(overrides: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        run_optimize(CONTENT, [STYLE], tiny(**overrides))
+
+
+def test_score_is_zero_content_loss_at_the_content_and_zero_style_loss_at_the_style() -> None:
+    at_content = score(CONTENT, STYLE, CONTENT, size=32)
+    assert at_content["content"] == 0 and at_content["style"] > 0
+    at_style = score(STYLE, STYLE, STYLE, size=32)
+    assert at_style["style"] == pytest.approx(0, abs=1e-6)
+    assert at_content["size"] == [32, 21]
