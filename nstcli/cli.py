@@ -329,7 +329,7 @@ def train(
     content_layer_weights: Optional[str] = _optimize_option("content_layer_weights"),
     style_layer_weights: Optional[str] = _optimize_option("style_layer_weights"),
     content_weight: float = _optimize_option("content_weight"),
-    style_weight: float = _optimize_option("style_weight", default=1.0),
+    style_weight: float = _optimize_option("style_weight", default=0.05),
     tv_weight: float = _optimize_option("tv_weight", default=0.0),
     style_blend: Optional[str] = _optimize_option("style_blend"),
     lr: float = typer.Option(1e-3, help="Adam learning rate of the style phase."),

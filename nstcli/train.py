@@ -76,7 +76,7 @@ class TrainConfig:
     content_layer_weights: list[float] | None = None
     style_layer_weights: list[float] | None = None
     content_weight: float = 1.0
-    style_weight: float = 1.0
+    style_weight: float = 0.05
     tv_weight: float = 0.0
     style_blend: list[float] | None = None
     lr: float = 1e-3
