@@ -101,7 +101,8 @@ class PerceptualLoss(torch.nn.Module):
     def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
         """Descriptor activations at ``layers``, as float32 whatever precision the net ran in."""
         mixed = self.precision != torch.float32
-        with torch.autocast(image.device.type, dtype=self.precision, enabled=mixed):
+        # no cast cache: it would break CUDA-graph capture, and the weights are cast once per pass anyway
+        with torch.autocast(image.device.type, dtype=self.precision, enabled=mixed, cache_enabled=False):
             features = self.descriptor(image, layers)
         return {name: value.float() for name, value in features.items()}
 

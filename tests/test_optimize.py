@@ -67,9 +67,10 @@ def test_two_styles_blend_and_tv_weight_smooths() -> None:
 
 
 def test_custom_layers_and_layer_weights() -> None:
-    config = tiny(content_layers=["relu2_2"], style_layers=["relu1_1", "relu2_1"], style_layer_weights=[2.0, 0.5])
+    config = tiny(content_layers=["relu2_2"], style_layers=["relu1_1", "relu2_1"], style_layer_weights=[2.0, 0.5],
+                  iterations=30)  # fmt: skip
     result = run_optimize(CONTENT, [STYLE], config, keep_history=True)
-    assert result.history[-1]["total"] < result.history[0]["total"]
+    assert result.history[-1]["total"] < 0.5 * result.history[0]["total"]
 
 
 def test_preserve_color_luminance_keeps_content_chroma() -> None:
