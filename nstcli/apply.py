@@ -61,7 +61,7 @@ class ApplyConfig:
     quality: int = 95
     provider: str = "auto"  # auto | cpu | cuda | tensorrt (or an onnxruntime provider name)
     threads: int = 0  # onnxruntime intra-op threads; 0 = its default
-    batch_size: int = 4
+    batch_size: int = 0  # images of equal size per inference; 0 = auto (GPU 8, CPU 1: no faster, more memory)
     workers: int = 2  # decode threads and encode threads (each)
     max_size: int | None = None  # downscale inputs whose long side is larger
     tile: int | None = None  # tile size in px; None = automatic above auto_tile_pixels; 0 = never
@@ -556,8 +556,8 @@ def describe(error: Exception, where: str) -> str:
 
 
 def validate(config: ApplyConfig) -> None:
-    if config.batch_size < 1 or config.workers < 1:
-        raise UsageError("--batch-size and --workers must be at least 1")
+    if config.batch_size < 0 or config.workers < 1:
+        raise UsageError("--batch-size must not be negative and --workers must be at least 1")
     if config.threads < 0:
         raise UsageError("--threads must not be negative")
     if not 0.0 <= config.strength <= 1.0:
@@ -609,8 +609,9 @@ class _Pipeline:
 
     def __init__(self, model: Model, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None]):
         self.model, self.config, self.jobs, self.report = model, config, jobs, report
+        self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
         self.stop = threading.Event()
-        depth = config.batch_size * 2
+        depth = self.batch_size * 2
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=depth)
         self.stylised: queue.Queue[object] = queue.Queue(maxsize=depth)
         self.next_job = iter(jobs)
@@ -685,9 +686,9 @@ class _Pipeline:
                 continue
             shape = item.pixels.shape[:2]
             buckets.setdefault(shape, []).append(item)
-            if len(buckets[shape]) >= self.config.batch_size:
+            if len(buckets[shape]) >= self.batch_size:
                 self._infer(buckets.pop(shape), tiled=False)
-            elif sum(map(len, buckets.values())) > self.config.batch_size * 2:
+            elif sum(map(len, buckets.values())) > self.batch_size * 2:
                 # Many different sizes: run the fullest partial batch rather than hold more images.
                 self._infer(buckets.pop(max(buckets, key=lambda key: len(buckets[key]))), tiled=False)
         for items in buckets.values():
@@ -707,7 +708,7 @@ class _Pipeline:
         try:
             if tiled:
                 tile = self.config.tile or 1024
-                outputs = [self.model.run_tiled(items[0].pixels, tile, self.config.tile_overlap, self.config.batch_size)]
+                outputs = [self.model.run_tiled(items[0].pixels, tile, self.config.tile_overlap, self.batch_size)]
             else:
                 outputs = list(self.model.run(np.stack([item.pixels for item in items])))
         except Exception as error:  # onnxruntime errors (e.g. out of memory): fail these images only

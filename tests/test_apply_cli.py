@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from test_apply_models import models  # noqa: F401  (the session fixture)
+from tests.test_apply_models import models  # noqa: F401  (the session fixture)
 
 
 def nst(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
