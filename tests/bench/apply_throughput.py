@@ -105,7 +105,7 @@ def random_johnson_state(width: float) -> dict:
     return {"config": config.to_dict(), "model": model.state_dict()}
 
 
-def export_variants(state: dict, stem: Path, calibration: list[Path]) -> dict[str, Path]:
+def export_variants(state: dict, stem: Path, calibration: list[Path], precisions: list[str]) -> dict[str, Path]:
     """fp32 and fp16 through nstcli.export; int8 by static QDQ quantisation of the fp32 graph."""
     from nstcli.export import export_model
 
@@ -115,7 +115,8 @@ def export_variants(state: dict, stem: Path, calibration: list[Path]) -> dict[st
         if not path.exists():
             export_model(state, str(path), precision)
         paths[precision] = path
-    paths["int8"] = quantize_int8(paths["fp32"], stem.with_name(f"{stem.name}_int8.onnx"), calibration)
+    if "int8" in precisions:
+        paths["int8"] = quantize_int8(paths["fp32"], stem.with_name(f"{stem.name}_int8.onnx"), calibration)
     return paths
 
 
@@ -214,17 +215,19 @@ def main() -> None:
     work = Path(args.work)
     photos = make_photos(Path(args.photos), work / "photos", args.count, args.size)
     models = {}
+    precisions = args.precisions.split(",")
     for checkpoint in args.model:
         from nstcli.train import load_checkpoint
 
         state = load_checkpoint(checkpoint)
-        models[f"{Path(checkpoint).stem} (trained)"] = export_variants(state, work / Path(checkpoint).stem, photos[:16])
+        models[f"{Path(checkpoint).stem} (trained)"] = export_variants(
+            state, work / Path(checkpoint).stem, photos[:16], precisions
+        )
     widths = args.widths if args.widths is not None else ("" if args.model else "1.0,0.25")
     for width in (float(w) for w in widths.split(",") if w):
         models[f"johnson w={width} (random)"] = export_variants(
-            random_johnson_state(width), work / f"johnson_random_w{width}", photos[:16]
+            random_johnson_state(width), work / f"johnson_random_w{width}", photos[:16], precisions
         )
-    precisions = args.precisions.split(",")
     rows, results = [], {"count": args.count, "size": args.size, "provider": args.provider, "models": {}}
     out = work / "out"
 
