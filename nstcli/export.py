@@ -1,9 +1,9 @@
 """ONNX export of a trained generator, following the contract in :mod:`nstcli.model_format`.
 
-Exporter: torch's dynamo exporter (``torch.onnx.export(dynamo=True)``, needs onnxscript). On the
-default Johnson net it gives a 65-node graph (one Pad per reflection pad) where the legacy
-TorchScript exporter gives 331 nodes (each pad a chain of Slice/Concat), and onnxruntime runs it
-faster on the CPU (README, "Training and export", has the figures).
+Exporter: torch's dynamo exporter (``torch.onnx.export(dynamo=True)``, torch's default; needs
+onnxscript). On the default Johnson net it gives a 65-node graph (one Pad per reflection pad) where
+the legacy TorchScript exporter gives 331 (each pad a chain of Constant/Slice/Concat); onnxruntime
+folds those chains, so CPU speed is the same within a few per cent (README, "Training and export").
 
 Precision fp16: the generator runs in float16 inside the graph, with a Cast at the input and at
 the output, so the model's inputs and outputs stay float32 as the contract says. We cast in
