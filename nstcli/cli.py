@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from typer._click import exceptions as click_errors
+try:  # Typer >= 0.25 vendors Click; older releases use the click package
+    from typer._click import exceptions as click_errors
+except ImportError:
+    from click import exceptions as click_errors
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -10,6 +10,7 @@ all at full size.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -251,8 +252,12 @@ def _evaluator(loss_fn: PerceptualLoss, pixels: torch.Tensor, use_graph: bool) -
             evaluate()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static = evaluate()
+    try:
+        with torch.cuda.graph(graph):
+            static = evaluate()
+    except RuntimeError as error:  # an op that cannot be captured: run eagerly, just slower
+        warnings.warn(f"CUDA graph capture failed, running eagerly ({str(error).splitlines()[0]})")
+        return evaluate
 
     def replay() -> tuple[LossTerms, torch.Tensor]:
         graph.replay()
@@ -268,8 +273,7 @@ def _run_scale(
     # gradient, a sensible size in 0..255 units that ruins the curvature estimate in 0..1. After
     # every step pixels are projected back into 0..255: a result that needs no clipping when saved
     # judges ~4x better than an unconstrained one clipped at the end.
-    memory_format = torch.channels_last if image.is_cuda else torch.contiguous_format
-    pixels = (image.detach() * PIXEL_SCALE).contiguous(memory_format=memory_format).requires_grad_(True)
+    pixels = (image.detach() * PIXEL_SCALE).contiguous().requires_grad_(True)
     lr = config.lr or DEFAULT_LR[config.optimizer]
     size = (image.shape[-1], image.shape[-2])
     evaluate = _evaluator(loss_fn, pixels, image.is_cuda and config.cuda_graph)
@@ -291,7 +295,7 @@ def _run_scale(
             adam.step()
         with torch.no_grad():
             pixels.clamp_(0.0, PIXEL_SCALE)
-    return pixels.detach().contiguous() / PIXEL_SCALE
+    return pixels.detach() / PIXEL_SCALE
 
 
 def run_optimize(

@@ -1,0 +1,57 @@
+"""Benchmark: steady-state cost of one optimize evaluation (forward + backward + L-BFGS step).
+
+Runs the engine in-process twice per setting, with a short and a long budget, and divides the
+time difference by the difference in evaluations, so set-up (weights, targets, CUDA-graph capture,
+cudnn autotuning) is excluded.
+
+Usage:  python tests/bench/optimize_engine_speed.py --device cuda --size 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from nstcli import images
+from nstcli.demo import DEMO_STYLE, demo_scene
+from nstcli.optimize import OptimizeConfig, run_optimize
+from nstcli.styles import get_preset
+
+
+def seconds_for(config: OptimizeConfig) -> float:
+    content, style = demo_scene(768), images.read_image(get_preset(DEMO_STYLE).image_path)
+    if config.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run_optimize(content, [style], config)
+    if config.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--short", type=int, default=20)
+    parser.add_argument("--long", type=int, default=120)
+    args = parser.parse_args()
+    settings = [("bf16", True), ("bf16", False), ("fp32", True), ("fp32", False)]
+    if not args.device.startswith("cuda"):
+        settings = [("bf16", False), ("fp32", False)]
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"device {name}, size {args.size} (long side), evaluations {args.short} vs {args.long}")
+    print(f"{'precision':<10} {'cuda graph':<11} {'ms / evaluation':>16}")
+    for precision, graph in settings:
+        config = OptimizeConfig(size=args.size, device=args.device, precision=precision, cuda_graph=graph, seed=0)
+        config.iterations = args.short
+        short = seconds_for(config)
+        config.iterations = args.long
+        long = seconds_for(config)
+        print(f"{precision:<10} {str(graph):<11} {1000 * (long - short) / (args.long - args.short):>16.2f}")
+
+
+if __name__ == "__main__":
+    main()
