@@ -1,8 +1,8 @@
 """Benchmark: steady-state cost of one optimize evaluation (forward + backward + L-BFGS step).
 
-Runs the engine in-process twice per setting, with a short and a long budget, and divides the
-time difference by the difference in evaluations, so set-up (weights, targets, CUDA-graph capture,
-cudnn autotuning) is excluded.
+Runs the engine in-process three times per setting (a warm-up, then a short and a long budget)
+and divides the time difference by the difference in evaluations, so set-up (weights, targets,
+CUDA-graph capture, cudnn autotuning) is excluded.
 
 Usage:  python tests/bench/optimize_engine_speed.py --device cuda --size 512
 """
@@ -47,6 +47,8 @@ def main() -> None:
     for precision, graph in settings:
         config = OptimizeConfig(size=args.size, device=args.device, precision=precision, cuda_graph=graph, seed=0)
         config.iterations = args.short
+        seconds_for(config)  # warm-up: CUDA context, cudnn autotuning, weight decoding
+
         short = seconds_for(config)
         config.iterations = args.long
         long = seconds_for(config)
