@@ -9,6 +9,14 @@ The objective, for an image x in 0..1 RGB::
 with F_l the activations at layer l, G_l = F_l F_l^T / (H_l W_l) the Gram matrix, C_l its channel
 count, a_l / w_l per-layer weights (default 1) and b_s the style blend (default 1/number of styles).
 Dividing by C_l^2 puts every style layer on a comparable scale, so equal weights are a good default.
+
+Spatial control (Gatys et al. 2017, "guided Gram matrices"): with a mask m_s per style (N, 1, H, W)
+in 0..1 on the output image, style s is judged only inside its region. At each layer the mask is
+resized to the layer's resolution and the output's Gram matrix becomes
+G_l^s = (F_l m_s)(F_l m_s)^T / sum(m_s^2): the Gram of the region, normalised by the region's mass
+(an all-ones mask gives back G_l exactly). The targets stay the Grams of the whole style images.
+A content mask marks protected pixels (white = keep the content photo): no style is applied there,
+i.e. every style's region is multiplied by (1 - content mask); the content loss is unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from nstcli.descriptors import Descriptor
 from nstcli.errors import UsageError
@@ -26,6 +35,25 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     n, c, h, w = features.shape
     flat = features.reshape(n, c, h * w)
     return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A (N, 1, H, W) mask at a layer's (height, width); antialiased, so thin regions fade rather than vanish."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.interpolate(mask, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram matrices (N, C, C) of the region ``mask`` (N, 1, H, W) of ``features``, normalised by its mass.
+
+    Equals :func:`gram` for an all-ones mask; an empty region gives zeros.
+    """
+    region = resize_mask(mask, features.shape[-2:])
+    n, c, h, w = features.shape
+    flat = (features * region).reshape(n, c, h * w)
+    mass = region.pow(2).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(n, 1, 1)
+    return torch.bmm(flat, flat.transpose(1, 2)) / mass
 
 
 def mean_squared_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -97,6 +125,7 @@ class PerceptualLoss(torch.nn.Module):
         self.content_targets: dict[str, torch.Tensor] = {}
         self.style_targets: list[dict[str, torch.Tensor]] = []
         self.style_blend: list[float] = []
+        self.style_masks: list[torch.Tensor] | None = None  # None: every style over the whole image
 
     def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
         """Descriptor activations at ``layers``, as float32 whatever precision the net ran in."""
@@ -122,6 +151,30 @@ class PerceptualLoss(torch.nn.Module):
             {name: gram(value) for name, value in self.features(style, layers).items()} for style in styles
         ]
 
+    def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
+        """Spatial control (see the module docstring): masks (1, 1, H, W) in 0..1, any resolution.
+
+        ``style_masks``: one region per style (None: each style everywhere); ``content_mask``: pixels
+        where no style is applied. Call after :meth:`set_styles`; both None restores the plain objective.
+        """
+        if style_masks is not None and len(style_masks) != len(self.style_targets):
+            raise UsageError(f"{len(style_masks)} style masks given for {len(self.style_targets)} style images")
+        if content_mask is None:
+            self.style_masks = style_masks
+            return
+        free = 1.0 - content_mask
+        if style_masks is None:
+            self.style_masks = [free] * len(self.style_targets)
+        else:
+            self.style_masks = [mask * resize_mask(free, mask.shape[-2:]) for mask in style_masks]
+
+    def _style_grams(self, features: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The output's Gram matrices compared with each style's targets (guided per style when masked)."""
+        if self.style_masks is None:
+            grams = {name: gram(features[name]) for name in self.style_factors}
+            return [grams] * len(self.style_targets)
+        return [{name: guided_gram(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
+
     def forward(self, image: torch.Tensor) -> LossTerms:
         w = self.weights
         features = self.features(image, self.wanted)
@@ -129,9 +182,8 @@ class PerceptualLoss(torch.nn.Module):
             factor * mean_squared_error(features[name], self.content_targets[name])
             for name, factor in self.content_factors.items()
         )
-        grams = {name: gram(features[name]) for name in self.style_factors}
         per_style = []
-        for targets, blend in zip(self.style_targets, self.style_blend):
+        for grams, targets, blend in zip(self._style_grams(features), self.style_targets, self.style_blend):
             style_loss = sum(
                 factor * mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2
                 for name, factor in self.style_factors.items()
