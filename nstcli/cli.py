@@ -89,6 +89,7 @@ def optimize(
     output: str = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout)."),
     size: int = typer.Option(512, help="Output long side in pixels."),
     style_scale: float = typer.Option(1.0, help="Style image long side relative to the output's."),
+    style_crop: float = typer.Option(1.0, help="Use only the central fraction of each style image (e.g. 0.5)."),
     net: str = typer.Option("vgg19", help="Descriptor: vgg19 (embedded), vgg19-tv, vgg16, resnet50, resnet101."),
     weights: Optional[str] = typer.Option(None, help="Local weights file for a torchvision descriptor."),
     pooling: str = typer.Option("max", help="Pooling in VGG descriptors: max or avg."),
@@ -100,6 +101,10 @@ def optimize(
     style_weight: float = typer.Option(1e3, help="Weight of the style loss."),
     tv_weight: float = typer.Option(0.0, help="Weight of the total-variation loss (0..1 image scale)."),
     style_blend: Optional[str] = typer.Option(None, help="Weights of several styles, e.g. 0.7,0.3."),
+    style_mask: Optional[list[str]] = typer.Option(
+        None, "--style-mask", help="Region of each style, one per style image in order (white = apply)."
+    ),
+    content_mask: Optional[str] = typer.Option(None, help="Protected region (white = keep the content, no style)."),
     init: str = typer.Option("content", help="Start image: content, noise or an image file."),
     noise_ratio: float = typer.Option(0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise."),
     seed: Optional[int] = typer.Option(None, help="Random seed (CPU runs are then bit-for-bit reproducible)."),
@@ -114,6 +119,10 @@ def optimize(
     loss_log: Optional[str] = typer.Option(None, help="Write losses per evaluation to FILE.csv or FILE.json."),
     plot: Optional[str] = typer.Option(None, help="Write loss curves to FILE.png."),
     save_config: Optional[str] = typer.Option(None, help="Write the resolved configuration to FILE.json."),
+    sweep: Optional[list[str]] = typer.Option(
+        None, help="Vary a flag, e.g. style-weight=1e2,1e3 (repeat: all combinations); -o is then a contact sheet."
+    ),
+    judge_size: int = typer.Option(256, help="With --sweep: long side at which each result is scored."),
     image_format: Optional[str] = typer.Option(None, "--format", help="Output format (default: by suffix)."),
     quality: int = typer.Option(95, help="JPEG/WebP quality."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
@@ -128,12 +137,18 @@ def optimize(
         content_layer_weights=parse_floats(content_layer_weights, "--content-layer-weights"),
         style_layer_weights=parse_floats(style_layer_weights, "--style-layer-weights"),
         content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-        style_blend=parse_floats(style_blend, "--style-blend"),
+        style_blend=parse_floats(style_blend, "--style-blend"), style_crop=style_crop,
+        style_masks=style_mask or None, content_mask=content_mask,
         init=init, noise_ratio=noise_ratio, seed=seed,
         optimizer=optimizer, lr=lr, iterations=iterations, scales=scales, preserve_color=preserve_color,
         device=device, precision=precision,
     )  # fmt: skip
     engine.validate(config)
+    if sweep:
+        if save_every or loss_log or plot or output == images.STDIO:
+            raise UsageError("--sweep writes a contact sheet to -o FILE.png; --save-every, --loss-log, --plot do not apply")
+        _optimize_sweep(config, sweep, content, styles, output, judge_size, save_config, overwrite, quiet)
+        return
     images.format_for(output, image_format)
     if save_every < 0:
         raise UsageError("--save-every must not be negative")
@@ -141,15 +156,8 @@ def optimize(
         raise UsageError("--save-every needs a file output, not -o -")
     if loss_log:
         report.check_log_path(loss_log)
-    if [content, *styles].count(images.STDIO) > 1:
-        raise UsageError("only one input can be read from stdin")
-    init_is_file = init not in ("content", "noise")
-    inputs = [content, *styles] + ([init] if init_is_file else [])
+    inputs, (content_image, style_images, init_image, masks) = _optimize_inputs(config, content, styles)
     images.check_output_path(output, inputs, overwrite)
-
-    content_image = images.read_image(content)
-    style_images = [images.read_image(style) for style in styles]
-    init_image = images.read_image(init) if init_is_file else None
     stem = Path(output)
 
     with progress_bar("optimize", config.iterations, quiet) as bar:
@@ -163,7 +171,7 @@ def optimize(
                 images.write_image(step.image(), snapshot, image_format, quality)
 
         result = engine.run_optimize(
-            content_image, style_images, config, init_image, on_progress, keep_history=bool(loss_log or plot)
+            content_image, style_images, config, init_image, on_progress, keep_history=bool(loss_log or plot), **masks
         )
     images.write_image(result.image, output, image_format, quality)
     if loss_log:
@@ -174,6 +182,53 @@ def optimize(
         images.write_bytes_atomic(json.dumps(config.to_dict(), indent=1).encode(), save_config)
     where = "stdout" if output == images.STDIO else output
     say(f"wrote {where} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s", quiet)
+
+
+def _optimize_inputs(config, content: str, styles: list[str]) -> tuple[list[str], tuple]:
+    """The input paths of an optimize run and the decoded images: content, styles, init, masks (kwargs)."""
+    from nstcli import images
+
+    init_is_file = config.init not in ("content", "noise")
+    masks = [*(config.style_masks or []), *([config.content_mask] if config.content_mask else [])]
+    inputs = [content, *styles, *([config.init] if init_is_file else []), *masks]
+    if inputs.count(images.STDIO) > 1:
+        raise UsageError("only one input can be read from stdin")
+    read = images.read_image
+    mask_images = {
+        "style_masks": [read(path) for path in config.style_masks] if config.style_masks else None,
+        "content_mask": read(config.content_mask) if config.content_mask else None,
+    }
+    decoded = (read(content), [read(style) for style in styles], read(config.init) if init_is_file else None, mask_images)
+    return inputs, decoded
+
+
+def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], output: str, judge_size: int,
+                    save_config: Optional[str], overwrite: bool, quiet: bool) -> None:  # fmt: skip
+    """``nst optimize --sweep``: every combination, a contact sheet at ``output`` and a CSV beside it."""
+    from nstcli import images, sweep as engine
+
+    if judge_size < 16:
+        raise UsageError("--judge-size must be at least 16 pixels")
+    plan = engine.plan_sweep(config, engine.parse_axes(sweep), output)
+    inputs, (content_image, style_images, init_image, masks) = _optimize_inputs(config, content, styles)
+    for path in plan.outputs() + ([Path(save_config)] if save_config else []):
+        images.check_output_path(path, inputs, overwrite)
+    if save_config:
+        axes = {axis.flag: axis.texts for axis in plan.axes}
+        images.write_bytes_atomic(json.dumps({"config": config.to_dict(), "sweep": axes}, indent=1).encode(), save_config)
+
+    def on_run(index: int, run: engine.PlannedRun) -> None:
+        say(f"run {index}/{len(plan.runs)}: {' '.join(f'{k}={v}' for k, v in run.settings.items())}", quiet)
+
+    def on_done(row: engine.SweepRow) -> None:
+        losses = "  ".join(f"{key} {value:.4g}" for key, value in row.losses.items())
+        say(f"  wrote {row.path} in {row.seconds:.1f} s; judged {losses}", quiet)
+
+    title = f"{Path(content).name} + {', '.join(Path(s).name for s in styles)}: size {config.size}, " \
+            f"{config.iterations} evaluations, judged at {judge_size} px"  # fmt: skip
+    engine.run_sweep(plan, content_image, style_images, judge_size, init_image, **masks, on_run=on_run,
+                     on_done=on_done, title=title)  # fmt: skip
+    say(f"wrote {plan.sheet} and {plan.csv} ({len(plan.runs)} runs)", quiet)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Loss logs (CSV/JSON) and loss-curve plots (PNG, drawn with Pillow: no plotting dependency)."""
+"""Loss logs (CSV/JSON), loss-curve plots and contact sheets (PNG, drawn with Pillow: no plotting dependency)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from nstcli.errors import UsageError
 from nstcli.images import encode_image, write_bytes_atomic
@@ -79,3 +79,37 @@ def plot_losses(rows: list[dict[str, float]], path: str | Path, x_key: str = "ev
         draw.text((width - margin - 90, margin + 8 + 16 * index), f"- {name}", fill=colour)
     write_bytes_atomic(encode_image(image, "PNG"), path)
 
+
+
+Tile = tuple[Image.Image, list[str]]  # an image and its caption lines
+SHEET_FONT_SIZE = 13
+SHEET_GAP = 8
+
+
+def contact_sheet(rows: list[list[Tile]], cell: int = 256, title: str | None = None) -> Image.Image:
+    """A grid of captioned thumbnails: each image scaled to fit a ``cell`` x ``cell`` square, its caption below."""
+    font = ImageFont.load_default(size=SHEET_FONT_SIZE)
+    line = SHEET_FONT_SIZE + 4
+    lines = max((len(caption) for row in rows for _, caption in row), default=0)
+    tile_w, tile_h = cell + SHEET_GAP, cell + lines * line + 2 * SHEET_GAP
+    columns = max((len(row) for row in rows), default=1)
+    top = line + SHEET_GAP if title else 0
+    sheet = Image.new("RGB", (SHEET_GAP + columns * tile_w, SHEET_GAP + top + len(rows) * tile_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((SHEET_GAP, SHEET_GAP), title, fill="black", font=font)
+    for r, row in enumerate(rows):
+        for c, (image, caption) in enumerate(row):
+            x, y = SHEET_GAP + c * tile_w, SHEET_GAP + top + r * tile_h
+            scale = cell / max(image.size)  # up or down: small results stay readable
+            thumb = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+            sheet.paste(thumb.convert("RGB"), (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
+            for i, text in enumerate(caption):
+                draw.text((x, y + cell + SHEET_GAP // 2 + i * line), text, fill="black", font=font)
+    return sheet
+
+
+def write_contact_sheet(rows: list[list[Tile]], path: str | Path, cell: int = 256, title: str | None = None) -> None:
+    if Path(path).suffix.lower() != ".png":
+        raise UsageError(f"{path}: contact sheets are written as .png")
+    write_bytes_atomic(encode_image(contact_sheet(rows, cell, title), "PNG"), path)
