@@ -525,6 +525,31 @@ def export_command(
     )
 
 
+@app.command()
+def bench(
+    size: int = typer.Option(256, help="Generated images are SIZE x SIZE (the study: 256)."),
+    iterations: int = typer.Option(10, help="Gatys: descriptor evaluations per image (the study: hundreds)."),
+    train_size: int = typer.Option(128, help="Training crop side (the study: 256)."),
+    batch_size: int = typer.Option(4, help="Training batch size (the study: 4)."),
+    train_steps: int = typer.Option(5, help="Steps of the short training run."),
+    repeats: int = typer.Option(3, help="Generator forward passes timed (median)."),
+    arch: Optional[list[str]] = typer.Option(None, help="Generators to time (repeat; default: all)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages on stderr."),
+) -> None:
+    """Time each family on this machine: training s/step and total, s per generated image (the study's table)."""
+    from nstcli import bench as engine
+
+    config = engine.BenchConfig(
+        size=size, iterations=iterations, train_size=train_size, batch_size=batch_size, train_steps=train_steps,
+        repeats=repeats, device=device, precision=precision, **({"arches": arch} if arch else {}),
+    )  # fmt: skip
+    report = engine.run_bench(config, on_step=lambda text: say(f"timing {text}", quiet))
+    print(json.dumps(report.to_dict(), indent=1) if json_output else engine.format_table(report))
+
+
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line and an exit code."""
     try:

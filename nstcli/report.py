@@ -86,26 +86,34 @@ SHEET_FONT_SIZE = 13
 SHEET_GAP = 8
 
 
+def _fit(image: Image.Image, cell: int) -> Image.Image:
+    """Scale up or down so the long side is ``cell`` (small results stay readable)."""
+    scale = cell / max(image.size)
+    return image.convert("RGB").resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+
+
 def contact_sheet(rows: list[list[Tile]], cell: int = 256, title: str | None = None) -> Image.Image:
     """A grid of captioned thumbnails: each image scaled to fit a ``cell`` x ``cell`` square, its caption below."""
     font = ImageFont.load_default(size=SHEET_FONT_SIZE)
     line = SHEET_FONT_SIZE + 4
-    lines = max((len(caption) for row in rows for _, caption in row), default=0)
-    tile_w, tile_h = cell + SHEET_GAP, cell + lines * line + 2 * SHEET_GAP
+    fitted = [[(_fit(image, cell), caption) for image, caption in row] for row in rows]
+    heights = [max((thumb.height for thumb, _ in row), default=0) for row in fitted]  # each row as tall as needed
+    captions = [max((len(caption) for _, caption in row), default=0) * line for row in fitted]
     columns = max((len(row) for row in rows), default=1)
     top = line + SHEET_GAP if title else 0
-    sheet = Image.new("RGB", (SHEET_GAP + columns * tile_w, SHEET_GAP + top + len(rows) * tile_h), "white")
+    total = sum(height + text + 2 * SHEET_GAP for height, text in zip(heights, captions))
+    sheet = Image.new("RGB", (SHEET_GAP + columns * (cell + SHEET_GAP), SHEET_GAP + top + total), "white")
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((SHEET_GAP, SHEET_GAP), title, fill="black", font=font)
-    for r, row in enumerate(rows):
-        for c, (image, caption) in enumerate(row):
-            x, y = SHEET_GAP + c * tile_w, SHEET_GAP + top + r * tile_h
-            scale = cell / max(image.size)  # up or down: small results stay readable
-            thumb = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-            sheet.paste(thumb.convert("RGB"), (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
-            for i, text in enumerate(caption):
-                draw.text((x, y + cell + SHEET_GAP // 2 + i * line), text, fill="black", font=font)
+    y = SHEET_GAP + top
+    for row, height, text in zip(fitted, heights, captions):
+        for c, (thumb, caption) in enumerate(row):
+            x = SHEET_GAP + c * (cell + SHEET_GAP)
+            sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (height - thumb.height) // 2))
+            for i, words in enumerate(caption):
+                draw.text((x, y + height + SHEET_GAP // 2 + i * line), words, fill="black", font=font)
+        y += height + text + 2 * SHEET_GAP
     return sheet
 
 

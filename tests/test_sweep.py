@@ -60,7 +60,7 @@ def test_cli_sweep_writes_results_sheet_and_csv(tmp_path: Path) -> None:
     assert [row["style-weight"] for row in rows] == ["1", "1", "1e5", "1e5"]
     assert float(rows[2]["style"]) < float(rows[0]["style"])  # more style weight: lower judged style loss
     sheet = Image.open(tmp_path / "sheet.png")
-    assert sheet.width > 2 * 256 and sheet.height > 3 * 256  # header row + 2x2 grid
+    assert sheet.width > 2 * 256 and sheet.height > 3 * 170  # header row + 2x2 grid of 256x171 tiles
     again = run_nst(*args, cwd=tmp_path)
     assert_one_line_error(again, 2, "already exists")
     bad = run_nst(*args[:-2], "-o", "-", cwd=tmp_path)
