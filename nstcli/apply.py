@@ -275,10 +275,12 @@ class Model:
         return None if self._pinned == (False,) else self._pinned
 
     def _feeds(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
-        """NHWC batch -> the model's feeds (NCHW, padded to the size multiple) and the size to crop back to."""
+        """NHWC batch -> the model's feeds (NCHW, padded as model_format says) and the size to crop back to."""
         height, width = batch.shape[1:3]
         multiple = self.info.size_multiple
-        pad_h, pad_w = -height % multiple, -width % multiple
+        # at least two multiples: the generators' reflection pads need more pixels than they pad
+        pad_h = max(2 * multiple, height + -height % multiple) - height
+        pad_w = max(2 * multiple, width + -width % multiple) - width
         nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
         if pad_h or pad_w:
             mode = "reflect" if height > pad_h and width > pad_w else "edge"

@@ -7,7 +7,8 @@ Graph:
 - optional input ``style_weights``: float32 (K,), multi-style models only; a one-hot vector picks one
   style, other convex weights blend the styles' banks.
 - output ``stylised``: float32 (N, 3, H, W), RGB in 0..1, same H and W as the input.
-- H and W must be multiples of ``nst.size_multiple``; ``nst apply`` pads (reflect) and crops.
+- H and W must be multiples of ``nst.size_multiple`` and at least twice it; ``nst apply`` pads
+  (reflect, or edge when the image is too small to reflect) and crops back.
 
 Metadata (ONNX ``metadata_props``, all strings):
 """

@@ -128,6 +128,19 @@ def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
+def test_exported_models_apply_to_tiny_and_odd_images(tmp_path, trained):
+    sizes = [(1, 1), (3, 5), (17, 9)]
+    for index, size in enumerate(sizes):
+        Image.new("RGB", size, (200, 120, 40)).save(tmp_path / f"in{index}.png")
+    for arch in ("johnson", "texture"):
+        export.export_model(train.load_checkpoint(trained[arch]), str(tmp_path / f"{arch}.onnx"))
+        inputs = [f"in{index}.png" for index in range(len(sizes))]
+        result = nst("apply", f"{arch}.onnx", *inputs, "-o", f"out_{arch}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        for index, size in enumerate(sizes):
+            assert Image.open(tmp_path / f"out_{arch}" / f"in{index}.png").size == size
+
+
 def test_cli_export_and_its_errors(tmp_path, trained):
     result = nst("export", str(trained["texture"]), "-o", "m.onnx", "--precision", "fp16", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
