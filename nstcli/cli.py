@@ -10,7 +10,7 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 try:  # Typer >= 0.25 vendors Click; older releases use the click package
     from typer._click import exceptions as click_errors
@@ -18,10 +18,12 @@ except ImportError:
     from click import exceptions as click_errors
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nstcli import __version__
 from nstcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -44,6 +46,8 @@ def progress_bar(description: str, total: int, quiet: bool) -> Iterator[Progress
     if quiet or not stderr.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
