@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -92,11 +93,31 @@ def _fit(image: Image.Image, cell: int) -> Image.Image:
     return image.convert("RGB").resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
 
 
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """Split ``text`` into lines at most ``width`` pixels wide: after a '+' or ',' where possible, else anywhere."""
+    lines = [""]
+    for piece in re.split(r"(?<=[+,])", text):
+        if lines[-1] and font.getlength(lines[-1] + piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    wrapped = []
+    for line in lines:
+        while len(line) > 1 and font.getlength(line) > width:
+            cut = max((i for i in range(1, len(line)) if font.getlength(line[:i]) <= width), default=1)
+            wrapped.append(line[:cut])
+            line = line[cut:]
+        wrapped.append(line)
+    return wrapped
+
+
 def contact_sheet(rows: list[list[Tile]], cell: int = 256, title: str | None = None) -> Image.Image:
     """A grid of captioned thumbnails: each image scaled to fit a ``cell`` x ``cell`` square, its caption below."""
     font = ImageFont.load_default(size=SHEET_FONT_SIZE)
     line = SHEET_FONT_SIZE + 4
-    fitted = [[(_fit(image, cell), caption) for image, caption in row] for row in rows]
+    fitted = [
+        [(_fit(image, cell), [part for text in caption for part in _wrap(text, font, cell)]) for image, caption in row]
+        for row in rows
+    ]
     heights = [max((thumb.height for thumb, _ in row), default=0) for row in fitted]  # each row as tall as needed
     captions = [max((len(caption) for _, caption in row), default=0) * line for row in fitted]
     columns = max((len(row) for row in rows), default=1)

@@ -43,7 +43,8 @@ def test_contact_sheet_grid_size() -> None:
     tile = (Image.new("RGB", (40, 20), "red"), ["a=1", "content 1"])
     sheet = contact_sheet([[tile], [tile, tile, tile]], cell=64, title="t")
     assert sheet.width > 3 * 64 and sheet.height > 2 * 64
-    assert sheet.getpixel((sheet.width // 2, sheet.height // 2)) is not None
+    long = (tile[0], ["style-layers=" + "+".join(f"relu{i}_1" for i in range(1, 6)) * 2])
+    assert contact_sheet([[long]], cell=64).height > contact_sheet([[tile]], cell=64).height  # wrapped, not cut
 
 
 def test_cli_sweep_writes_results_sheet_and_csv(tmp_path: Path) -> None:
