@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -119,8 +120,6 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path: Path) -> None:
 
 
 def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
-    import os
-
     umask = os.umask(0o022)
     try:
         images.write_bytes_atomic(b"data", tmp_path / "out.png")
