@@ -63,7 +63,7 @@ class OptimizeConfig:
     preserve_color: str | None = None
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 where the hardware runs it natively, else fp32
-    cuda_graph: bool = True  # replay forward+backward as a CUDA graph on CUDA devices
+    cuda_graph: bool = True  # on CUDA, replay each iteration as one captured CUDA graph
 
     def loss_weights(self) -> LossWeights:
         info = net_info(self.net)
@@ -84,7 +84,8 @@ class OptimizeConfig:
 
 @dataclass
 class Progress:
-    """Reported after each evaluation. Loss values are only filled in when ``losses_due`` is true."""
+    """Reported after each evaluation; ``losses`` only every ``log_every`` evaluations and at the
+    last (copying them to the host waits for a GPU), else None."""
 
     evaluation: int
     total: int
