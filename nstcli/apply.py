@@ -378,7 +378,10 @@ def output_name(template: str, source: Path, style: str, model: str, image_forma
         ext = EXT_FOR_FORMAT[images.format_for("-", image_format)]
     else:
         ext = suffix.lstrip(".") if suffix in images.FORMATS else "png"
-    name = template.format(stem=source.stem, ext=ext, style=style, name=source.name, model=model)
+    try:
+        name = template.format(stem=source.stem, ext=ext, style=style, name=source.name, model=model)
+    except ValueError as error:  # a bad format spec or conversion, e.g. {stem:%s} or {stem!x}
+        raise UsageError(f"--name: bad template {template!r} ({error})") from None
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise UsageError(f"--name: {template!r} gives {name!r} for {source}, which is not a plain file name")
     return name
@@ -421,8 +424,10 @@ def walk_folder(folder: Path, skip_dir: Path | None) -> Iterator[tuple[Path, Pat
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _same(here / d, skip_dir))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield here / name, (here / name).relative_to(folder)
+            path = here / name
+            # Regular files only: reading a FIFO or device found in a folder would block forever.
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                yield path, path.relative_to(folder)
 
 
 def _same(path: Path, other: Path | None) -> bool:

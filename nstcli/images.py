@@ -28,6 +28,12 @@ MAX_PIXELS = 16384 * 16384
 # Pillow's own bomb check would raise a different error first; ours is the one that counts.
 Image.MAX_IMAGE_PIXELS = None
 
+# mkstemp creates files readable by their owner only; outputs get the usual 0666 & ~umask instead.
+# Read once at import, while single-threaded (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -191,6 +197,7 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.", suffix=".part", delete=False) as temp:
             temp_name = temp.name
+            os.fchmod(temp.fileno(), FILE_MODE)
             temp.write(data)
             temp.flush()
             os.fsync(temp.fileno())
