@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from nstcli import __version__
-from nstcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
+from nstcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -574,6 +574,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("nst: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except (MemoryError, RuntimeError) as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if isinstance(error, RuntimeError) and "out of memory" not in str(error).lower():
+            raise
+        print(f"nst: error: out of memory ({type(error).__name__}); try a smaller --size, --batch-size or "
+              "--max-size, or --device cpu", file=sys.stderr)  # fmt: skip
+        sys.exit(EXIT_FAILED)
     except BrokenPipeError:
         sys.exit(1)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code 130

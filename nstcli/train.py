@@ -233,15 +233,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: not an nst model or checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
         raise InputError(f"{path}: checkpoint version {state.get('version')} is not supported")
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
+        raise InputError(f"{path}: damaged nst checkpoint (no model weights or configuration)")
+    build_trained_generator(state, str(path))  # weights that do not fit their own configuration: refuse now
     return state
 
 
-def build_trained_generator(state: dict[str, Any]) -> tuple[torch.nn.Module, TrainConfig, int]:
+def build_trained_generator(state: dict[str, Any], name: str = "checkpoint") -> tuple[torch.nn.Module, TrainConfig, int]:
     """The generator of a checkpoint, in eval mode on the CPU, with its config and size multiple."""
     config = TrainConfig.from_dict(state["config"])
     options = generators.make_options(config.arch, config.arch_options)
     model = generators.build_generator(config.arch, options)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as error:  # a damaged or hand-made file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{name}: damaged nst checkpoint ({first[:200]})") from None
     return model.eval(), config, options.size_multiple()
 
 
