@@ -178,13 +178,6 @@ def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: b
         raise UsageError(f"{out.parent}: output folder does not exist")
 
 
-def _new_file_mode() -> int:
-    """The permissions a plainly created file gets (0666 less the umask); temporary files get 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:
     """Write to a temporary file beside ``path`` and rename it into place: never a partial file."""
     if str(path) == STDIO:
@@ -201,7 +194,6 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
             temp.write(data)
             temp.flush()
             os.fsync(temp.fileno())
-        os.chmod(temp_name, _new_file_mode())
         os.replace(temp_name, target)
     except OSError as error:
         if temp_name is not None and os.path.exists(temp_name):

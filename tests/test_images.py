@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -117,15 +116,6 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path: Path) -> None:
     images.check_output_path(out, [], overwrite=True)
     with pytest.raises(UsageError, match="also an input"):
         images.check_output_path(out, [out], overwrite=True)
-
-
-def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
-    umask = os.umask(0o022)
-    try:
-        images.write_bytes_atomic(b"data", tmp_path / "out.png")
-    finally:
-        os.umask(umask)
-    assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o644
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
