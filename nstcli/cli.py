@@ -358,17 +358,26 @@ def _optimize_option(name: str, **changes: object) -> typer.models.OptionInfo:
     return option
 
 
-ARCH_OPTIONS = ("width", "residual_blocks", "upsample", "scales", "channels", "noise_channels")
+ARCH_OPTIONS = ("width", "residual_blocks", "upsample", "scales", "channels", "noise_channels", "bank_layers")
 
 
 @app.command()
 def train(
     ctx: typer.Context,
     output: str = typer.Option(..., "-o", "--output", help="Trained model, FILE.pt (checkpoints: FILE.ckpt)."),
-    style: Optional[list[str]] = typer.Option(None, help="Style image (repeat, with --style-blend, to blend several)."),
+    style: Optional[list[str]] = typer.Option(
+        None, help="Style image (repeat, with --style-blend, to blend several); stylebank: NAME=IMAGE, one per bank."
+    ),
     data: Optional[str] = typer.Option(None, help="Folder of content photos (recursive; jpg, png, webp)."),
-    arch: str = typer.Option("johnson", help="Generator: johnson (Johnson et al.) or texture (Ulyanov et al.)."),
-    width: Optional[float] = typer.Option(None, help="johnson: channel multiplier [default: 1.0 = 32/64/128]."),
+    arch: str = typer.Option(
+        "johnson", help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.) or stylebank (Chen et al.)."
+    ),
+    width: Optional[float] = typer.Option(None, help="johnson, stylebank: channel multiplier [default: 1.0 = 32/64/128]."),
+    bank_layers: Optional[int] = typer.Option(None, help="stylebank: 3x3 conv blocks per style bank [default: 2]."),
+    t: int = typer.Option(2, "--t", help="stylebank: style steps per auto-encoder step (the paper's T+1 alternation)."),
+    add_style: Optional[list[str]] = typer.Option(
+        None, help="stylebank, with --resume BANK.pt: add a style NAME=IMAGE, training only its new bank (repeat)."
+    ),
     residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks [default: 5]."),
     upsample: Optional[str] = typer.Option(None, help="johnson: nearest (+conv) or deconv (the paper's) [default: nearest]."),
     scales: Optional[int] = typer.Option(None, help="texture: input resolutions [default: 5]."),
@@ -414,7 +423,7 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace existing outputs (model, checkpoint, log, plot, export)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
-    """Train a feed-forward generator for one style on a folder of photos (Johnson et al.; Ulyanov et al.)."""
+    """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or a style bank (Chen et al.)."""
     import os
 
     from nstcli import export as exporter, images, report, train as engine
@@ -422,7 +431,12 @@ def train(
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
     quiet = quiet or not main_rank
     arch_values = {name: ctx.params[name] for name in ARCH_OPTIONS if ctx.params[name] is not None}
+    names = None
+    if arch == "stylebank" and style:  # NAME=IMAGE, one bank each
+        names, style = (list(items) for items in zip(*(engine.split_named_style(text) for text in style)))
+        arch_values["styles"] = len(style)
     config = engine.TrainConfig(
+        names=names, t=t,
         style=[str(Path(path).resolve()) for path in style or []], data=str(Path(data).resolve()) if data else "",
         arch=arch, arch_options=arch_values, image_size=image_size, batch_size=batch_size, max_images=max_images,
         steps=steps, epochs=epochs, workers=workers, style_scale=style_scale, net=net, weights=weights,
@@ -435,8 +449,20 @@ def train(
         device=device, precision=precision, log_every=log_every, checkpoint_every=checkpoint_every,
         preview=preview, preview_every=preview_every,
     )  # fmt: skip
-    state = None
-    if resume:
+    state = base = None
+    if add_style and not resume:
+        raise UsageError("--add-style needs --resume BANK.pt (the trained style bank to add to)")
+    if add_style and style:
+        raise UsageError("with --add-style the bank keeps its styles; give only the new ones")
+    if add_style:
+        base = engine.load_checkpoint(resume)
+        given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"} - {"style"}
+        new_names, new_paths = (list(items) for items in zip(*(engine.split_named_style(text) for text in add_style)))
+        config = engine.add_styles_config(
+            engine.TrainConfig.from_dict(base["config"]), [str(Path(path).resolve()) for path in new_paths], new_names,
+            {name: getattr(config, name) for name in given if hasattr(config, name) and name != "arch_options"},
+        )  # fmt: skip
+    elif resume:
         state = engine.load_checkpoint(resume)
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
         values = {name: getattr(config, name) for name in given if hasattr(config, name)}
@@ -482,7 +508,7 @@ def train(
                 event = f"  ({progress.event})" if progress.event else ""
                 say(f"step {progress.step}/{progress.total}  epoch {progress.epoch:.2f}  {text}{event}", quiet)
 
-        result = engine.run_train(config, output, checkpoint, state, preview_dir, on_progress)
+        result = engine.run_train(config, output, checkpoint, state, preview_dir, on_progress, base)
     if not main_rank:
         raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else 0)
     if log:
@@ -510,6 +536,7 @@ def export_command(
     model: str = typer.Argument(..., help="A trained model or checkpoint (FILE.pt from nst train)."),
     output: str = typer.Option(..., "-o", "--output", help="ONNX file to write (FILE.onnx)."),
     precision: str = typer.Option("fp32", help="fp32, or fp16 (float16 inside; inputs and outputs stay float32)."),
+    style: Optional[str] = typer.Option(None, help="stylebank: export one style (name or index) as a single-style graph."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
@@ -521,7 +548,7 @@ def export_command(
     images.check_output_path(output, [model], overwrite)
     from nstcli import export as engine, train  # torch: only once the flags are known to be good
 
-    result = engine.export_model(train.load_checkpoint(model), output, precision)
+    result = engine.export_model(train.load_checkpoint(model), output, precision, style)
     say(
         f"wrote {output} ({result.precision}, {result.nodes} nodes, {result.bytes / 1e6:.2f} MB, "
         f"max abs diff vs PyTorch {result.max_abs_diff:.2g}, {result.seconds:.1f} s)",

@@ -10,6 +10,9 @@ the output, so the model's inputs and outputs stay float32 as the contract says.
 PyTorch before exporting rather than converting the ONNX graph afterwards (onnxconverter-common):
 no extra dependency, and the parity check tests exactly the graph that is written.
 
+StyleBank models get a second input, ``style_weights`` (K,), whose convex weights fuse the banks
+(one-hot: one style); ``style`` exports a graph of one bank instead (no second input).
+
 Before anything is written the graph is run with onnxruntime (CPU) on random images of an odd
 size, padded and cropped like ``nst apply`` does, and compared with PyTorch in float32; a
 difference over the tolerance is an error and no file is written.
@@ -59,16 +62,30 @@ class _Float32Io(nn.Module):
         self.model = model.to(dtype)
         self.dtype = dtype
 
+    def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        if style_weights is None:
+            return self.model(image.to(self.dtype)).float()
+        return self.model(image.to(self.dtype), style_weights.to(self.dtype)).float()
+
+
+class _OneBank(nn.Module):
+    """A StyleBank net fixed to one style: the single-style graph of ``nst export --style``."""
+
+    def __init__(self, model: nn.Module, index: int):
+        super().__init__()
+        self.model = model
+        self.index = index
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image.to(self.dtype)).float()
+        return self.model.branch(image, self.index)
 
 
-def metadata(config: TrainConfig, multiple: int, precision: str) -> dict[str, str]:
+def metadata(config: TrainConfig, multiple: int, precision: str, styles: list[str] | None = None) -> dict[str, str]:
     return {
         model_format.META_FORMAT: model_format.FORMAT_VERSION,
         model_format.META_VERSION: __version__,
         model_format.META_ARCH: config.arch,
-        model_format.META_STYLES: json.dumps(config.style_names()),
+        model_format.META_STYLES: json.dumps(styles or config.style_names()),
         model_format.META_CONFIG: json.dumps(config.to_dict()),
         model_format.META_SIZE_MULTIPLE: str(multiple),
         model_format.META_PRECISION: precision,
@@ -76,22 +93,31 @@ def metadata(config: TrainConfig, multiple: int, precision: str) -> dict[str, st
     }
 
 
-def _to_onnx(model: nn.Module, multiple: int) -> Any:
-    """The ONNX ModelProto, batch/height/width dynamic (height and width multiples of ``multiple``)."""
+def _to_onnx(model: nn.Module, multiple: int, styles: int = 0) -> Any:
+    """The ONNX ModelProto, batch/height/width dynamic (height and width multiples of ``multiple``).
+
+    ``styles`` > 0 adds the ``style_weights`` input of that length (StyleBank).
+    """
     import onnx
 
     example = torch.rand(1, 3, 2 * multiple, 3 * multiple)
     batch, height, width = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
+    image_shape = {0: batch, 2: multiple * height, 3: multiple * width}
+    args, names, shapes = (example,), [model_format.INPUT_IMAGE], (image_shape,)
+    if styles:
+        args += (torch.full((styles,), 1.0 / styles),)
+        names.append(model_format.INPUT_STYLE_WEIGHTS)
+        shapes += (None,)
     # The exporter reports its steps with print(); stdout is for data only.
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, (example,), dynamo=True, opset_version=OPSET, verbose=False,
-            input_names=[model_format.INPUT_IMAGE], output_names=[model_format.OUTPUT_IMAGE],
-            dynamic_shapes=({0: batch, 2: multiple * height, 3: multiple * width},),
+            model, args, dynamo=True, opset_version=OPSET, verbose=False,
+            input_names=names, output_names=[model_format.OUTPUT_IMAGE], dynamic_shapes=shapes,
         )  # fmt: skip
     proto = program.model_proto
-    for value in (*proto.graph.input, *proto.graph.output):  # "4*height" -> "height": plain names for users
+    images_io = [value for value in (*proto.graph.input, *proto.graph.output) if value.name != names[-1] or not styles]
+    for value in images_io:  # "4*height" -> "height": plain names for users
         dims = value.type.tensor_type.shape.dim
         for dim, name in ((dims[0], "batch"), (dims[2], "height"), (dims[3], "width")):
             dim.dim_param = name
@@ -99,41 +125,70 @@ def _to_onnx(model: nn.Module, multiple: int) -> Any:
     return proto
 
 
-def parity(model: nn.Module, onnx_bytes: bytes, multiple: int, seed: int = 0) -> float:
-    """Max |onnxruntime - PyTorch| over a random batch of odd-sized images, padded and cropped alike."""
+def parity(model: nn.Module, onnx_bytes: bytes, multiple: int, seed: int = 0, styles: int = 0) -> float:
+    """Max |onnxruntime - PyTorch| over a random batch of odd-sized images, padded and cropped alike.
+
+    ``styles`` > 0: the graph's ``style_weights`` input gets random convex weights (a fusion of all banks).
+    """
     import onnxruntime
 
     generator = torch.Generator().manual_seed(seed)
     image = torch.rand(2, 3, *PARITY_SIZE, generator=generator)
+    extra = ()
+    if styles:
+        weights = torch.rand(styles, generator=generator)
+        extra = (weights / weights.sum(),)
     with torch.no_grad():
-        expected = generators.stylise(model, image, multiple).numpy()
+        expected = generators.stylise(model, image, multiple, *extra).numpy()
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    padded = generators.pad_to_multiple(image, multiple).numpy()
-    result = session.run(None, {model_format.INPUT_IMAGE: padded})[0][..., : PARITY_SIZE[0], : PARITY_SIZE[1]]
+    feeds = {model_format.INPUT_IMAGE: generators.pad_to_multiple(image, multiple).numpy()}
+    if styles:
+        feeds[model_format.INPUT_STYLE_WEIGHTS] = extra[0].numpy()
+    result = session.run(None, feeds)[0][..., : PARITY_SIZE[0], : PARITY_SIZE[1]]
     if result.dtype != np.float32 or result.shape != expected.shape:
         raise InputError(f"exported graph returned {result.dtype} {result.shape}, expected float32 {expected.shape}")
     return float(np.abs(result - expected).max())
 
 
-def export_model(state: dict[str, Any], output: str, precision: str = "fp32") -> ExportResult:
-    """Export the generator of a loaded checkpoint ``state`` to ``output`` (written atomically after the check)."""
+def export_model(state: dict[str, Any], output: str, precision: str = "fp32", style: str | None = None) -> ExportResult:
+    """Export the generator of a loaded checkpoint ``state`` to ``output`` (written atomically after the check).
+
+    ``style``: StyleBank only, a style name or index: a single-style graph of that bank.
+    """
     if precision not in PRECISIONS:
         raise UsageError(f"unknown --precision {precision!r} (choose fp32 or fp16)")
     start = time.perf_counter()
     model, config, multiple = build_trained_generator(state)
     reference, _, _ = build_trained_generator(state)  # float32, for the parity check
+    styles, names = 0, None
+    if style is not None:
+        index = _style_index(config, style)
+        model, reference, names = _OneBank(model, index), _OneBank(reference, index), [config.style_names()[index]]
+    elif config.arch == "stylebank":
+        styles = len(config.style_names())
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    proto = _to_onnx(_Float32Io(model, dtype).eval(), multiple)
-    meta = metadata(config, multiple, precision)
+    proto = _to_onnx(_Float32Io(model, dtype).eval(), multiple, styles)
+    meta = metadata(config, multiple, precision, names)
     del proto.metadata_props[:]
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     data = proto.SerializeToString()
-    difference = parity(reference, data, multiple)
+    difference = parity(reference.eval(), data, multiple, styles=styles)
     if not difference <= TOLERANCE[precision]:
         raise InputError(
             f"exported model does not match PyTorch: max abs diff {difference:.3g} > {TOLERANCE[precision]} ({precision})"
         )
     images.write_bytes_atomic(data, output)
     return ExportResult(len(proto.graph.node), len(data), difference, precision, time.perf_counter() - start, meta)
+
+
+def _style_index(config: TrainConfig, style: str) -> int:
+    names = config.style_names()
+    if config.arch != "stylebank":
+        raise UsageError(f"--style: only stylebank models hold several styles (this one is --arch {config.arch})")
+    if style in names:
+        return names.index(style)
+    if style.isdigit() and int(style) < len(names):
+        return int(style)
+    raise UsageError(f"--style: no style {style!r} in this bank ({', '.join(names)})")

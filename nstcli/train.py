@@ -11,6 +11,13 @@ Checkpoints are plain dicts of tensors and JSON-able values (``torch.load(weight
 reads them): model, Adam state, step, data position, RNG states, loss history and the config.
 The final model file has the same format, so training can be continued from it too.
 
+StyleBank (``arch="stylebank"``, Chen et al. 2017): one bank per style, named by ``names``.
+The (T+1) alternation of the paper: ``t`` steps of the stylising branch (one style, drawn at
+random, per step; the loss against that style's Gram targets) then one step of the auto-encoder
+branch (encoder + decoder, pixel MSE against the input, logged as ``identity``). Incremental
+learning (``new_banks`` > 0, see :func:`add_styles_config`): encoder, decoder and the earlier
+banks are frozen and only the last ``new_banks`` banks train, so no identity steps are needed.
+
 Multi-GPU / multi-node: under ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set) the generator is
 wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); each rank reads its share of
 every epoch; rank 0 writes checkpoints, logs and previews.
@@ -92,6 +99,9 @@ class TrainConfig:
     checkpoint_every: int = 1000  # 0: only at the end and on interrupt
     preview: str | None = None
     preview_every: int = 100
+    names: list[str] | None = None  # stylebank: one name per style image (None: the images' stems)
+    t: int = 2  # stylebank: style steps per auto-encoder step (the paper's T)
+    new_banks: int = 0  # stylebank: train only the last N banks (incremental learning); 0: everything
 
     def loss_weights(self) -> LossWeights:
         content, style = TRAIN_LAYERS.get(self.net, (net_info(self.net).content_layers, net_info(self.net).style_layers))
@@ -107,7 +117,9 @@ class TrainConfig:
         )
 
     def style_names(self) -> list[str]:
-        """One name for the style the model learnt: the style image's stem (several joined with '+')."""
+        """The styles the model learnt: one per bank for stylebank, else one (several stems joined with '+')."""
+        if self.arch == "stylebank":
+            return list(self.names or [Path(path).stem for path in self.style])
         return ["+".join(Path(path).stem for path in self.style)]
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,11 +180,65 @@ def validate(config: TrainConfig) -> None:
     for message, failed in checks.items():
         if failed:
             raise UsageError(message)
+    if config.arch == "stylebank":
+        _validate_stylebank(config, options.styles)
     if config.init not in generators.INITS:
         raise UsageError(f"unknown --init {config.init!r} (choose from {', '.join(generators.INITS)})")
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r} (choose auto, fp32 or bf16)")
     validate_losses(config)
+
+
+def _validate_stylebank(config: TrainConfig, banks: int) -> None:
+    names = config.style_names()
+    checks = {
+        f"--arch stylebank has {banks} banks for {len(config.style)} styles": banks != len(config.style),
+        "--style names must be unique": len(set(names)) != len(names),
+        f"{len(names)} style names for {len(config.style)} style images": len(names) != len(config.style),
+        "--style-blend does not apply to --arch stylebank (mix styles at apply time: nst apply --mix)":
+            config.style_blend is not None,
+        "--t must be at least 1": config.t < 1,
+        "--add-style: the bank must keep at least one trained style": not 0 <= config.new_banks < banks,
+        "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
+    }  # fmt: skip
+    for message, failed in checks.items():
+        if failed:
+            raise UsageError(message)
+    for name in names:
+        if not name or "=" in name or "," in name:
+            raise UsageError(f"--style: bad style name {name!r} (no '=' or ',', not empty)")
+
+
+def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], given: dict[str, Any]) -> TrainConfig:
+    """The config of an incremental run: ``saved`` (a trained bank) plus new styles, of which only the banks train.
+
+    ``given`` holds run flags and the few training flags that may change for the new bank (steps,
+    data, lr, style weights); the architecture and descriptor stay the checkpoint's.
+    """
+    if saved.arch != "stylebank":
+        raise UsageError(f"--add-style needs a stylebank model (this one is --arch {saved.arch})")
+    changeable = RUN_FIELDS | {"data", "max_images", "lr", "content_weight", "style_weight", "tv_weight", "seed",
+                               "image_size", "batch_size", "style_scale", "warmup_steps", "warmup_lr"}  # fmt: skip
+    for key, value in given.items():
+        if key not in changeable and _normalised(key, value) != _normalised(key, getattr(saved, key)):
+            raise UsageError(f"--{key.replace('_', '-')} cannot change with --add-style (the bank's is kept)")
+    values = {**saved.to_dict(), **given}
+    values["style"] = saved.style + styles
+    values["names"] = saved.style_names() + names
+    values["arch_options"] = {**saved.arch_options, "styles": len(values["style"])}
+    values["new_banks"] = len(styles)
+    values["warmup_steps"] = given.get("warmup_steps", 0)
+    return TrainConfig.from_dict(values)
+
+
+def split_named_style(text: str) -> tuple[str, str]:
+    """``NAME=IMG`` -> (NAME, IMG); a bare ``IMG`` is named by its stem."""
+    name, separator, path = text.partition("=")
+    if not separator:
+        return Path(text).stem, text
+    if not name or not path:
+        raise UsageError(f"--style: expected NAME=IMAGE or IMAGE, got {text!r}")
+    return name, path
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -312,10 +378,34 @@ def _style_loss(config: TrainConfig, device: torch.device, precision: torch.dtyp
     return loss_fn
 
 
+def _bank_targets(loss_fn: PerceptualLoss, config: TrainConfig, device: torch.device) -> list[list[dict[str, torch.Tensor]]]:
+    """StyleBank: each style's Gram targets on its own, swapped into ``loss_fn`` for that style's steps."""
+    long_side = max(16, round(config.image_size * config.style_scale))
+    targets = []
+    for path in config.style:
+        loss_fn.set_styles([images.to_tensor(images.resize_long_side(images.read_image(path), long_side)).to(device)])
+        targets.append(loss_fn.style_targets)
+    return targets
+
+
+def _load_base(model: torch.nn.Module, base: dict[str, Any], new_banks: int) -> None:
+    """Incremental learning: the trained bank's weights into ``model``, whose last ``new_banks`` banks are new."""
+    missing, unexpected = model.load_state_dict(base["model"], strict=False)
+    first_new = len(model.banks) - new_banks
+    if unexpected or any(not key.startswith("banks.") or int(key.split(".")[1]) < first_new for key in missing):
+        raise InputError("the model to add a style to does not match its own configuration")
+
+
+def _freeze_all_but_new_banks(model: torch.nn.Module, new_banks: int) -> None:
+    model.requires_grad_(False)
+    for bank in model.banks[len(model.banks) - new_banks :]:
+        bank.requires_grad_(True)
+
+
 class Trainer:
     """One training run (fresh or resumed); :meth:`run` trains until the step budget or a stop signal."""
 
-    def __init__(self, config: TrainConfig, resume: dict[str, Any] | None = None):
+    def __init__(self, config: TrainConfig, resume: dict[str, Any] | None = None, base: dict[str, Any] | None = None):
         validate(config)
         self.config = config
         self.env, self.device = _setup_distributed(config.device)
@@ -331,12 +421,19 @@ class Trainer:
         self.dataset = data.ContentImages(scan.files, config.image_size, config.seed)
         self.loss_fn = _style_loss(config, self.device, self.precision)  # reads the style images first
         self.style_digests = [_file_digest(path) for path in config.style]
+        self.stylebank = config.arch == "stylebank"
+        self.bank_targets = _bank_targets(self.loss_fn, config, self.device) if self.stylebank else []
 
         self.options = generators.make_options(config.arch, config.arch_options)
         torch.manual_seed(config.seed)
         self.model = generators.build_generator(config.arch, self.options, config.init)
+        if base is not None:
+            _load_base(self.model, base, config.new_banks)
+        if config.new_banks:
+            _freeze_all_but_new_banks(self.model, config.new_banks)
         self.model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True if self.cuda else None)
+        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.lr, fused=True if self.cuda else None)
         torch.manual_seed(config.seed * 1000 + self.env.rank)  # generator noise differs between ranks
 
         self.step = 0
@@ -397,23 +494,43 @@ class Trainer:
             "style_digests": self.style_digests,
         }
 
+    def _branch(self) -> int | None:
+        """StyleBank: the style this step trains (drawn at random), or None for the auto-encoder step."""
+        if self.config.new_banks == 0 and self.step % (self.config.t + 1) == self.config.t:
+            return None
+        first = len(self.bank_targets) - self.config.new_banks if self.config.new_banks else 0
+        return int(torch.randint(first, len(self.bank_targets), ()).item())
+
     def _train_step(self, batch: torch.Tensor) -> torch.Tensor:
-        """One optimiser step; returns the detached terms (content, style, tv, total-optimised)."""
+        """One optimiser step; returns the detached terms (content, style, tv, total, identity, identity step 0/1)."""
         lr = learning_rate(self.config, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        self.loss_fn.set_content(batch)
         mixed = self.precision != torch.float32
+        zero = torch.zeros((), device=self.device)
+        style = self._branch() if self.stylebank else -1
+        if style is None:  # StyleBank auto-encoder branch: reproduce the input
+            with torch.autocast(self.device.type, dtype=self.precision, enabled=mixed):
+                output = self.model.branch(batch, None)
+            identity = torch.nn.functional.mse_loss(output.float(), batch)
+            self._optimise(identity)
+            return torch.stack([zero, zero, zero, zero, identity.detach(), zero + 1])
+        self.loss_fn.set_content(batch)
+        if self.stylebank:
+            self.loss_fn.style_targets = self.bank_targets[style]
         with torch.autocast(self.device.type, dtype=self.precision, enabled=mixed):
-            output = self.network(batch)
+            output = self.model.branch(batch, style) if self.stylebank else self.network(batch)
         terms = self.loss_fn(output.float())
         style_phase = self.step >= self.config.warmup_steps
         total = terms.content + terms.tv + (terms.style if style_phase else 0)
+        self._optimise(total)
+        return torch.stack([terms.content, terms.style, terms.tv, total, zero, zero]).detach()
+
+    def _optimise(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        loss.backward()
         self.optimizer.step()
-        return torch.stack([terms.content, terms.style, terms.tv, total]).detach()
 
     def _preview(self, image: torch.Tensor, folder: Path) -> str:
         self.model.eval()
@@ -438,7 +555,7 @@ class Trainer:
         )  # fmt: skip
         self.model.train()
         start = time.perf_counter()
-        running = torch.zeros(4, device=self.device)
+        running = torch.zeros(6, device=self.device)
         since, since_time, steps_run = 0, start, 0
         interrupted = False
         batches = iter(loader)
@@ -492,12 +609,24 @@ class Trainer:
         if self.env.enabled:
             dist.all_reduce(mean)
             mean /= self.env.world
-        content, style, tv, total = mean.tolist()
+        content, style, tv, total, identity, identity_share = mean.tolist()
+        # StyleBank: style terms averaged over style steps, identity over auto-encoder steps; a row with
+        # no step of one kind repeats that kind's last figures (0 before the first)
+        last = self.history[-1] if self.history else {}
+        if identity_share == 0:
+            identity = last.get("identity", 0.0)
+        elif identity_share < 1:
+            content, style, tv, total = (value / (1 - identity_share) for value in (content, style, tv, total))
+            identity /= identity_share
+        else:
+            content, style, tv, total = (last.get(key, 0.0) for key in ("content", "style", "tv", "total"))
+            identity /= identity_share
         row = {
             "step": self.step,
             "epoch": round(self.items_seen / self.sampler.per_rank(), 4),
             "lr": learning_rate(self.config, self.step - 1),
             "content": content, "style": style, "tv": tv, "total": total,
+            **({"identity": identity} if self.stylebank and not self.config.new_banks else {}),
             "images_per_second": steps * self.config.batch_size * self.env.world / max(seconds, 1e-9),
             "seconds": self.seconds_before + time.perf_counter() - start,
         }  # fmt: skip
@@ -521,12 +650,14 @@ def run_train(
     resume: dict[str, Any] | None = None,
     preview_dir: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train (or continue ``resume``, a loaded checkpoint), then write the model to ``output``.
 
+    ``base``: a trained stylebank whose weights start an incremental run (``config.new_banks`` > 0).
     On SIGINT/SIGTERM the state goes to ``checkpoint`` instead and the result says ``interrupted``.
     """
-    trainer = Trainer(config, resume)
+    trainer = Trainer(config, resume, base)
     try:
         return trainer.run(output, checkpoint, preview_dir, on_progress)
     finally:

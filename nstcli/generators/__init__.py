@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nstcli.errors import UsageError
-from nstcli.generators import johnson, texture
+from nstcli.generators import johnson, stylebank, texture
 from nstcli.generators.blocks import INITS, initialise
 
 
@@ -31,6 +31,7 @@ class Arch:
 ARCHS: dict[str, Arch] = {
     "johnson": Arch("johnson", johnson.JohnsonOptions, johnson.build),
     "texture": Arch("texture", texture.TextureOptions, texture.build),
+    "stylebank": Arch("stylebank", stylebank.StyleBankOptions, stylebank.build),
 }
 
 
@@ -84,7 +85,10 @@ def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
 
 
-def stylise(model: nn.Module, image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Run ``model`` on an image of any size: pad to ``multiple``, run, crop back."""
+def stylise(model: nn.Module, image: torch.Tensor, multiple: int, *extra: torch.Tensor) -> torch.Tensor:
+    """Run ``model`` on an image of any size: pad to ``multiple``, run, crop back.
+
+    ``extra`` inputs go to the model after the image (StyleBank: the style weights).
+    """
     height, width = image.shape[-2:]
-    return model(pad_to_multiple(image, multiple))[..., :height, :width]
+    return model(pad_to_multiple(image, multiple), *extra)[..., :height, :width]

@@ -1,0 +1,79 @@
+"""Chen, Yuan, Liao, Yu, Hua 2017: StyleBank, many styles in one network.
+
+A shared encoder (9x9 conv, two stride-2 3x3 convs; instance norm) maps the image to a feature
+map; one small conv block per style (its "bank") turns those features into that style's; a
+decoder mirroring the encoder (two nearest x2 upsample + conv stages, a 9x9 conv, a sigmoid)
+turns features back into an image. Without a bank, encoder + decoder form the auto-encoder
+(identity) branch that training alternates with the style branches, which is what keeps content
+in the encoder/decoder and style in the banks, so a new style is added by training only a new bank.
+
+Styles are fused linearly, as in the paper: with weights w (K,), the decoder gets
+sum_k w_k * bank_k(features). A one-hot w selects one style.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nstcli.errors import UsageError
+from nstcli.generators.blocks import ConvBlock, Upsample
+
+
+@dataclass
+class StyleBankOptions:
+    styles: int = 1  # K, the number of banks (set by training from the --style list)
+    width: float = 1.0  # channel multiplier: 1.0 = 32/64/128
+    bank_layers: int = 2  # 3x3 conv blocks per bank
+
+    def validate(self) -> None:
+        if not 1 <= self.styles <= 256:
+            raise UsageError("a style bank holds between 1 and 256 styles")
+        if not 0.05 <= self.width <= 4:
+            raise UsageError("--width must be between 0.05 and 4")
+        if not 1 <= self.bank_layers <= 8:
+            raise UsageError("--bank-layers must be between 1 and 8")
+
+    def size_multiple(self) -> int:
+        return 4  # two stride-2 stages
+
+
+def _bank(channels: int, layers: int) -> nn.Sequential:
+    return nn.Sequential(*(ConvBlock(channels, channels, 3, activation=nn.ReLU(inplace=True)) for _ in range(layers)))
+
+
+class StyleBankNet(nn.Module):
+    def __init__(self, options: StyleBankOptions):
+        super().__init__()
+        c1, c2, c3 = (max(4, round(base * options.width)) for base in (32, 64, 128))
+        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.encoder = nn.Sequential(
+            ConvBlock(3, c1, 9, activation=relu()),
+            ConvBlock(c1, c2, 3, stride=2, activation=relu()),
+            ConvBlock(c2, c3, 3, stride=2, activation=relu()),
+        )
+        self.banks = nn.ModuleList(_bank(c3, options.bank_layers) for _ in range(options.styles))
+        self.decoder = nn.Sequential(
+            Upsample(c3, c2, "nearest"), Upsample(c2, c1, "nearest"), nn.ReflectionPad2d(4), nn.Conv2d(c1, 3, 9)
+        )
+
+    def branch(self, image: torch.Tensor, style: int | None) -> torch.Tensor:
+        """One training branch: bank ``style`` only, or None for the auto-encoder (identity) branch."""
+        features = self.encoder(image)
+        if style is not None:
+            features = self.banks[style](features)
+        return torch.sigmoid(self.decoder(features))
+
+    def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Stylise with the banks fused by ``style_weights`` (K,); None: the first style."""
+        if style_weights is None:
+            return self.branch(image, 0)
+        features = self.encoder(image)
+        fused = sum(style_weights[k] * bank(features) for k, bank in enumerate(self.banks))
+        return torch.sigmoid(self.decoder(fused))
+
+
+def build(options: StyleBankOptions) -> nn.Module:
+    return StyleBankNet(options)

@@ -1,0 +1,231 @@
+"""StyleBank (Chen et al. 2017): K-style training with the (T+1) alternation, incremental banks,
+export with a style_weights input, and nst apply --style/--mix on the exported graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+from nstcli import export, generators, model_format, train
+from nstcli.errors import UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Three photos, three style images and a random-initialised VGG16 (fast descriptor)."""
+    from torchvision.models import vgg
+
+    root = tmp_path_factory.mktemp("stylebank")
+    rng = np.random.default_rng(0)
+    (root / "photos").mkdir()
+    for index in range(3):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(root / "photos" / f"p{index}.png")
+    for index, name in enumerate(("red", "green", "blue")):
+        array = (rng.random((32, 32, 3)) * 80).astype(np.uint8)
+        array[..., index] += 170  # three distinct colour statistics
+        Image.fromarray(array).save(root / f"{name}.png")
+    torch.manual_seed(0)
+    features = vgg.make_layers(vgg.cfgs["D"])
+    torch.save({f"features.{key}": value for key, value in features.state_dict().items()}, root / "vgg16.pth")
+    return root
+
+
+def bank_config(root: Path, names: tuple[str, ...] = ("red", "green"), **changes) -> train.TrainConfig:
+    values = dict(
+        style=[str(root / f"{name}.png") for name in names], names=list(names), data=str(root / "photos"),
+        arch="stylebank", arch_options={"styles": len(names), "width": 0.25, "bank_layers": 1}, image_size=32,
+        batch_size=2, steps=12, workers=0, net="vgg16", weights=str(root / "vgg16.pth"),
+        content_layers=["relu1_2"], style_layers=["relu1_2", "relu2_2"], precision="fp32", checkpoint_every=0,
+        log_every=1, lr=1e-2,
+    )  # fmt: skip
+    values.update(changes)
+    return train.TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def bank(folder) -> Path:
+    path = folder / "bank.pt"
+    train.run_train(bank_config(folder), str(path), str(folder / "bank.ckpt"))
+    return path
+
+
+def parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+
+def test_generator_shapes_and_fusion_is_a_convex_combination_of_banks():
+    options = generators.make_options("stylebank", {"styles": 3, "width": 0.25})
+    model = generators.build_generator("stylebank", options).eval()
+    image = torch.rand(2, 3, 20, 28)
+    with torch.no_grad():
+        one_hot = model(image, torch.tensor([0.0, 1.0, 0.0]))
+        assert one_hot.shape == image.shape and 0 <= one_hot.min() and one_hot.max() <= 1
+        assert torch.allclose(one_hot, model.branch(image, 1), atol=1e-6)
+        features = model.encoder(image)
+        weights = torch.tensor([0.6, 0.0, 0.4])
+        by_hand = torch.sigmoid(model.decoder(0.6 * model.banks[0](features) + 0.4 * model.banks[2](features)))
+        assert torch.allclose(model(image, weights), by_hand, atol=1e-6)
+        assert not torch.allclose(model(image, weights), model.branch(image, 0), atol=1e-3)  # a real mix
+
+
+def test_a_k_style_step_trains_one_bank_and_the_auto_encoder_step_no_bank(folder):
+    trainer = train.Trainer(bank_config(folder, steps=3, t=2))
+    batch = torch.rand(2, 3, 32, 32)
+    model = trainer.model
+    before = parameters(model)
+    trainer.step = 0
+    style = trainer._branch()
+    trainer.step = 0
+    torch.manual_seed(1)
+    terms = trainer._train_step(batch)
+    after = parameters(model)
+    changed = {name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("banks") else "")
+               for name in before if not torch.equal(before[name], after[name])}  # fmt: skip
+    assert terms[4] == 0 and terms[5] == 0 and terms[1] > 0  # a style step: style loss, no identity term
+    assert {"encoder", "decoder"} <= changed and sum(name.startswith("banks") for name in changed) == 1
+    trainer.step = 2  # t=2: the third step of each cycle is the auto-encoder step
+    assert trainer._branch() is None and style in (0, 1)
+    terms = trainer._train_step(batch)
+    final = parameters(model)
+    assert terms[5] == 1 and terms[4] > 0
+    assert all(torch.equal(after[name], final[name]) for name in after if name.startswith("banks"))
+    assert not torch.equal(after["encoder.0.1.weight"], final["encoder.0.1.weight"])
+
+
+def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folder, bank):
+    state = train.load_checkpoint(bank)
+    history = state["history"]
+    assert len(history) == 12 and all("identity" in row for row in history)
+    assert state["config"]["names"] == ["red", "green"]
+    assert history[-1]["identity"] < history[2]["identity"]  # steps 3, 6, 9, 12 are the auto-encoder steps
+    model, config, _ = train.build_trained_generator(state)
+    assert len(model.banks) == 2 and config.style_names() == ["red", "green"]
+    trainer = train.Trainer(config)  # its fresh model is the trained one's initial state (same seed)
+    photos = torch.stack([trainer.dataset[0, index][0] for index in range(3)])
+    trainer.loss_fn.set_content(photos)
+    for style, targets in enumerate(trainer.bank_targets):
+        trainer.loss_fn.style_targets = targets
+        with torch.no_grad():
+            before = trainer.loss_fn(trainer.model.eval().branch(photos, style)).style
+            after = trainer.loss_fn(model.branch(photos, style)).style
+        assert after < before, style
+
+
+def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(folder, bank):
+    base = train.load_checkpoint(bank)
+    saved = train.TrainConfig.from_dict(base["config"])
+    config = train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], {"steps": 3})
+    assert config.style_names() == ["red", "green", "blue"] and config.new_banks == 1
+    output = folder / "bank3.pt"
+    result = train.run_train(config, str(output), str(folder / "bank3.ckpt"), base=base)
+    grown = train.load_checkpoint(output)["model"]
+    for key, value in base["model"].items():
+        assert torch.equal(value, grown[key]), key
+    new = [key for key in grown if key.startswith("banks.2.")]
+    assert new and "identity" not in result.history[-1]
+    fresh = generators.build_generator("stylebank", generators.make_options("stylebank", config.arch_options))
+    torch.manual_seed(config.seed)  # the new bank did train: it is not its initial value
+    assert any(not torch.equal(grown[key], value) for key, value in fresh.state_dict().items() if key in new)
+
+
+def test_bad_stylebank_settings_are_usage_errors(folder, bank):
+    with pytest.raises(UsageError, match="unique"):
+        train.validate(bank_config(folder, ("a", "a"), style=[str(folder / "red.png")] * 2))
+    with pytest.raises(UsageError, match="style-blend"):
+        train.validate(bank_config(folder, style_blend=[0.5, 0.5]))
+    with pytest.raises(UsageError, match="2 banks for 1 styles"):
+        train.validate(bank_config(folder, style=[str(folder / "red.png")], names=["red"], arch_options={"styles": 2}))
+    johnson = train.TrainConfig.from_dict({**bank_config(folder).to_dict(), "arch": "johnson", "arch_options": {}})
+    with pytest.raises(UsageError, match="needs a stylebank"):
+        train.add_styles_config(johnson, [str(folder / "blue.png")], ["blue"], {})
+    saved = train.TrainConfig.from_dict(train.load_checkpoint(bank)["config"])
+    with pytest.raises(UsageError, match="--net cannot change"):
+        train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], {"net": "vgg19"})
+
+
+def test_export_has_a_style_weights_input_and_matches_pytorch_mixes(folder, bank):
+    output = folder / "bank.onnx"
+    result = export.export_model(train.load_checkpoint(bank), str(output))
+    assert result.max_abs_diff <= export.TOLERANCE["fp32"]
+    proto = onnx.load(output)
+    inputs = {value.name: value for value in proto.graph.input}
+    weights_shape = [dim.dim_value for dim in inputs[model_format.INPUT_STYLE_WEIGHTS].type.tensor_type.shape.dim]
+    assert weights_shape == [2]
+    meta = {entry.key: entry.value for entry in proto.metadata_props}
+    assert json.loads(meta[model_format.META_STYLES]) == ["red", "green"] and meta[model_format.META_ARCH] == "stylebank"
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    model, _, _ = train.build_trained_generator(train.load_checkpoint(bank))
+    image = torch.rand(1, 3, 24, 28)
+    run = lambda w: session.run(None, {"image": image.numpy(), "style_weights": np.array(w, np.float32)})[0]  # noqa: E731
+    with torch.no_grad():
+        features = model.encoder(image)
+        for w in ([1.0, 0.0], [0.0, 1.0], [0.3, 0.7]):
+            expected = torch.sigmoid(model.decoder(w[0] * model.banks[0](features) + w[1] * model.banks[1](features)))
+            assert np.abs(run(w) - expected.numpy()).max() < 1e-4
+    assert np.abs(run([1.0, 0.0]) - run([0.0, 1.0])).max() > 1e-3  # the styles differ
+    single = folder / "green.onnx"
+    export.export_model(train.load_checkpoint(bank), str(single), style="green")
+    proto = onnx.load(single)
+    assert [value.name for value in proto.graph.input] == [model_format.INPUT_IMAGE]
+    assert json.loads({entry.key: entry.value for entry in proto.metadata_props}[model_format.META_STYLES]) == ["green"]
+    green = onnxruntime.InferenceSession(str(single), providers=["CPUExecutionProvider"])
+    assert np.abs(green.run(None, {"image": image.numpy()})[0] - run([0.0, 1.0])).max() < 1e-4
+
+
+def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
+def test_cli_trains_a_bank_with_the_embedded_vgg19_adds_a_style_exports_and_applies(tmp_path, folder):
+    photos = str(folder / "photos")
+    red, green, blue = (str(folder / f"{name}.png") for name in ("red", "green", "blue"))
+    common = ["--image-size", "32", "--batch-size", "1", "--workers", "0", "--max-images", "2", "-q"]
+    done = nst("train", "--arch", "stylebank", "--style", f"red={red}", "--style", f"green={green}", "--data", photos,
+               "--steps", "3", "--width", "0.25", "-o", "bank.pt", *common, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = nst("train", "--resume", "bank.pt", "--add-style", f"blue={blue}", "--steps", "2", "-o", "bank3.pt",
+               "--export", "bank3.onnx", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")  # not flat: instance norm maps a flat image to flat grey
+    done = nst("apply", "bank3.onnx", "photo.png", "-o", "blue.png", "--style", "blue", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = nst("apply", "bank3.onnx", "photo.png", "-o", "mix.png", "--mix", "red=0.5,blue=0.5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    blue_out, mix_out = (np.asarray(Image.open(tmp_path / name), np.float32) for name in ("blue.png", "mix.png"))
+    assert blue_out.shape == mix_out.shape == (20, 30, 3) and np.abs(blue_out - mix_out).max() > 0
+    bad = nst("apply", "bank3.onnx", "photo.png", "-o", "x.png", "--style", "purple", cwd=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_errors_are_one_line(tmp_path, folder, bank):
+    red = str(folder / "red.png")
+    cases = [
+        (["train", "--add-style", f"b={red}", "-o", "x.pt"], "needs --resume"),
+        (["train", "--resume", str(bank), "--add-style", f"b={red}", "--style", red, "-o", "x.pt"], "only the new"),
+        (["export", str(bank), "-o", "x.onnx", "--style", "nope"], "no style 'nope'"),
+    ]
+    for args, message in cases:
+        done = nst(*args, cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
