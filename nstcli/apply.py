@@ -563,6 +563,8 @@ def describe(error: Exception, where: str) -> str:
 
 
 def validate(config: ApplyConfig) -> None:
+    if not config.output or not all(config.inputs):  # Path('') is '.': it would walk the whole current folder
+        raise UsageError("an input or -o is an empty string (an unset shell variable?)")
     if config.batch_size < 0 or config.workers < 1:
         raise UsageError("--batch-size must not be negative and --workers must be at least 1")
     if config.threads < 0:

@@ -49,8 +49,8 @@ def nst_here(*args: str) -> tuple[int, str, bytes]:
     from nstcli.cli import main
 
     err, out = io.StringIO(), io.TextIOWrapper(io.BytesIO())
-    argv = sys.argv
-    sys.argv = ["nst", *args]
+    argv, stdin = sys.argv, sys.stdin
+    sys.argv, sys.stdin = ["nst", *args], io.TextIOWrapper(io.BytesIO())  # '-' reads an empty stdin, never waits
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             main()
@@ -58,7 +58,7 @@ def nst_here(*args: str) -> tuple[int, str, bytes]:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
-        sys.argv = argv
+        sys.argv, sys.stdin = argv, stdin
     out.flush()
     return code, err.getvalue(), out.buffer.getvalue()
 
@@ -229,6 +229,15 @@ def test_apply_name_templates_cannot_escape_or_crash(model, good, tmp_path, temp
     code, stderr, _ = nst_here("apply", str(model), str(source), "-o", str(tmp_path / "out"), "--name", template)
     assert code == 2 and one_line(stderr), stderr
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.png"]
+
+
+def test_empty_path_arguments_are_usage_errors(model, good, tmp_path):
+    # Path('') means '.', so '' (an unset shell variable) used to walk the whole current folder.
+    for args in ([str(good), ""], ["", "-o", "out"], [str(good), "-o", ""]):
+        args = args if "-o" in args else [*args, "-o", str(tmp_path / "out")]
+        code, stderr, _ = nst_here("apply", str(model), *args)
+        assert code == 2 and one_line(stderr) and "empty string" in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_hostile_onnx_files(tmp_path, good):
