@@ -535,7 +535,9 @@ class Trainer:
     def _preview(self, image: torch.Tensor, folder: Path) -> str:
         self.model.eval()
         with torch.no_grad():
-            result = generators.stylise(self.model, image.to(self.device), self.options.size_multiple())
+            # StyleBank: the last bank (the one an incremental run trains)
+            extra = (torch.eye(len(self.bank_targets), device=self.device)[-1],) if self.stylebank else ()
+            result = generators.stylise(self.model, image.to(self.device), self.options.size_multiple(), *extra)
         self.model.train()
         path = folder / f"step_{self.step:07d}.png"
         images.write_image(images.from_tensor(result.clamp(0, 1)), path)

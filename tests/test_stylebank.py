@@ -135,10 +135,12 @@ def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folde
 def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(folder, bank):
     base = train.load_checkpoint(bank)
     saved = train.TrainConfig.from_dict(base["config"])
-    config = train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], {"steps": 3})
+    given = {"steps": 3, "preview": str(folder / "photos" / "p0.png"), "preview_every": 3}
+    config = train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], given)
     assert config.style_names() == ["red", "green", "blue"] and config.new_banks == 1
     output = folder / "bank3.pt"
-    result = train.run_train(config, str(output), str(folder / "bank3.ckpt"), base=base)
+    result = train.run_train(config, str(output), str(folder / "bank3.ckpt"), preview_dir=str(folder / "preview"), base=base)
+    assert (folder / "preview" / "step_0000003.png").is_file()  # the new bank's style
     grown = train.load_checkpoint(output)["model"]
     for key, value in base["model"].items():
         assert torch.equal(value, grown[key]), key
