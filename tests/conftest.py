@@ -12,6 +12,19 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+# Subprocesses get one OpenMP thread: on a loaded 2-core machine spinning threads make small ops ~100x slower.
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The same in-process, for modules that train or export (use with pytest.mark.usefixtures)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def gradient_image(width: int = 48, height: int = 32, seed: int = 0) -> Image.Image:
@@ -48,9 +61,9 @@ def style_path(tmp_path: Path) -> Path:
 
 def run_nst(*args: str, stdin: bytes | None = None, cwd: Path | None = None, timeout: float = 300):
     """Run the real CLI in a subprocess (python -m nstcli), return the CompletedProcess (bytes)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     return subprocess.run(
-        [sys.executable, "-m", "nstcli", *args], input=stdin, capture_output=True, cwd=cwd, env=env, timeout=timeout
+        [sys.executable, "-m", "nstcli", *args], input=stdin, capture_output=True, cwd=cwd, env=SUBPROCESS_ENV,
+        timeout=timeout,
     )
 
 

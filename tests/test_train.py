@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,18 +15,11 @@ from PIL import Image
 
 from nstcli import data, train
 from nstcli.errors import InputError, UsageError
-
-REPO = Path(__file__).resolve().parent.parent
-# Subprocesses: one OpenMP thread (a loaded 2-core machine is ~100x slower with spinning threads).
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+from tests.conftest import SUBPROCESS_ENV as ENV
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_photo(path: Path, height: int, width: int, seed: int) -> None:
