@@ -102,7 +102,7 @@ def optimize(
     content_layer_weights: Optional[str] = typer.Option(None, help="Per content layer, comma-separated."),
     style_layer_weights: Optional[str] = typer.Option(None, help="Per style layer, comma-separated."),
     content_weight: float = typer.Option(1.0, help="Weight of the content loss."),
-    style_weight: float = typer.Option(1e3, help="Weight of the style loss."),
+    style_weight: float = typer.Option(10.0, help="Weight of the style loss (1e3 = pastiche's weighting)."),
     tv_weight: float = typer.Option(0.0, help="Weight of the total-variation loss (0..1 image scale)."),
     style_blend: Optional[str] = typer.Option(None, help="Weights of several styles, e.g. 0.7,0.3."),
     style_mask: Optional[list[str]] = typer.Option(

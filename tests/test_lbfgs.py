@@ -32,6 +32,16 @@ def test_matches_torch_lbfgs_step_for_step() -> None:
         assert torch.allclose(ours.detach(), reference.detach(), rtol=1e-4, atol=1e-5)
 
 
+def test_a_tiny_valued_objective_still_converges() -> None:
+    # torch's absolute curvature test (s.y > 1e-10) would reject every pair here and crawl.
+    x = torch.ones(100, requires_grad=True)
+    optimizer = LBFGS(x.detach(), history=10)
+    for _ in range(20):
+        (gradient,) = torch.autograd.grad(1e-6 * (x**2).sum(), x)
+        optimizer.step(gradient)
+    assert x.detach().abs().max() < 1e-3
+
+
 def test_converges_on_an_ill_conditioned_quadratic() -> None:
     scales = torch.logspace(0, 3, 50)
     x = torch.ones(50, requires_grad=True)

