@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -67,16 +67,7 @@ class OptimizeConfig:
 
     def loss_weights(self) -> LossWeights:
         info = net_info(self.net)
-        return LossWeights(
-            content_layers=list(self.content_layers or info.content_layers),
-            style_layers=list(self.style_layers or info.style_layers),
-            content_layer_weights=self.content_layer_weights,
-            style_layer_weights=self.style_layer_weights,
-            content_weight=self.content_weight,
-            style_weight=self.style_weight,
-            tv_weight=self.tv_weight,
-            style_blend=self.style_blend,
-        )
+        return loss_weights_from(self, info.content_layers, info.style_layers)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +116,21 @@ def validate(config: OptimizeConfig) -> None:
     if not 0.0 < config.style_crop <= 1.0:
         raise UsageError("--style-crop must be in (0, 1]: the kept central fraction of the style image")
     validate_losses(config)
+
+
+def loss_weights_from(config, content_layers: Sequence[str], style_layers: Sequence[str]) -> LossWeights:
+    """LossWeights from the loss fields every config has (OptimizeConfig, TrainConfig); the layers
+    given here are the defaults for fields left None."""
+    return LossWeights(
+        content_layers=list(config.content_layers or content_layers),
+        style_layers=list(config.style_layers or style_layers),
+        content_layer_weights=config.content_layer_weights,
+        style_layer_weights=config.style_layer_weights,
+        content_weight=config.content_weight,
+        style_weight=config.style_weight,
+        tv_weight=config.tv_weight,
+        style_blend=config.style_blend,
+    )
 
 
 def validate_losses(config) -> None:

@@ -43,7 +43,7 @@ from nstcli import __version__, data, generators, images
 from nstcli.descriptors import build_descriptor, net_info
 from nstcli.errors import InputError, UsageError
 from nstcli.losses import LossWeights, PerceptualLoss
-from nstcli.optimize import PRECISIONS, resolve_device, resolve_precision, validate_losses
+from nstcli.optimize import PRECISIONS, loss_weights_from, resolve_device, resolve_precision, validate_losses
 
 CHECKPOINT_FORMAT = "nst-train"
 CHECKPOINT_VERSION = 1
@@ -105,16 +105,7 @@ class TrainConfig:
 
     def loss_weights(self) -> LossWeights:
         content, style = TRAIN_LAYERS.get(self.net, (net_info(self.net).content_layers, net_info(self.net).style_layers))
-        return LossWeights(
-            content_layers=list(self.content_layers or content),
-            style_layers=list(self.style_layers or style),
-            content_layer_weights=self.content_layer_weights,
-            style_layer_weights=self.style_layer_weights,
-            content_weight=self.content_weight,
-            style_weight=self.style_weight,
-            tv_weight=self.tv_weight,
-            style_blend=self.style_blend,
-        )
+        return loss_weights_from(self, content, style)
 
     def style_names(self) -> list[str]:
         """The styles the model learnt: one per bank for stylebank, else one (several stems joined with '+')."""
