@@ -58,6 +58,26 @@ class Upsample(nn.Module):
         return self.activation(self.body(x))
 
 
+def channel_widths(width: float) -> tuple[int, int, int]:
+    """Channels of the three resolutions of Johnson et al.'s net (32, 64, 128) times ``width``."""
+    c1, c2, c3 = (max(4, round(base * width)) for base in (32, 64, 128))
+    return c1, c2, c3
+
+
+def encoder_layers(c1: int, c2: int, c3: int) -> list[nn.Module]:
+    """9x9 conv to c1, then two stride-2 3x3 convs to c2 and c3 (instance norm, ReLU)."""
+    return [
+        ConvBlock(3, c1, 9, activation=nn.ReLU(inplace=True)),
+        ConvBlock(c1, c2, 3, stride=2, activation=nn.ReLU(inplace=True)),
+        ConvBlock(c2, c3, 3, stride=2, activation=nn.ReLU(inplace=True)),
+    ]
+
+
+def decoder_layers(c3: int, c2: int, c1: int, upsample: str) -> list[nn.Module]:
+    """The encoder's mirror: two x2 upsampling stages, then a 9x9 conv to RGB (no activation)."""
+    return [Upsample(c3, c2, upsample), Upsample(c2, c1, upsample), nn.ReflectionPad2d(4), nn.Conv2d(c1, 3, 9)]
+
+
 def initialise(model: nn.Module, scheme: str) -> None:
     """Re-initialise conv weights: xavier (Glorot uniform), he (Kaiming normal, fan-out) or PyTorch's default."""
     if scheme == "default":

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nstcli.errors import UsageError
-from nstcli.generators.blocks import ConvBlock, ResidualBlock, Upsample
+from nstcli.generators.blocks import ResidualBlock, channel_widths, decoder_layers, encoder_layers
 
 UPSAMPLE_MODES = ("nearest", "deconv")
 
@@ -40,17 +40,11 @@ class JohnsonOptions:
 class JohnsonNet(nn.Module):
     def __init__(self, options: JohnsonOptions):
         super().__init__()
-        c1, c2, c3 = (max(4, round(base * options.width)) for base in (32, 64, 128))
-        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        c1, c2, c3 = channel_widths(options.width)
         self.body = nn.Sequential(
-            ConvBlock(3, c1, 9, activation=relu()),
-            ConvBlock(c1, c2, 3, stride=2, activation=relu()),
-            ConvBlock(c2, c3, 3, stride=2, activation=relu()),
+            *encoder_layers(c1, c2, c3),
             *(ResidualBlock(c3) for _ in range(options.residual_blocks)),
-            Upsample(c3, c2, options.upsample),
-            Upsample(c2, c1, options.upsample),
-            nn.ReflectionPad2d(4),
-            nn.Conv2d(c1, 3, 9),
+            *decoder_layers(c3, c2, c1, options.upsample),
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nstcli.errors import UsageError
-from nstcli.generators.blocks import ConvBlock, Upsample
+from nstcli.generators.blocks import ConvBlock, channel_widths, decoder_layers, encoder_layers
 
 
 @dataclass
@@ -47,17 +47,10 @@ def _bank(channels: int, layers: int) -> nn.Sequential:
 class StyleBankNet(nn.Module):
     def __init__(self, options: StyleBankOptions):
         super().__init__()
-        c1, c2, c3 = (max(4, round(base * options.width)) for base in (32, 64, 128))
-        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
-        self.encoder = nn.Sequential(
-            ConvBlock(3, c1, 9, activation=relu()),
-            ConvBlock(c1, c2, 3, stride=2, activation=relu()),
-            ConvBlock(c2, c3, 3, stride=2, activation=relu()),
-        )
+        c1, c2, c3 = channel_widths(options.width)
+        self.encoder = nn.Sequential(*encoder_layers(c1, c2, c3))
         self.banks = nn.ModuleList(_bank(c3, options.bank_layers) for _ in range(options.styles))
-        self.decoder = nn.Sequential(
-            Upsample(c3, c2, "nearest"), Upsample(c2, c1, "nearest"), nn.ReflectionPad2d(4), nn.Conv2d(c1, 3, 9)
-        )
+        self.decoder = nn.Sequential(*decoder_layers(c3, c2, c1, "nearest"))
 
     def branch(self, image: torch.Tensor, style: int | None) -> torch.Tensor:
         """One training branch: bank ``style`` only, or None for the auto-encoder (identity) branch."""
