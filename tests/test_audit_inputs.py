@@ -411,9 +411,9 @@ mutations = st.tuples(
 )
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(mutations)
-def test_fuzz_reader_on_mutated_bytes(mutation):
+def check_reader(mutation) -> None:
+    """Mutated image bytes decode to an RGB image or fail with InputError, nothing else (also used by
+    tests/bench/fuzz.py)."""
     index, edits, cut = mutation
     try:
         image = images.read_image(mutate(SEEDS[index], edits, cut))
@@ -421,6 +421,12 @@ def test_fuzz_reader_on_mutated_bytes(mutation):
         return
     assert image.mode == "RGB" and image.width * image.height >= 1
     assert np.asarray(image).shape == (image.height, image.width, 3)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(mutations)
+def test_fuzz_reader_on_mutated_bytes(mutation):
+    check_reader(mutation)
 
 
 APPLY_FLAGS = ["--name", "--format", "--quality", "--strength", "--max-size", "--tile", "--tile-overlap", "--shard",

@@ -21,10 +21,9 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.test_audit_inputs import (  # noqa: E402 - after the path tweak
-    SEEDS,
+    check_reader,
     identity_model,
     leftovers,
-    mutate,
     mutations,
     nst_here,
     tokens,
@@ -57,18 +56,6 @@ def fuzz(name: str, strategy, check, seconds: float, seed: int) -> dict[str, obj
     except TimeoutError:
         pass
     return {"target": name, **counts, "seconds": time.monotonic() - started, "first": findings[:3]}
-
-
-def check_reader(mutation) -> None:
-    from nstcli import images
-    from nstcli.errors import InputError
-
-    index, edits, cut = mutation
-    try:
-        image = images.read_image(mutate(SEEDS[index], edits, cut))
-    except InputError:
-        return
-    assert image.mode == "RGB" and image.width * image.height >= 1
 
 
 def main() -> None:
