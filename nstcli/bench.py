@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from nstcli import generators, images
-from nstcli.errors import UsageError
+from nstcli.errors import reject_first
 from nstcli.optimize import OptimizeConfig, resolve_device, run_optimize
 from nstcli.train import TrainConfig, run_train
 
@@ -76,9 +76,7 @@ def validate(config: BenchConfig) -> None:
         "--train-steps must be at least 2": config.train_steps < 2,
         "--repeats must be at least 1": config.repeats < 1,
     }
-    for message, failed in checks.items():
-        if failed:
-            raise UsageError(message)
+    reject_first(checks)
     for name in config.arches:
         generators.arch(name)
 

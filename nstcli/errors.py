@@ -22,3 +22,10 @@ class InputError(NstError):
     """An input image, model or file that cannot be used (exit 1)."""
 
     exit_code = EXIT_FAILED
+
+
+def reject_first(checks: dict[str, bool]) -> None:
+    """Raise a UsageError with the message of the first failed check ({message: failed})."""
+    for message, failed in checks.items():
+        if failed:
+            raise UsageError(message)

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 
 from nstcli import __version__, data, generators, images
 from nstcli.descriptors import build_descriptor, net_info
-from nstcli.errors import InputError, UsageError
+from nstcli.errors import InputError, UsageError, reject_first
 from nstcli.losses import LossWeights, PerceptualLoss
 from nstcli.optimize import PRECISIONS, loss_weights_from, resolve_device, resolve_precision, validate_losses
 
@@ -168,9 +168,7 @@ def validate(config: TrainConfig) -> None:
         "--checkpoint-every must not be negative": config.checkpoint_every < 0,
         "--preview-every must be at least 1": config.preview_every < 1,
     }
-    for message, failed in checks.items():
-        if failed:
-            raise UsageError(message)
+    reject_first(checks)
     if config.arch == "stylebank":
         _validate_stylebank(config, options.styles)
     if config.init not in generators.INITS:
@@ -192,9 +190,7 @@ def _validate_stylebank(config: TrainConfig, banks: int) -> None:
         "--add-style: the bank must keep at least one trained style": not 0 <= config.new_banks < banks,
         "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
     }  # fmt: skip
-    for message, failed in checks.items():
-        if failed:
-            raise UsageError(message)
+    reject_first(checks)
     for name in names:
         if not name or "=" in name or "," in name:
             raise UsageError(f"--style: bad style name {name!r} (no '=' or ',', not empty)")
