@@ -358,7 +358,9 @@ def _optimize_option(name: str, **changes: object) -> typer.models.OptionInfo:
     return option
 
 
-ARCH_OPTIONS = ("width", "residual_blocks", "upsample", "scales", "channels", "noise_channels", "bank_layers")
+ARCH_OPTIONS = (
+    "width", "residual_blocks", "upsample", "scales", "channels", "noise_channels", "bank_layers", "output_kernel"
+)
 
 
 @app.command()
@@ -379,6 +381,9 @@ def train(
         None, help="stylebank, with --resume BANK.pt: add a style NAME=IMAGE, training only its new bank (repeat)."
     ),
     residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks [default: 5]."),
+    output_kernel: Optional[int] = typer.Option(
+        None, help="johnson, stylebank: output conv size, odd, 1-9 [default: 9, the paper's; 3 is faster on CPU]."
+    ),
     upsample: Optional[str] = typer.Option(None, help="johnson: nearest (+conv) or deconv (the paper's) [default: nearest]."),
     scales: Optional[int] = typer.Option(None, help="texture: input resolutions [default: 5]."),
     channels: Optional[int] = typer.Option(None, help="texture: channels per scale [default: 8]."),

@@ -60,6 +60,9 @@ def test_parameter_counts_match_the_papers_and_width_scales_them():
     assert 60e3 < count("texture", {}) < 90e3  # the study counted ~75k
     assert count("johnson", {"width": 0.25}) < count("johnson", {"width": 0.5}) < count("johnson", {}) / 3
     assert count("johnson", {"residual_blocks": 2}) < count("johnson", {})
+    # the output conv: 32 x 3 x 9 x 9 weights at width 1, 32 x 3 x 3 x 3 with --output-kernel 3
+    assert count("johnson", {}) - count("johnson", {"output_kernel": 3}) == 32 * 3 * (81 - 9)
+    assert count("stylebank", {}) - count("stylebank", {"output_kernel": 3}) == 32 * 3 * (81 - 9)
 
 
 def test_options_that_do_not_fit_the_arch_are_usage_errors():
@@ -69,6 +72,8 @@ def test_options_that_do_not_fit_the_arch_are_usage_errors():
         generators.make_options("johnson", {"width": 0})
     with pytest.raises(UsageError, match="--upsample"):
         generators.make_options("johnson", {"upsample": "bilinear"})
+    with pytest.raises(UsageError, match="--output-kernel must be one of 1, 3, 5, 7, 9"):
+        generators.make_options("stylebank", {"output_kernel": 4})
     with pytest.raises(UsageError, match="unknown --arch"):
         generators.make_options("stylegan", {})
     with pytest.raises(UsageError, match="unknown --init"):

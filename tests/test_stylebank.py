@@ -82,6 +82,22 @@ def test_generator_shapes_and_fusion_is_a_convex_combination_of_banks():
         assert not torch.allclose(model(image, weights), model.branch(image, 0), atol=1e-3)  # a real mix
 
 
+def test_a_bank_with_weight_zero_is_not_run_in_pytorch_nor_in_onnx():
+    options = generators.make_options("stylebank", {"styles": 3, "width": 0.25})
+    model = generators.build_generator("stylebank", options).eval()
+    with torch.no_grad():
+        model.banks[1][0][1].weight.fill_(float("nan"))  # 0 * NaN is NaN: only a skipped bank leaves no trace
+    image, weights = torch.rand(1, 3, 16, 20), torch.tensor([0.4, 0.0, 0.6])
+    with torch.no_grad():
+        expected = model(image, weights)
+        assert torch.isfinite(expected).all() and not torch.isfinite(model(image, torch.tensor([0.0, 1.0, 0.0]))).all()
+    proto = export._to_onnx(model, options.size_multiple(), styles=3)
+    assert [node.op_type for node in proto.graph.node].count("If") == 3  # one guarded bank per style
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    result = session.run(None, {"image": image.numpy(), "style_weights": weights.numpy()})[0]
+    assert np.abs(result - expected.numpy()).max() < 1e-5
+
+
 def test_a_k_style_step_trains_one_bank_and_the_auto_encoder_step_no_bank(folder):
     trainer = train.Trainer(bank_config(folder, steps=3, t=2))
     batch = torch.rand(2, 3, 32, 32)

@@ -8,7 +8,7 @@ turns features back into an image. Without a bank, encoder + decoder form the au
 in the encoder/decoder and style in the banks, so a new style is added by training only a new bank.
 
 Styles are fused linearly, as in the paper: with weights w (K,), the decoder gets
-sum_k w_k * bank_k(features). A one-hot w selects one style.
+sum_k w_k * bank_k(features). A one-hot w selects one style (and runs one bank).
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from nstcli.errors import UsageError
-from nstcli.generators.blocks import ConvBlock, channel_widths, decoder_layers, encoder_layers
+from nstcli.generators.blocks import (
+    ConvBlock,
+    channel_widths,
+    decoder_layers,
+    encoder_layers,
+    validate_output_kernel,
+)
 
 
 @dataclass
@@ -27,6 +33,7 @@ class StyleBankOptions:
     styles: int = 1  # K, the number of banks (set by training from the --style list)
     width: float = 1.0  # channel multiplier: 1.0 = 32/64/128
     bank_layers: int = 2  # 3x3 conv blocks per bank
+    output_kernel: int = 9  # the decoder's output conv (see blocks.decoder_layers)
 
     def validate(self) -> None:
         if not 1 <= self.styles <= 256:
@@ -35,6 +42,7 @@ class StyleBankOptions:
             raise UsageError("--width must be between 0.05 and 4")
         if not 1 <= self.bank_layers <= 8:
             raise UsageError("--bank-layers must be between 1 and 8")
+        validate_output_kernel(self.output_kernel)
 
     def size_multiple(self) -> int:
         return 4  # two stride-2 stages
@@ -50,7 +58,7 @@ class StyleBankNet(nn.Module):
         c1, c2, c3 = channel_widths(options.width)
         self.encoder = nn.Sequential(*encoder_layers(c1, c2, c3))
         self.banks = nn.ModuleList(_bank(c3, options.bank_layers) for _ in range(options.styles))
-        self.decoder = nn.Sequential(*decoder_layers(c3, c2, c1, "nearest"))
+        self.decoder = nn.Sequential(*decoder_layers(c3, c2, c1, "nearest", options.output_kernel))
 
     def branch(self, image: torch.Tensor, style: int | None) -> torch.Tensor:
         """One training branch: bank ``style`` only, or None for the auto-encoder (identity) branch."""
@@ -60,11 +68,22 @@ class StyleBankNet(nn.Module):
         return torch.sigmoid(self.decoder(features))
 
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Stylise with the banks fused by ``style_weights`` (K,); None: the first style."""
+        """Stylise with the banks fused by ``style_weights`` (K,); None: the first style.
+
+        A bank whose weight is 0 is not run (``torch.cond``, an ONNX ``If`` when exported): one style
+        costs one bank, however many the model holds.
+        """
         if style_weights is None:
             return self.branch(image, 0)
         features = self.encoder(image)
-        fused = sum(style_weights[k] * bank(features) for k, bank in enumerate(self.banks))
+        fused = torch.zeros_like(features)
+        for weight, bank in zip(style_weights, self.banks):
+            fused = torch.cond(
+                weight != 0,
+                lambda features, fused, weight=weight, bank=bank: fused + weight * bank(features),
+                lambda features, fused: fused.clone(),  # a branch may not return its input as it is
+                (features, fused),
+            )
         return torch.sigmoid(self.decoder(fused))
 
 
