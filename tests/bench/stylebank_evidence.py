@@ -57,10 +57,12 @@ def timed_train(cfg: train.TrainConfig, output: Path, base: dict | None = None, 
 class StyleProbe:
     """The loss of one bank on fixed photo crops, with the training objective of ``cfg``."""
 
-    def __init__(self, cfg: train.TrainConfig, style: int, count: int = 4):
+    def __init__(self, cfg: train.TrainConfig, style: int, count: int = 4, photos: torch.Tensor | None = None):
         self.trainer = train.Trainer(cfg)  # builds the loss, the targets and the dataset
         self.style = style
-        self.photos = torch.stack([self.trainer.dataset[0, index][0] for index in range(count)]).to(self.trainer.device)
+        if photos is None:  # the first training crops
+            photos = torch.stack([self.trainer.dataset[0, index][0] for index in range(count)])
+        self.photos = photos.to(self.trainer.device)
         self.trainer.loss_fn.set_content(self.photos)
         self.trainer.loss_fn.style_targets = self.trainer.bank_targets[style]
 

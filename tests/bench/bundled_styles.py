@@ -1,0 +1,187 @@
+"""Train the bundled styles (issue 6) and the StyleBank evidence (issue 5) in one time-boxed run.
+
+Phases, each stopped by its time budget (the trainer's Ctrl-C path: a checkpoint, loadable and
+exportable like a model; the equivalent command is ``nst train ... --steps N`` with the N reached,
+as the learning rate does not depend on the step budget):
+
+1. bank: the bundled StyleBank, all of BANK_STYLES, at --size;
+2. base: a bank of the first three of them; then incremental: the fourth added to it (encoder and
+   decoder frozen), probed every --eval-every steps on held-out photos against the bundled bank's
+   loss for the same style (the "full training" reference);
+3. johnson: one single-style Johnson net per JOHNSON_STYLES.
+
+Training photos are ../shared/data/photos without HELD_OUT (kept for the contact sheets and scores).
+Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring, sheets: on the CPU after.
+
+    PYTHONPATH=. python3 tests/bench/bundled_styles.py --out $OUT --device cuda            # ~7 min on an H100
+    PYTHONPATH=. python3 tests/bench/bundled_styles.py --out /tmp/b --device cpu --size 32 --budget-scale 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from nstcli import data, generators, images, train
+from stylebank_evidence import StyleProbe
+
+BANK_STYLES = {  # preset name: painting (the first four: the issue-5 evidence, in this order)
+    "starry-night": "vangogh_starry_night",
+    "great-wave": "hokusai_great_wave",
+    "the-kiss": "klimt_the_kiss",
+    "shipwreck": "turner_shipwreck_of_the_minotaur",
+    "night-cafe": "vangogh_night_cafe",
+    "tahitian-women": "gauguin_tahitian_women",
+    "still-life-apples": "cezanne_still_life_apples",
+    "river-landscape": "renoir_river_landscape",
+}
+JOHNSON_STYLES = ("starry-night", "great-wave", "the-kiss", "shipwreck")
+HELD_OUT = ("kodim04.png", "kodim08.png", "kodim23.png")
+BUDGETS = {"bank": 150.0, "base": 55.0, "incremental": 40.0, "johnson": 35.0}  # seconds on an H100
+BANK_OPTIONS = {"width": 0.5, "output_kernel": 3}  # ~ the peer's cost per pixel on onnxruntime's CPU kernels
+JOHNSON_OPTIONS = {"width": 0.5, "output_kernel": 3}
+
+
+def training_photos(photos: Path, folder: Path) -> Path:
+    """A folder of links to the photos that are not held out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(photos.glob("*.png")):
+        if path.name not in HELD_OUT and not (folder / path.name).exists():
+            (folder / path.name).symlink_to(path.resolve())
+    return folder
+
+
+def held_out_crops(photos: Path, size: int) -> torch.Tensor:
+    crops = [data.random_crop(images.read_image(photos / name), size, torch.Generator().manual_seed(0)) for name in HELD_OUT]
+    return torch.cat([images.to_tensor(crop) for crop in crops])
+
+
+def make_config(args: argparse.Namespace, arch: str, names: list[str], options: dict) -> train.TrainConfig:
+    styles = [str((args.paintings / f"{BANK_STYLES[name]}.jpg").resolve()) for name in names]
+    arch_options = {**options, "styles": len(names)} if arch == "stylebank" else dict(options)
+    return train.TrainConfig(
+        style=styles, names=names if arch == "stylebank" else None, data=str(args.data), arch=arch,
+        arch_options=arch_options, image_size=args.size, batch_size=args.batch_size, steps=1_000_000,
+        workers=args.workers, device=args.device, log_every=10, checkpoint_every=0, style_weight=args.style_weight,
+        style_scale=args.style_scale,
+    )  # fmt: skip
+
+
+def run_for(seconds: float, trainer: train.Trainer, output: Path, on_step=None) -> dict:
+    """Train until ``seconds`` have passed (then Ctrl-C: the state goes to ``output``); per-step times."""
+    stamps: list[float] = []
+
+    def progress(item: train.Progress) -> None:
+        stamps.append(time.perf_counter())
+        if on_step:
+            on_step(item.step)
+
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        result = trainer.run(str(output.with_suffix(".done.pt")), str(output), on_progress=progress)
+    finally:
+        timer.cancel()
+        trainer.close()
+    steady = [b - a for a, b in zip(stamps[len(stamps) // 10 :], stamps[len(stamps) // 10 + 1 :])]
+    return {
+        "steps": result.steps, "seconds": time.perf_counter() - start, "seconds_per_step": statistics.median(steady or [float("nan")]),
+        "images_per_second": result.history[-1]["images_per_second"] if result.history else 0.0,
+        "final_losses": result.history[-1] if result.history else {},
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
+    parser.add_argument("--paintings", type=Path, default=Path("../shared/data/paintings"))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every phase's seconds")
+    parser.add_argument("--budget", action="append", default=[], help="PHASE=SECONDS, before --budget-scale")
+    parser.add_argument("--style-weight", type=float, default=2.0)
+    parser.add_argument("--style-scale", type=float, default=2.0)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--skip", default="", help="comma-separated phases to skip (bank, incremental, johnson)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.data = training_photos(args.photos, Path(tempfile.mkdtemp(prefix="nst_train_photos_"))).resolve()
+    given = {phase: float(seconds) for phase, seconds in (text.split("=") for text in args.budget)}
+    budget = {phase: given.get(phase, seconds) * args.budget_scale for phase, seconds in BUDGETS.items()}
+    results: dict = {"settings": {key: str(value) for key, value in vars(args).items()}, "budgets": budget,
+                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}  # fmt: skip
+    log = (args.out / "log.txt").open("a")
+
+    def save(message: str) -> None:
+        print(message, flush=True)
+        log.write(message + "\n")
+        log.flush()
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+    names = list(BANK_STYLES)
+    skip = set(args.skip.split(","))
+    if "bank" not in skip:
+        bank_cfg = make_config(args, "stylebank", names, BANK_OPTIONS)
+        results["bank"] = {"config": bank_cfg.to_dict(), **run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt")}
+        save(f"bank: {results['bank']['steps']} steps, {results['bank']['seconds_per_step']:.4f} s/step")
+
+    if "incremental" not in skip:
+        base_cfg = make_config(args, "stylebank", names[:3], BANK_OPTIONS)
+        results["base"] = run_for(budget["base"], train.Trainer(base_cfg), args.out / "base.ckpt")
+        save(f"base: {results['base']['steps']} steps")
+        base = train.load_checkpoint(args.out / "base.ckpt")
+        add_cfg = train.add_styles_config(train.TrainConfig.from_dict(base["config"]), [make_config(args, "stylebank", names[3:4], BANK_OPTIONS).style[0]], [names[3]], {})  # fmt: skip
+        probe = StyleProbe(add_cfg, 3, photos=held_out_crops(args.photos, args.size))
+        full_model, _, _ = train.build_trained_generator(train.load_checkpoint(args.out / "bank.ckpt"))
+        results["full_reference"] = probe(full_model.to(probe.trainer.device))
+        trainer = train.Trainer(add_cfg, base=base)
+        curve = [{"step": 0, "seconds": 0.0, **probe(trainer.model)}]
+        start = time.perf_counter()
+
+        def on_step(step: int) -> None:
+            if step % args.eval_every == 0:
+                curve.append({"step": step, "seconds": time.perf_counter() - start, **probe(trainer.model)})
+
+        results["incremental"] = {**run_for(budget["incremental"], trainer, args.out / "incremental.ckpt", on_step), "curve": curve}
+        save(f"incremental: {results['incremental']['steps']} steps; reference {results['full_reference']}")
+        for row in curve:
+            save(f"  step {row['step']:5d} {row['seconds']:6.1f} s style {row['style']:.4g} content {row['content']:.4g}")
+
+    if "johnson" not in skip:
+        for name in JOHNSON_STYLES:
+            cfg = make_config(args, "johnson", [name], JOHNSON_OPTIONS)
+            results[f"johnson-{name}"] = run_for(budget["johnson"], train.Trainer(cfg), args.out / f"johnson-{name}.ckpt")
+            save(f"johnson {name}: {results[f'johnson-{name}']['steps']} steps")
+
+    if "bank" not in skip:  # seconds per 512 x 512 image, PyTorch on this device (one style, eval mode)
+        model, _, multiple = train.build_trained_generator(train.load_checkpoint(args.out / "bank.ckpt"))
+        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+        model, image = model.to(device), torch.rand(1, 3, 512, 512, device=device)
+        weights = torch.eye(len(names), device=device)[0]
+        times = []
+        with torch.no_grad():
+            for _ in range(12):
+                begin = time.perf_counter()
+                generators.stylise(model, image, multiple, weights)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - begin)
+        results["bank_seconds_per_image_512"] = statistics.median(times[2:])
+        save(f"bank: {results['bank_seconds_per_image_512'] * 1e3:.2f} ms per 512x512 image ({device})")
+
+
+if __name__ == "__main__":
+    main()
