@@ -89,7 +89,7 @@ def root(
 @app.command()
 def optimize(
     content: str = typer.Argument(..., help="Content image (path, or - for stdin)."),
-    styles: list[str] = typer.Argument(..., help="One or more style images."),
+    styles: list[str] = typer.Argument(..., help="One or more style images (or bundled styles with an image: nst styles)."),
     output: str = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout)."),
     size: int = typer.Option(512, help="Output long side in pixels."),
     style_scale: float = typer.Option(1.0, help="Style image long side relative to the output's."),
@@ -189,8 +189,16 @@ def optimize(
 
 
 def _optimize_inputs(config, content: str, styles: list[str]) -> tuple[list[str], tuple]:
-    """The input paths of an optimize run and the decoded images: content, styles, init, masks (kwargs)."""
-    from nstcli import images
+    """The input paths of an optimize run and the decoded images: content, styles, init, masks (kwargs).
+
+    A style that is not a file but a bundled style's name stands for that preset's style image.
+    """
+    from nstcli import images, styles as presets
+
+    styles = [
+        str(presets.style_image(style)) if not Path(style).exists() and presets.is_preset(style) else style
+        for style in styles
+    ]
 
     init_is_file = config.init not in ("content", "noise")
     masks = [*(config.style_masks or []), *([config.content_mask] if config.content_mask else [])]
@@ -277,14 +285,19 @@ def demo(
 
 @app.command()
 def apply(
-    model: str = typer.Argument(..., help="An nst ONNX model (from nst export)."),
-    inputs: list[str] = typer.Argument(..., help="Images, folders (recursive), globs, or - for stdin."),
+    paths: list[str] = typer.Argument(
+        ...,
+        metavar="[MODEL.onnx] INPUTS...",
+        help="An nst ONNX model (from nst export; leave out for a bundled --style), then images, folders "
+        "(recursive), globs, or - for stdin.",
+    ),
     output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -."),
     name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}."),
     image_format: Optional[str] = typer.Option(None, "--format", help="png, jpg, webp, bmp, tiff (default: the input's)."),
     quality: int = typer.Option(95, help="JPEG/WebP quality."),
-    style: Optional[str] = typer.Option(None, help="Multi-style models: style name or index."),
-    mix: Optional[str] = typer.Option(None, help="Multi-style models: blend, e.g. a=0.5,b=0.5."),
+    style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index."),
+    mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5."),
+    kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson."),
     strength: float = typer.Option(1.0, help="Blend with the input: 1 = fully stylised, 0 = unchanged."),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram."),
     max_size: Optional[int] = typer.Option(None, help="Downscale inputs whose long side is larger."),
@@ -301,16 +314,27 @@ def apply(
     json_summary: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
 ) -> None:
-    """Stylise images with an exported model (onnxruntime; no torch needed)."""
-    from nstcli import apply as engine
+    """Stylise images with an exported model or a bundled style (onnxruntime; no torch needed)."""
+    from nstcli import apply as engine, styles
 
     if json_summary and output == "-":
         raise UsageError("--json and -o - both want stdout; write the image to a file")
+    mix_weights = engine.parse_mix(mix) if mix else None
+    if paths[0].lower().endswith(".onnx"):
+        model, inputs = paths[0], paths[1:]
+        if kind is not None:
+            raise UsageError("--kind picks among bundled models; it does not apply with a model file")
+    else:  # a bundled style: its model, and the style's name inside it
+        bundled = styles.bundled_model(style, mix_weights, kind)
+        model, inputs = str(bundled.path), paths
+        style = bundled.style if style is not None else None  # a johnson model has one style, unnamed here
+    if not inputs:
+        raise UsageError("no input images given")
     config = engine.ApplyConfig(
         model=model, inputs=inputs, output=output, name=name, image_format=image_format, quality=quality,
         provider=provider, threads=threads, batch_size=batch_size, workers=workers, max_size=max_size,
         tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength, style=style,
-        mix=engine.parse_mix(mix) if mix else None, skip_existing=skip_existing, overwrite=overwrite,
+        mix=mix_weights, skip_existing=skip_existing, overwrite=overwrite,
         shard=engine.parse_shard(shard) if shard else None, fail_fast=fail_fast,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:
@@ -329,6 +353,28 @@ def apply(
     say(f"{', '.join(parts)} in {summary.seconds:.1f} s ({summary.images_per_second:.2f} img/s, {summary.provider})", quiet)
     if summary.failed:
         raise typer.Exit(1)
+
+
+@app.command("styles")
+def styles_command(json_output: bool = typer.Option(False, "--json", help="Print the presets as JSON.")) -> None:
+    """List the bundled styles: name, title, artist, year, and the kinds of model each has."""
+    from nstcli import styles
+
+    rows = [
+        {"name": preset.name, "title": preset.title, "artist": preset.artist, "year": preset.year,
+         "models": list(preset.models), "image": preset.image is not None}
+        for preset in styles.list_presets()
+    ]  # fmt: skip
+    if json_output:
+        print(json.dumps(rows, indent=1))
+        return
+    table = [
+        [row["name"], row["title"], row["artist"], row["year"], ", ".join(row["models"] + ["image"] * row["image"])]
+        for row in rows
+    ]
+    widths = [max(len(cells[column]) for cells in table) for column in range(4)]
+    for cells in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)), cells[4], sep="  ")
 
 
 @app.command()
