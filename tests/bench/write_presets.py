@@ -1,0 +1,114 @@
+"""Write styles/NAME/preset.toml for the bundled paintings from their training checkpoints and judged losses.
+
+    PYTHONPATH=. python3 tests/bench/write_presets.py CHECKPOINTS_DIR [QUALITY.json] [--card "NVIDIA H100 80GB HBM3"]
+
+CHECKPOINTS_DIR holds bank.ckpt and johnson-NAME.ckpt from tests/bench/bundled_styles.py (export
+them into styles/ first: bank as styles/stylebank.onnx, fp32; johnson as styles/NAME/johnson.onnx,
+fp16). QUALITY.json is tests/bench/bundled_quality.py's output at 512 px: run that once the models
+are in place, then this again to add the judged losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from bundled_styles import BANK_STYLES, HELD_OUT
+
+STYLES = Path(__file__).resolve().parents[2] / "styles"
+PAINTINGS = {  # preset name: (title, artist, lifespan, year), from shared/data/PROVENANCE.md
+    "starry-night": ("The Starry Night", "Vincent van Gogh", "1853-1890", "1889"),
+    "great-wave": ("The Great Wave off Kanagawa (woodblock print)", "Katsushika Hokusai", "1760-1849", "c. 1830-1832"),
+    "the-kiss": ("The Kiss (Der Kuss)", "Gustav Klimt", "1862-1918", "1907-1908"),
+    "shipwreck": ("The Shipwreck of the Minotaur", "J. M. W. Turner", "1775-1851", "c. 1810"),
+    "night-cafe": ("The Night Cafe", "Vincent van Gogh", "1853-1890", "1888"),
+    "tahitian-women": ("Tahitian scene with three women (title not verified)", "Paul Gauguin", "1848-1903", "1890s"),
+    "still-life-apples": ("Still life with apples (title not verified)", "Paul Cezanne", "1839-1906", "c. 1877-1890"),
+    "river-landscape": ("River landscape (title not verified)", "Pierre-Auguste Renoir", "1841-1919", "c. 1870s-1890s"),
+}
+EXPORT_PRECISION = {"stylebank": "fp32", "johnson": "fp16"}  # fp16 banks ran 10% slower on the CPU provider
+
+
+def quoted(value: object) -> str:
+    return json.dumps(value)  # a TOML basic string or number
+
+
+def train_command(config: dict, kind: str, steps: int) -> str:
+    """The ``nst train`` + ``nst export`` commands equivalent to the time-boxed run (lr does not depend on steps)."""
+    options = config["arch_options"]
+    if kind == "stylebank":
+        styles = " ".join(f"--style {name}={BANK_STYLES[name]}.jpg" for name in config["names"])
+    else:
+        styles = f"--style {Path(config['style'][0]).name}"
+    flags = (
+        f"--image-size {config['image_size']} --batch-size {config['batch_size']} --style-weight {config['style_weight']:g} "
+        f"--style-scale {config['style_scale']:g} --width {options['width']:g} --output-kernel {options['output_kernel']} "
+        f"--checkpoint-every 0 --steps {steps} --device cuda"
+    )
+    precision = EXPORT_PRECISION[kind]
+    return (f"nst train --arch {kind} {styles} --data PHOTOS {flags} -o {kind}.pt && "
+            f"nst export {kind}.pt -o {kind}.onnx --precision {precision}")  # fmt: skip
+
+
+def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    config, steps = state["config"], state["step"]
+    keys = ("image_size", "batch_size", "lr", "style_weight", "style_scale", "content_weight", "tv_weight", "net", "seed")
+    keys += ("t",) if kind == "stylebank" else ()
+    summary = {"arch": kind, **config["arch_options"], **{key: config[key] for key in keys}, "precision": EXPORT_PRECISION[kind]}
+    inline = ", ".join(f"{key} = {quoted(value)}" for key, value in summary.items())
+    return [
+        f"[training.{kind}]",
+        f"command = {quoted(train_command(config, kind, steps))}",
+        f"steps = {steps}",
+        f"seconds = {state['history'][-1]['seconds']:.0f}",
+        f"card = {quoted(card)}",
+        f"config = {{ {inline} }}",
+    ]
+
+
+def preset_toml(name: str, checkpoints: Path, judged: dict, card: str) -> str:
+    title, artist, lifespan, year = PAINTINGS[name]
+    kinds = ["stylebank"] + (["johnson"] if (checkpoints / f"johnson-{name}.ckpt").exists() else [])
+    lines = [
+        f"name = {quoted(name)}", f"title = {quoted(title)}", f"artist = {quoted(artist)}", f"year = {quoted(year)}",
+        f"licence = {quoted(f'public domain by age: {artist} ({lifespan}) died more than 100 years ago')}",
+        f"painting = {quoted(BANK_STYLES[name] + '.jpg')}  # in ../shared/data/paintings (PROVENANCE.md there); not redistributed here",
+        "", "[models.stylebank]", 'file = "../stylebank.onnx"', f"style = {quoted(name)}",
+    ]  # fmt: skip
+    if "johnson" in kinds:
+        lines += ["", "[models.johnson]", 'file = "johnson.onnx"']
+    lines += [
+        "",
+        "# Trained with tests/bench/bundled_styles.py (time-boxed phases, stopped by Ctrl-C); the equivalent",
+        "# commands are below (the learning rate does not depend on the step budget). Training photos: the",
+        f"# {26 - len(HELD_OUT)} of ../shared/data/photos other than {', '.join(HELD_OUT)} (held out for judging).",
+    ]
+    checkpoint_names = {"stylebank": "bank", "johnson": f"johnson-{name}"}
+    for kind in kinds:
+        lines += training_table(checkpoints / f"{checkpoint_names[kind]}.ckpt", kind, card) + [""]
+    if judged:
+        lines += [f"# nst score at 512 px (long side), mean over the held-out photos {', '.join(HELD_OUT)}", "[judged]"]
+        lines += [f"{kind} = {{ content = {j['content']:.4g}, style = {j['style']:.4g}, total = {j['total']:.4g} }}"
+                  for kind, j in judged.items()]  # fmt: skip
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", type=Path)
+    parser.add_argument("quality", type=Path, nargs="?")
+    parser.add_argument("--card", default="NVIDIA H100 80GB HBM3 (torch 2.11, bf16 autocast)")
+    args = parser.parse_args()
+    judged = json.loads(args.quality.read_text())["styles"] if args.quality else {}
+    for name in BANK_STYLES:
+        (STYLES / name).mkdir(exist_ok=True)
+        (STYLES / name / "preset.toml").write_text(preset_toml(name, args.checkpoints, judged.get(name, {}), args.card))
+    print(f"wrote {len(BANK_STYLES)} presets under {STYLES}")
+
+
+if __name__ == "__main__":
+    main()
