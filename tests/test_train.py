@@ -315,6 +315,25 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photo
     assert result.returncode == 2 and "--lr cannot change on --resume" in result.stderr
 
 
+def test_a_killed_run_leaves_its_last_checkpoint_whole_and_resume_finishes(tmp_path, photos, style, random_vgg16):
+    """SIGKILL (no handler runs) while checkpoints are written every step: the file on disk is never partial."""
+    flags = [*tiny_flags(photos, style, random_vgg16), "--steps", "100000", "--log-every", "1", "--checkpoint-every", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags],
+                               cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    for line in process.stderr:  # wait for a few checkpointed steps
+        if line.startswith("step 3") or time.monotonic() > deadline:
+            break
+    process.kill()
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    state = torch.load(tmp_path / "model.ckpt", weights_only=True)  # loads: whole, not half-written
+    assert state["step"] >= 2 and not (tmp_path / "model.pt").exists()
+    target = str(state["step"] + 2)
+    result = nst("train", "-o", "model.pt", "--resume", "model.ckpt", "--steps", target, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["step"] == int(target)
+
+
 def test_torchrun_trains_with_two_processes(tmp_path, photos, style, random_vgg16):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
