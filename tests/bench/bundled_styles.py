@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
 from nstcli import data, generators, images, train
-from stylebank_evidence import StyleProbe
+from stylebank_evidence import StyleProbe, probed_run, timed_run
 
 BANK_STYLES = {  # preset name: painting (the first four: the issue-5 evidence, in this order)
     "starry-night": "vangogh_starry_night",
@@ -76,29 +73,9 @@ def make_config(args: argparse.Namespace, arch: str, names: list[str], options: 
     )  # fmt: skip
 
 
-def run_for(seconds: float, trainer: train.Trainer, output: Path, on_step=None) -> dict:
-    """Train until ``seconds`` have passed (then Ctrl-C: the state goes to ``output``); per-step times."""
-    stamps: list[float] = []
-
-    def progress(item: train.Progress) -> None:
-        stamps.append(time.perf_counter())
-        if on_step:
-            on_step(item.step)
-
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    start = time.perf_counter()
-    timer.start()
-    try:
-        result = trainer.run(str(output.with_suffix(".done.pt")), str(output), on_progress=progress)
-    finally:
-        timer.cancel()
-        trainer.close()
-    steady = [b - a for a, b in zip(stamps[len(stamps) // 10 :], stamps[len(stamps) // 10 + 1 :])]
-    return {
-        "steps": result.steps, "seconds": time.perf_counter() - start, "seconds_per_step": statistics.median(steady or [float("nan")]),
-        "images_per_second": result.history[-1]["images_per_second"] if result.history else 0.0,
-        "final_losses": result.history[-1] if result.history else {},
-    }  # fmt: skip
+def run_for(seconds: float, trainer: train.Trainer, checkpoint: Path) -> dict:
+    """Train until ``seconds`` have passed; the state goes to ``checkpoint`` (as on Ctrl-C)."""
+    return timed_run(trainer, checkpoint.with_suffix(".done.pt"), checkpoint, stop_after=seconds)
 
 
 def main() -> None:
@@ -147,17 +124,10 @@ def main() -> None:
         probe = StyleProbe(add_cfg, 3, photos=held_out_crops(args.photos, args.size))
         full_model, _, _ = train.build_trained_generator(train.load_checkpoint(args.out / "bank.ckpt"))
         results["full_reference"] = probe(full_model.to(probe.trainer.device))
-        trainer = train.Trainer(add_cfg, base=base)
-        curve = [{"step": 0, "seconds": 0.0, **probe(trainer.model)}]
-        start = time.perf_counter()
-
-        def on_step(step: int) -> None:
-            if step % args.eval_every == 0:
-                curve.append({"step": step, "seconds": time.perf_counter() - start, **probe(trainer.model)})
-
-        results["incremental"] = {**run_for(budget["incremental"], trainer, args.out / "incremental.ckpt", on_step), "curve": curve}
+        results["incremental"] = probed_run(train.Trainer(add_cfg, base=base), probe, args.eval_every, args.out / "incremental.done.pt",
+                                            args.out / "incremental.ckpt", stop_after=budget["incremental"])  # fmt: skip
         save(f"incremental: {results['incremental']['steps']} steps; reference {results['full_reference']}")
-        for row in curve:
+        for row in results["incremental"]["curve"]:
             save(f"  step {row['step']:5d} {row['seconds']:6.1f} s style {row['style']:.4g} content {row['content']:.4g}")
 
     if "johnson" not in skip:

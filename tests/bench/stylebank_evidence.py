@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -40,20 +43,6 @@ def config(args: argparse.Namespace, styles: list[Path], steps: int) -> train.Tr
     )  # fmt: skip
 
 
-def timed_train(cfg: train.TrainConfig, output: Path, base: dict | None = None, on_step=None) -> tuple[float, float]:
-    """Train; returns (total seconds, median seconds per step)."""
-    stamps: list[float] = []
-
-    def progress(item: train.Progress) -> None:
-        stamps.append(time.perf_counter())
-        if on_step:
-            on_step(item.step)
-
-    start = time.perf_counter()
-    train.run_train(cfg, str(output), str(output.with_suffix(".ckpt")), base=base, on_progress=progress)
-    return time.perf_counter() - start, statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-
-
 class StyleProbe:
     """The loss of one bank on fixed photo crops, with the training objective of ``cfg``."""
 
@@ -72,6 +61,51 @@ class StyleProbe:
         terms = self.trainer.loss_fn(model.eval().branch(self.photos, self.style))
         model.train(was_training)
         return {"content": terms.content.item(), "style": terms.style.item()}
+
+
+def timed_run(trainer: train.Trainer, model_path: Path, checkpoint_path: Path, on_step=None,
+              stop_after: float | None = None) -> dict:  # fmt: skip
+    """Run ``trainer`` (then close it) and time it: steps, seconds, median seconds per step after the first 10%.
+
+    ``stop_after`` seconds: stop then as Ctrl-C does (the state goes to ``checkpoint_path``).
+    """
+    stamps: list[float] = []
+
+    def progress(item: train.Progress) -> None:
+        stamps.append(time.perf_counter())
+        if on_step:
+            on_step(item.step)
+
+    timer = threading.Timer(stop_after, os.kill, (os.getpid(), signal.SIGINT)) if stop_after else None
+    start = time.perf_counter()
+    if timer:
+        timer.start()
+    try:
+        result = trainer.run(str(model_path), str(checkpoint_path), on_progress=progress)
+    finally:
+        if timer:
+            timer.cancel()
+        trainer.close()
+    steady = stamps[len(stamps) // 10 :]
+    return {
+        "steps": result.steps, "seconds": time.perf_counter() - start,
+        "seconds_per_step": statistics.median([b - a for a, b in zip(steady, steady[1:])] or [float("nan")]),
+        "images_per_second": result.history[-1]["images_per_second"] if result.history else 0.0,
+        "final_losses": result.history[-1] if result.history else {},
+    }  # fmt: skip
+
+
+def probed_run(trainer: train.Trainer, probe: StyleProbe, eval_every: int, model_path: Path, checkpoint_path: Path,
+               stop_after: float | None = None) -> dict:  # fmt: skip
+    """:func:`timed_run` plus ``probe`` of the model at step 0 and every ``eval_every`` steps (as "curve")."""
+    curve = [{"step": 0, "seconds": 0.0, **probe(trainer.model)}]
+    start = time.perf_counter()
+
+    def on_step(step: int) -> None:
+        if step % eval_every == 0:
+            curve.append({"step": step, "seconds": time.perf_counter() - start, **probe(trainer.model)})
+
+    return {**timed_run(trainer, model_path, checkpoint_path, on_step, stop_after), "curve": curve}
 
 
 def main() -> None:
@@ -98,7 +132,8 @@ def main() -> None:
     results: dict = {"settings": {key: str(value) for key, value in vars(args).items()}}
 
     full_cfg = config(args, styles, args.steps)
-    seconds, per_step = timed_train(full_cfg, args.out / "full.pt")
+    full = timed_run(train.Trainer(full_cfg), args.out / "full.pt", args.out / "full.ckpt")
+    seconds, per_step = full["seconds"], full["seconds_per_step"]
     results["full"] = {"styles": len(styles), "steps": args.steps, "seconds": seconds, "seconds_per_step": per_step}
     print(f"full bank ({len(styles)} styles): {args.steps} steps in {seconds:.1f} s, {per_step:.3f} s/step", flush=True)
     full_model, _, multiple = train.build_trained_generator(train.load_checkpoint(args.out / "full.pt"))
@@ -106,26 +141,17 @@ def main() -> None:
     target = probe(full_model)
     results["full"]["new_style_loss"] = target
 
-    seconds, per_step = timed_train(config(args, styles[:-1], args.steps), args.out / "base.pt")
+    base_run = timed_run(train.Trainer(config(args, styles[:-1], args.steps)), args.out / "base.pt", args.out / "base.ckpt")
+    seconds, per_step = base_run["seconds"], base_run["seconds_per_step"]
     results["base"] = {"styles": len(styles) - 1, "steps": args.steps, "seconds": seconds, "seconds_per_step": per_step}
     print(f"base bank ({len(styles) - 1} styles): {args.steps} steps in {seconds:.1f} s", flush=True)
     base = train.load_checkpoint(args.out / "base.pt")
     saved = train.TrainConfig.from_dict(base["config"])
     add_cfg = train.add_styles_config(saved, [str(styles[-1])], [full_cfg.names[-1]], {"steps": args.add_steps})
 
-    curve: list[dict] = []
-    start = time.perf_counter()
     trainer = train.Trainer(add_cfg, base=base)  # run the incremental training by hand to probe it as it goes
-    curve.append({"step": 0, "seconds": 0.0, **probe(trainer.model)})
-
-    def on_step(step: int) -> None:
-        if step % args.eval_every == 0:
-            curve.append({"step": step, "seconds": time.perf_counter() - start, **probe(trainer.model)})
-
-    stamps: list[float] = []
-    trainer.run(str(args.out / "incremental.pt"), str(args.out / "incremental.ckpt"),
-                on_progress=lambda item: (stamps.append(time.perf_counter()), on_step(item.step)))  # fmt: skip
-    add_per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    added = probed_run(trainer, probe, args.eval_every, args.out / "incremental.pt", args.out / "incremental.ckpt")
+    curve, add_per_step = added["curve"], added["seconds_per_step"]
     reached = next((row for row in curve if row["style"] <= 1.1 * target["style"]), None)
     results["incremental"] = {"steps": args.add_steps, "seconds_per_step": add_per_step, "curve": curve,
                               "within_10pct_of_full": reached}  # fmt: skip
