@@ -83,10 +83,11 @@ def list_presets() -> list[Preset]:
 
 
 def get_preset(name: str) -> Preset:
-    for preset in list_presets():
+    presets = list_presets()
+    for preset in presets:
         if preset.name == name:
             return preset
-    known = ", ".join(preset.name for preset in list_presets())
+    known = ", ".join(preset.name for preset in presets)
     raise UsageError(f"no bundled style {name!r} (bundled: {known})")
 
 
