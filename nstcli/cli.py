@@ -435,6 +435,9 @@ def train(
     channels: Optional[int] = typer.Option(None, help="texture: channels per scale [default: 8]."),
     noise_channels: Optional[int] = typer.Option(None, help="texture: noise channels per scale [default: 3]."),
     image_size: int = typer.Option(256, help="Training crops are SIZE x SIZE."),
+    crop_scale: float = typer.Option(
+        1.0, help="Each crop covers a random CROP_SCALE..1 of the photo's short side (below 1: more scales from few photos)."
+    ),
     batch_size: int = typer.Option(4, help="Images per step (per process under torchrun)."),
     max_images: Optional[int] = typer.Option(None, help="Use only the first N readable images."),
     steps: Optional[int] = typer.Option(None, help="Total optimiser steps (overrides --epochs)."),
@@ -489,7 +492,8 @@ def train(
     config = engine.TrainConfig(
         names=names, t=t,
         style=[str(Path(path).resolve()) for path in style or []], data=str(Path(data).resolve()) if data else "",
-        arch=arch, arch_options=arch_values, image_size=image_size, batch_size=batch_size, max_images=max_images,
+        arch=arch, arch_options=arch_values, image_size=image_size, crop_scale=crop_scale, batch_size=batch_size,
+        max_images=max_images,
         steps=steps, epochs=epochs, workers=workers, style_scale=style_scale, net=net, weights=weights,
         pooling=pooling, content_layers=parse_names(content_layers), style_layers=parse_names(style_layers),
         content_layer_weights=parse_floats(content_layer_weights, "--content-layer-weights"),

@@ -7,6 +7,11 @@ readable one and counted in the batch (``skipped``), so the trainer can report i
 Randomness is a pure function of (seed, epoch, index): the order of each epoch comes from
 :class:`EpochSampler` and each crop from its own generator. So a run is reproducible whatever
 the number of workers, and resuming at a data position continues exactly.
+
+Each crop is a random square of the photo, between ``crop_scale`` and all of its short side,
+resized to the training size: with a small folder, crops at several scales are what keep the
+generator from learning its few photos by heart. Decoded photos are kept in memory (per worker)
+up to :data:`CACHE_PIXELS`, as decoding a PNG costs more than the crop itself.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from nstcli import images
 from nstcli.errors import InputError, NstError
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+CACHE_PIXELS = 32 * 2**20  # decoded photos kept per data worker (~100 MB of RGB)
 
 
 @dataclass
@@ -67,39 +73,55 @@ def scan_folder(folder: str | Path, max_images: int | None = None) -> ScanResult
     return ScanResult(files, unreadable)
 
 
-def random_crop(image: Image.Image, size: int, generator: torch.Generator) -> Image.Image:
-    """Resize so the short side is ``size``, then cut a random ``size`` x ``size`` square."""
+def random_crop(image: Image.Image, size: int, generator: torch.Generator, crop_scale: float = 1.0) -> Image.Image:
+    """A random square covering ``crop_scale``..1 of the short side (uniform), resized to ``size`` x ``size``."""
     width, height = image.size
-    scale = size / min(width, height)
-    resized = (max(size, round(width * scale)), max(size, round(height * scale)))
-    if resized != image.size:
-        image = image.resize(resized, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    left = int(torch.randint(0, resized[0] - size + 1, (1,), generator=generator))
-    top = int(torch.randint(0, resized[1] - size + 1, (1,), generator=generator))
-    return image.crop((left, top, left + size, top + size))
+    short = min(width, height)
+    fraction = 1.0
+    if crop_scale < 1:
+        fraction = crop_scale + (1 - crop_scale) * float(torch.rand((), generator=generator))
+    side = max(1, round(short * fraction))
+    left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+    top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+    box = (left, top, left + side, top + side)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
 
 
 class ContentImages(Dataset):
     """Item ``(epoch, index)`` -> (image tensor (3, size, size) in 0..1, number of files skipped)."""
 
-    def __init__(self, files: list[Path], size: int, seed: int):
+    def __init__(self, files: list[Path], size: int, seed: int, crop_scale: float = 1.0):
         self.files = files
         self.size = size
         self.seed = seed
+        self.crop_scale = crop_scale
+        self.decoded: dict[Path, Image.Image] = {}
+        self.decoded_pixels = 0
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def read(self, path: Path) -> Image.Image:
+        """``path`` decoded, from memory when it was read before and the cache had room."""
+        if path in self.decoded:
+            return self.decoded[path]
+        image = images.read_image(path)
+        pixels = image.width * image.height
+        if self.decoded_pixels + pixels <= CACHE_PIXELS:
+            self.decoded[path] = image
+            self.decoded_pixels += pixels
+        return image
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = key
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                image = images.read_image(path)
+                image = self.read(path)
             except NstError:
                 continue
             generator = torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**63)
-            crop = random_crop(image, self.size, generator)
+            crop = random_crop(image, self.size, generator, self.crop_scale)
             return images.to_tensor(crop)[0], attempt
         raise InputError("none of the training images could be decoded")
 

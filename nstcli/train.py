@@ -69,6 +69,7 @@ class TrainConfig:
     arch: str = "johnson"
     arch_options: dict[str, Any] = field(default_factory=dict)
     image_size: int = 256
+    crop_scale: float = 1.0  # crops cover crop_scale..1 of a photo's short side
     batch_size: int = 4
     max_images: int | None = None
     steps: int | None = None  # None: epochs over the data
@@ -154,6 +155,7 @@ def validate(config: TrainConfig) -> None:
     if config.image_size < 16 or config.image_size % multiple:
         raise UsageError(f"--image-size must be at least 16 and a multiple of {multiple} for --arch {config.arch}")
     checks = {
+        "--crop-scale must be in (0, 1]": not 0 < config.crop_scale <= 1,
         "--batch-size must be at least 1": config.batch_size < 1,
         "--steps must be at least 1": config.steps is not None and config.steps < 1,
         "--epochs must be positive": config.epochs <= 0,
@@ -205,7 +207,7 @@ def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], g
     if saved.arch != "stylebank":
         raise UsageError(f"--add-style needs a stylebank model (this one is --arch {saved.arch})")
     changeable = RUN_FIELDS | {"data", "max_images", "lr", "content_weight", "style_weight", "tv_weight", "seed",
-                               "image_size", "batch_size", "style_scale", "warmup_steps", "warmup_lr"}  # fmt: skip
+                               "image_size", "crop_scale", "batch_size", "style_scale", "warmup_steps", "warmup_lr"}  # fmt: skip
     for key, value in given.items():
         if key not in changeable and _normalised(key, value) != _normalised(key, getattr(saved, key)):
             raise UsageError(f"--{key.replace('_', '-')} cannot change with --add-style (the bank's is kept)")
@@ -405,7 +407,7 @@ class Trainer:
         scan = data.scan_folder(config.data, config.max_images)
         self.scan = scan
         self.fingerprint = scan.fingerprint(Path(config.data))
-        self.dataset = data.ContentImages(scan.files, config.image_size, config.seed)
+        self.dataset = data.ContentImages(scan.files, config.image_size, config.seed, config.crop_scale)
         self.loss_fn = _style_loss(config, self.device, self.precision)  # reads the style images first
         self.style_digests = [_file_digest(path) for path in config.style]
         self.stylebank = config.arch == "stylebank"

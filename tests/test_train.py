@@ -109,6 +109,35 @@ def test_crops_are_a_function_of_seed_epoch_and_index(photos):
     assert not torch.equal(dataset[(1, 2)][0], dataset[(2, 2)][0])
 
 
+def horizontal_ramp(width: int, height: int) -> Image.Image:
+    """Red = x (0..255 across the image), so a crop's red range tells how much of the width it covers."""
+    ramp = np.linspace(0, 255, width).round().astype(np.uint8)
+    return Image.fromarray(np.stack([np.tile(ramp, (height, 1))] * 3, axis=-1))
+
+
+def test_crop_scale_draws_crops_of_several_sizes():
+    photo = horizontal_ramp(512, 256)
+
+    def covered(crop_scale: float, seed: int) -> float:
+        crop = np.asarray(data.random_crop(photo, 64, torch.Generator().manual_seed(seed), crop_scale), dtype=float)
+        return (crop[..., 0].max() - crop[..., 0].min()) / 255 * 2  # fraction of the short side (half the width)
+
+    whole = [covered(1.0, seed) for seed in range(20)]
+    scaled = [covered(0.25, seed) for seed in range(20)]
+    assert all(0.9 < value <= 1.0 for value in whole)
+    assert min(scaled) < 0.5 and max(scaled) > 0.75 and all(0.2 < value <= 1.0 for value in scaled)
+
+
+def test_decoded_photos_are_kept_up_to_the_cache_budget(photos, monkeypatch):
+    files = data.scan_folder(photos).files
+    dataset = data.ContentImages(files, 32, seed=0)
+    assert dataset.read(files[0]) is dataset.read(files[0])  # decoded once
+    monkeypatch.setattr(data, "CACHE_PIXELS", 0)
+    small = data.ContentImages(files, 32, seed=0)
+    assert small.read(files[0]) is not small.read(files[0]) and not small.decoded
+    assert torch.equal(small[(0, 1)][0], dataset[(0, 1)][0])  # the same crops either way
+
+
 def test_stream_sampler_shards_epochs_and_resumes_at_a_position():
     def take(sampler, count):
         stream = iter(sampler)
@@ -148,6 +177,8 @@ def test_default_layers_follow_the_paper():
         ({"arch": "texture", "arch_options": {}, "image_size": 40}, "multiple of 16"),
         ({"batch_size": 0}, "--batch-size"),
         ({"lr_decay": 1.5}, "--lr-decay"),
+        ({"crop_scale": 0.0}, "--crop-scale"),
+        ({"crop_scale": 1.5}, "--crop-scale"),
         ({"init": "zeros"}, "--init"),
         ({"style_weight": -1.0}, "--style-weight"),
         ({"style_layers": ["relu9_9"]}, "relu9_9"),
