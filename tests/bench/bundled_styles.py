@@ -69,7 +69,7 @@ def make_config(args: argparse.Namespace, arch: str, names: list[str], options: 
         style=styles, names=names if arch == "stylebank" else None, data=str(args.data), arch=arch,
         arch_options=arch_options, image_size=args.size, batch_size=args.batch_size, steps=1_000_000,
         workers=args.workers, device=args.device, log_every=10, checkpoint_every=0, style_weight=args.style_weight,
-        style_scale=args.style_scale,
+        style_scale=args.style_scale, crop_scale=args.crop_scale,
     )  # fmt: skip
 
 
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--budget", action="append", default=[], help="PHASE=SECONDS, before --budget-scale")
     parser.add_argument("--style-weight", type=float, default=2.0)
     parser.add_argument("--style-scale", type=float, default=2.0)
+    parser.add_argument("--crop-scale", type=float, default=1.0)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--skip", default="", help="comma-separated phases to skip (bank, incremental, johnson)")
     args = parser.parse_args()

