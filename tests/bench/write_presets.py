@@ -1,6 +1,6 @@
 """Write styles/NAME/preset.toml for the bundled paintings from their training checkpoints and judged losses.
 
-    PYTHONPATH=. python3 tests/bench/write_presets.py CHECKPOINTS_DIR [QUALITY.json] [--card "NVIDIA H100 80GB HBM3"]
+    PYTHONPATH=. python3 tests/bench/write_presets.py CHECKPOINTS_DIR [QUALITY.json] [--card KIND=TEXT ...]
 
 CHECKPOINTS_DIR holds bank.ckpt and johnson-NAME.ckpt from tests/bench/bundled_styles.py (export
 them into styles/ first: bank as styles/stylebank.onnx, fp32; johnson as styles/NAME/johnson.onnx,
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bundled_styles import BANK_STYLES, HELD_OUT
+from nstcli import train
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
 PAINTINGS = {  # preset name: (title, artist, lifespan, year), from shared/data/PROVENANCE.md
@@ -45,7 +46,8 @@ def train_command(config: dict, kind: str, steps: int) -> str:
         styles = f"--style {Path(config['style'][0]).name}"
     flags = (
         f"--image-size {config['image_size']} --batch-size {config['batch_size']} --style-weight {config['style_weight']:g} "
-        f"--style-scale {config['style_scale']:g} --width {options['width']:g} --output-kernel {options['output_kernel']} "
+        f"--style-scale {config['style_scale']:g} --crop-scale {config.get('crop_scale', 1.0):g} "
+        f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         f"--checkpoint-every 0 --steps {steps} --device cuda"
     )
     precision = EXPORT_PRECISION[kind]
@@ -56,9 +58,11 @@ def train_command(config: dict, kind: str, steps: int) -> str:
 def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
     config, steps = state["config"], state["step"]
-    keys = ("image_size", "batch_size", "lr", "style_weight", "style_scale", "content_weight", "tv_weight", "net", "seed")
-    keys += ("t",) if kind == "stylebank" else ()
-    summary = {"arch": kind, **config["arch_options"], **{key: config[key] for key in keys}, "precision": EXPORT_PRECISION[kind]}
+    keys = ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale", "content_weight", "tv_weight",
+            "net", "seed") + (("t",) if kind == "stylebank" else ())  # fmt: skip
+    defaults = train.TrainConfig().to_dict()
+    summary = {"arch": kind, **config["arch_options"], **{key: config.get(key, defaults[key]) for key in keys},
+               "precision": EXPORT_PRECISION[kind]}  # fmt: skip
     inline = ", ".join(f"{key} = {quoted(value)}" for key, value in summary.items())
     return [
         f"[training.{kind}]",
@@ -70,7 +74,7 @@ def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     ]
 
 
-def preset_toml(name: str, checkpoints: Path, judged: dict, card: str) -> str:
+def preset_toml(name: str, checkpoints: Path, judged: dict, cards: dict[str, str]) -> str:
     title, artist, lifespan, year = PAINTINGS[name]
     kinds = ["stylebank"] + (["johnson"] if (checkpoints / f"johnson-{name}.ckpt").exists() else [])
     lines = [
@@ -89,7 +93,7 @@ def preset_toml(name: str, checkpoints: Path, judged: dict, card: str) -> str:
     ]
     checkpoint_names = {"stylebank": "bank", "johnson": f"johnson-{name}"}
     for kind in kinds:
-        lines += training_table(checkpoints / f"{checkpoint_names[kind]}.ckpt", kind, card) + [""]
+        lines += training_table(checkpoints / f"{checkpoint_names[kind]}.ckpt", kind, cards[kind]) + [""]
     if judged:
         lines += [f"# nst score at 512 px (long side), mean over the held-out photos {', '.join(HELD_OUT)}", "[judged]"]
         lines += [f"{kind} = {{ content = {j['content']:.4g}, style = {j['style']:.4g}, total = {j['total']:.4g} }}"
@@ -101,12 +105,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", type=Path)
     parser.add_argument("quality", type=Path, nargs="?")
-    parser.add_argument("--card", default="NVIDIA H100 80GB HBM3 (torch 2.11, bf16 autocast)")
+    parser.add_argument("--card", action="append", default=[], help="KIND=TEXT: where that kind trained")
     args = parser.parse_args()
+    cards = dict.fromkeys(EXPORT_PRECISION, "NVIDIA H100 80GB HBM3 (torch 2.11, bf16 autocast)")
+    cards.update(text.split("=", 1) for text in args.card)
     judged = json.loads(args.quality.read_text())["styles"] if args.quality else {}
     for name in BANK_STYLES:
         (STYLES / name).mkdir(exist_ok=True)
-        (STYLES / name / "preset.toml").write_text(preset_toml(name, args.checkpoints, judged.get(name, {}), args.card))
+        (STYLES / name / "preset.toml").write_text(preset_toml(name, args.checkpoints, judged.get(name, {}), cards))
     print(f"wrote {len(BANK_STYLES)} presets under {STYLES}")
 
 
