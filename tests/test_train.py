@@ -283,7 +283,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
         "train", "--style", str(style), "--data", str(photos), "-o", "model.pt", "--width", "0.25",
         "--image-size", "32", "--batch-size", "2", "--steps", "4", "--workers", "1", "--warmup-steps", "1",
         "--log-every", "2", "--log", "loss.csv", "--plot", "loss.png", "--preview", str(style),
-        "--preview-every", "2", "--export", "model.onnx", cwd=tmp_path,
+        "--preview-every", "2", "--export", "model.onnx", "--crop-scale", "0.5", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # stdout is for data only
@@ -293,7 +293,8 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
     assert rows[0].startswith("step,epoch,lr,content,style,tv,total") and len(rows) == 3
     assert sorted(path.name for path in (tmp_path / "model.preview").iterdir()) == ["step_0000002.png", "step_0000004.png"]
     assert Image.open(tmp_path / "loss.png").size == (900, 540)
-    assert torch.load(tmp_path / "model.pt", weights_only=True)["config"]["net"] == "vgg19"
+    config = torch.load(tmp_path / "model.pt", weights_only=True)["config"]
+    assert config["net"] == "vgg19" and config["crop_scale"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -302,6 +303,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
         (["--arch", "texture"], 2, "--width does not apply to --arch texture"),
         (["--data", "{empty}"], 1, "no images"),
         (["--style", "{missing}"], 1, "no such file"),
+        (["--crop-scale", "0"], 2, "--crop-scale must be in (0, 1]"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, photos, style, random_vgg16, args, code, message):
