@@ -518,7 +518,7 @@ def train(
             {name: getattr(config, name) for name in given if hasattr(config, name) and name != "arch_options"},
         )  # fmt: skip
     elif resume:
-        state = engine.load_checkpoint(resume)
+        state = engine.load_checkpoint(resume, resumable=True)
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
         values = {name: getattr(config, name) for name in given if hasattr(config, name)}
         values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}

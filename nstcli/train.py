@@ -54,6 +54,9 @@ TRAIN_LAYERS = {
     "vgg19": (("relu2_2",), ("relu1_2", "relu2_2", "relu3_4", "relu4_4")),
     "vgg19-tv": (("relu2_2",), ("relu1_2", "relu2_2", "relu3_4", "relu4_4")),
 }
+# What a checkpoint holds besides format, version, config and model, for --resume to continue exactly.
+TRAINING_STATE_KEYS = ("optimizer", "step", "items_seen", "world", "rng", "cuda_rng", "history", "seconds", "data",
+                       "style_digests")  # fmt: skip
 # Fields that may differ on --resume; every other field defines the training and comes from the checkpoint.
 RUN_FIELDS = frozenset(
     {"steps", "epochs", "workers", "device", "log_every", "checkpoint_every", "preview", "preview_every"}
@@ -276,8 +279,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     images.write_bytes_atomic(buffer.getvalue(), path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint or trained model written by :func:`run_train` (tensors and plain values only)."""
+def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]:
+    """Read a checkpoint or trained model written by :func:`run_train` (tensors and plain values only).
+
+    ``resumable``: it must also hold the training state (optimiser, step, data position, RNG), as
+    ``--resume`` needs; a file with weights and config only can be exported but not resumed.
+    """
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file")
     try:
@@ -291,6 +298,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
         raise InputError(f"{path}: damaged nst checkpoint (no model weights or configuration)")
     build_trained_generator(state, str(path))  # weights that do not fit their own configuration: refuse now
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
+    if resumable and missing:
+        raise InputError(f"{path}: holds no training state ({', '.join(missing)}): it can be exported, not resumed")
     return state
 
 

@@ -333,6 +333,16 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path):
         assert not (tmp_path / f"{name}.onnx").exists()
 
 
+def test_resuming_weights_without_training_state_is_a_one_line_error(tmp_path):
+    import torch
+
+    torch.save(valid_checkpoint(), tmp_path / "weights.pt")  # exportable (see above), but no optimiser, step, RNG
+    code, stderr, _ = nst_here("train", "--resume", str(tmp_path / "weights.pt"), "-o", str(tmp_path / "more.pt"))
+    assert code == 1 and one_line(stderr), stderr
+    assert "holds no training state (optimizer," in stderr and "can be exported, not resumed" in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["weights.pt"]
+
+
 # ---------------------------------------------------------------- faults: disk full, read-only, out of memory
 
 

@@ -8,7 +8,7 @@ as the learning rate does not depend on the step budget):
 2. base: a bank of the first three of them; then incremental: the fourth added to it (encoder and
    decoder frozen), probed every --eval-every steps on held-out photos against the bundled bank's
    loss for the same style (the "full training" reference);
-3. johnson: one single-style Johnson net per JOHNSON_STYLES.
+3. johnson: one single-style Johnson net per --johnson-styles (default JOHNSON_STYLES).
 
 Training photos are ../shared/data/photos without HELD_OUT (kept for the contact sheets and scores).
 Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring, sheets: on the CPU after.
@@ -73,9 +73,17 @@ def make_config(args: argparse.Namespace, arch: str, names: list[str], options: 
     )  # fmt: skip
 
 
-def run_for(seconds: float, trainer: train.Trainer, checkpoint: Path) -> dict:
-    """Train until ``seconds`` have passed; the state goes to ``checkpoint`` (as on Ctrl-C)."""
-    return timed_run(trainer, checkpoint.with_suffix(".done.pt"), checkpoint, stop_after=seconds)
+def run_for(seconds: float, trainer: train.Trainer, checkpoint: Path, slim: bool = False) -> dict:
+    """Train until ``seconds`` have passed; the state goes to ``checkpoint`` (as on Ctrl-C).
+
+    ``slim`` drops the optimiser state (2/3 of the file): the checkpoint still exports, but cannot resume.
+    """
+    result = timed_run(trainer, checkpoint.with_suffix(".done.pt"), checkpoint, stop_after=seconds)
+    if slim:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        del state["optimizer"]
+        torch.save(state, checkpoint)
+    return result
 
 
 def main() -> None:
@@ -92,6 +100,8 @@ def main() -> None:
     parser.add_argument("--style-weight", type=float, default=2.0)
     parser.add_argument("--style-scale", type=float, default=2.0)
     parser.add_argument("--crop-scale", type=float, default=1.0)
+    parser.add_argument("--johnson-styles", default=",".join(JOHNSON_STYLES), help="comma-separated preset names")
+    parser.add_argument("--slim", action="store_true", help="checkpoints without optimiser state (export only)")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--skip", default="", help="comma-separated phases to skip (bank, incremental, johnson)")
     args = parser.parse_args()
@@ -113,7 +123,8 @@ def main() -> None:
     skip = set(args.skip.split(","))
     if "bank" not in skip:
         bank_cfg = make_config(args, "stylebank", names, BANK_OPTIONS)
-        results["bank"] = {"config": bank_cfg.to_dict(), **run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt")}
+        bank_run = run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt", args.slim)
+        results["bank"] = {"config": bank_cfg.to_dict(), **bank_run}
         save(f"bank: {results['bank']['steps']} steps, {results['bank']['seconds_per_step']:.4f} s/step")
 
     if "incremental" not in skip:
@@ -132,9 +143,10 @@ def main() -> None:
             save(f"  step {row['step']:5d} {row['seconds']:6.1f} s style {row['style']:.4g} content {row['content']:.4g}")
 
     if "johnson" not in skip:
-        for name in JOHNSON_STYLES:
+        for name in args.johnson_styles.split(","):
             cfg = make_config(args, "johnson", [name], JOHNSON_OPTIONS)
-            results[f"johnson-{name}"] = run_for(budget["johnson"], train.Trainer(cfg), args.out / f"johnson-{name}.ckpt")
+            checkpoint = args.out / f"johnson-{name}.ckpt"
+            results[f"johnson-{name}"] = run_for(budget["johnson"], train.Trainer(cfg), checkpoint, args.slim)
             save(f"johnson {name}: {results[f'johnson-{name}']['steps']} steps")
 
     if "bank" not in skip:  # seconds per 512 x 512 image, PyTorch on this device (one style, eval mode)
