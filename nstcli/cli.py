@@ -456,7 +456,9 @@ def train(
     content_weight: float = _optimize_option("content_weight"),
     style_weight: float = _optimize_option("style_weight", default=0.05),
     tv_weight: float = _optimize_option("tv_weight", default=0.0),
-    style_blend: Optional[str] = _optimize_option("style_blend"),
+    style_blend: Optional[str] = _optimize_option(
+        "style_blend", help="Weights of several styles, e.g. 0.7,0.3; stylebank: each bank's style-loss weight [default: 1 each]."
+    ),
     lr: float = typer.Option(1e-3, help="Adam learning rate of the style phase."),
     warmup_steps: int = typer.Option(0, help="First steps with style weight 0: the net learns to reproduce its input."),
     warmup_lr: Optional[float] = typer.Option(None, help="Learning rate of the warm-up steps [default: 10 x --lr]."),

@@ -89,7 +89,7 @@ class TrainConfig:
     content_weight: float = 1.0
     style_weight: float = 0.05
     tv_weight: float = 0.0
-    style_blend: list[float] | None = None
+    style_blend: list[float] | None = None  # stylebank: each bank's style-loss weight (None: 1 each)
     lr: float = 1e-3
     warmup_steps: int = 0
     warmup_lr: float | None = None  # None: 10 x lr
@@ -189,8 +189,6 @@ def _validate_stylebank(config: TrainConfig, banks: int) -> None:
         f"--arch stylebank has {banks} banks for {len(config.style)} styles": banks != len(config.style),
         "--style names must be unique": len(set(names)) != len(names),
         f"{len(names)} style names for {len(config.style)} style images": len(names) != len(config.style),
-        "--style-blend does not apply to --arch stylebank (mix styles at apply time: nst apply --mix)":
-            config.style_blend is not None,
         "--t must be at least 1": config.t < 1,
         "--add-style: the bank must keep at least one trained style": not 0 <= config.new_banks < banks,
         "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
@@ -205,12 +203,14 @@ def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], g
     """The config of an incremental run: ``saved`` (a trained bank) plus new styles, of which only the banks train.
 
     ``given`` holds run flags and the few training flags that may change for the new bank (steps,
-    data, lr, style weights); the architecture and descriptor stay the checkpoint's.
+    data, lr, style weights); the architecture and descriptor stay the checkpoint's. A given
+    ``style_blend`` weighs the new styles only (the trained banks keep theirs).
     """
     if saved.arch != "stylebank":
         raise UsageError(f"--add-style needs a stylebank model (this one is --arch {saved.arch})")
     changeable = RUN_FIELDS | {"data", "max_images", "lr", "content_weight", "style_weight", "tv_weight", "seed",
-                               "image_size", "crop_scale", "batch_size", "style_scale", "warmup_steps", "warmup_lr"}  # fmt: skip
+                               "image_size", "crop_scale", "batch_size", "style_scale", "warmup_steps", "warmup_lr",
+                               "style_blend"}  # fmt: skip
     for key, value in given.items():
         if key not in changeable and _normalised(key, value) != _normalised(key, getattr(saved, key)):
             raise UsageError(f"--{key.replace('_', '-')} cannot change with --add-style (the bank's is kept)")
@@ -219,6 +219,11 @@ def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], g
     values["names"] = saved.style_names() + names
     values["arch_options"] = {**saved.arch_options, "styles": len(values["style"])}
     values["new_banks"] = len(styles)
+    new_weights = given.get("style_blend")
+    if new_weights is not None and len(new_weights) != len(styles):
+        raise UsageError(f"--style-blend with --add-style: one weight per new style ({len(styles)}), got {len(new_weights)}")
+    if saved.style_blend or new_weights:
+        values["style_blend"] = (saved.style_blend or [1.0] * len(saved.style)) + (new_weights or [1.0] * len(styles))
     values["warmup_steps"] = given.get("warmup_steps", 0)
     return TrainConfig.from_dict(values)
 
@@ -377,14 +382,13 @@ def _style_loss(config: TrainConfig, device: torch.device, precision: torch.dtyp
     return loss_fn
 
 
-def _bank_targets(loss_fn: PerceptualLoss, config: TrainConfig, device: torch.device) -> list[list[dict[str, torch.Tensor]]]:
+def _bank_targets(loss_fn: PerceptualLoss, config: TrainConfig, device: torch.device) -> list[dict[str, torch.Tensor]]:
     """StyleBank: each style's Gram targets on its own, swapped into ``loss_fn`` for that style's steps."""
     long_side = max(16, round(config.image_size * config.style_scale))
-    targets = []
-    for path in config.style:
-        loss_fn.set_styles([images.to_tensor(images.resize_long_side(images.read_image(path), long_side)).to(device)])
-        targets.append(loss_fn.style_targets)
-    return targets
+    return [
+        loss_fn.style_grams(images.to_tensor(images.resize_long_side(images.read_image(path), long_side)).to(device))
+        for path in config.style
+    ]
 
 
 def _load_base(model: torch.nn.Module, base: dict[str, Any], new_banks: int) -> None:
@@ -422,6 +426,7 @@ class Trainer:
         self.style_digests = [_file_digest(path) for path in config.style]
         self.stylebank = config.arch == "stylebank"
         self.bank_targets = _bank_targets(self.loss_fn, config, self.device) if self.stylebank else []
+        self.bank_weights = config.style_blend or [1.0] * len(self.bank_targets)
 
         self.options = generators.make_options(config.arch, config.arch_options)
         torch.manual_seed(config.seed)
@@ -493,6 +498,11 @@ class Trainer:
             "style_digests": self.style_digests,
         }
 
+    def use_bank(self, style: int) -> None:
+        """StyleBank: judge outputs against style ``style`` alone, its loss weighted by its --style-blend entry."""
+        self.loss_fn.style_targets = [self.bank_targets[style]]
+        self.loss_fn.style_blend = [self.bank_weights[style]]
+
     def _branch(self) -> int | None:
         """StyleBank: the style this step trains (drawn at random), or None for the auto-encoder step."""
         if self.config.new_banks == 0 and self.step % (self.config.t + 1) == self.config.t:
@@ -517,7 +527,7 @@ class Trainer:
             return torch.stack([zero, zero, zero, zero, identity.detach(), zero + 1])
         self.loss_fn.set_content(batch)
         if self.stylebank:
-            self.loss_fn.style_targets = self.bank_targets[style]
+            self.use_bank(style)
         with torch.autocast(self.device.type, dtype=self.precision, enabled=mixed):
             output = self.model.branch(batch, style) if self.stylebank else self.network(batch)
         terms = self.loss_fn(output.float())

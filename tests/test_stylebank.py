@@ -122,6 +122,33 @@ def test_a_k_style_step_trains_one_bank_and_the_auto_encoder_step_no_bank(folder
     assert not torch.equal(after["encoder.0.1.weight"], final["encoder.0.1.weight"])
 
 
+def test_style_blend_weighs_each_banks_style_loss(folder):
+    batch = torch.rand(2, 3, 32, 32)
+    style_terms = []
+    for weights in (None, [3.0, 0.5]):
+        trainer = train.Trainer(bank_config(folder, style_blend=weights))
+        trainer.loss_fn.set_content(batch)
+        row = []
+        for style in (0, 1):  # same seed: both trainers' models are the same
+            trainer.use_bank(style)
+            with torch.no_grad():
+                row.append(trainer.loss_fn(trainer.model.branch(batch, style)).style)
+        style_terms.append(row)
+    (plain_0, plain_1), (weighted_0, weighted_1) = style_terms
+    assert torch.isclose(weighted_0, 3.0 * plain_0) and torch.isclose(weighted_1, 0.5 * plain_1)
+
+
+def test_add_style_weighs_only_the_new_banks(folder, bank):
+    saved = train.TrainConfig.from_dict(train.load_checkpoint(bank)["config"])
+    blue = [str(folder / "blue.png")]
+    assert train.add_styles_config(saved, blue, ["blue"], {}).style_blend is None
+    assert train.add_styles_config(saved, blue, ["blue"], {"style_blend": [2.0]}).style_blend == [1.0, 1.0, 2.0]
+    weighted = train.TrainConfig.from_dict({**saved.to_dict(), "style_blend": [0.5, 1.5]})
+    assert train.add_styles_config(weighted, blue, ["blue"], {}).style_blend == [0.5, 1.5, 1.0]
+    with pytest.raises(UsageError, match="one weight per new style"):
+        train.add_styles_config(saved, blue, ["blue"], {"style_blend": [1.0, 2.0]})
+
+
 def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folder, bank):
     state = train.load_checkpoint(bank)
     history = state["history"]
@@ -133,8 +160,8 @@ def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folde
     trainer = train.Trainer(config)  # its fresh model is the trained one's initial state (same seed)
     photos = torch.stack([trainer.dataset[0, index][0] for index in range(3)])
     trainer.loss_fn.set_content(photos)
-    for style, targets in enumerate(trainer.bank_targets):
-        trainer.loss_fn.style_targets = targets
+    for style in range(len(trainer.bank_targets)):
+        trainer.use_bank(style)
         with torch.no_grad():
             before = trainer.loss_fn(trainer.model.eval().branch(photos, style)).style
             after = trainer.loss_fn(model.branch(photos, style)).style
@@ -163,8 +190,8 @@ def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(
 def test_bad_stylebank_settings_are_usage_errors(folder, bank):
     with pytest.raises(UsageError, match="unique"):
         train.validate(bank_config(folder, ("a", "a"), style=[str(folder / "red.png")] * 2))
-    with pytest.raises(UsageError, match="style-blend"):
-        train.validate(bank_config(folder, style_blend=[0.5, 0.5]))
+    with pytest.raises(UsageError, match="--style-blend has 3 weights for 2 style images"):
+        train.validate(bank_config(folder, style_blend=[0.5, 0.5, 1.0]))
     with pytest.raises(UsageError, match="2 banks for 1 styles"):
         train.validate(bank_config(folder, style=[str(folder / "red.png")], names=["red"], arch_options={"styles": 2}))
     johnson = train.TrainConfig.from_dict({**bank_config(folder).to_dict(), "arch": "johnson", "arch_options": {}})
@@ -213,11 +240,12 @@ def test_cli_trains_a_bank_with_the_embedded_vgg19_adds_a_style_exports_and_appl
     red, green, blue = (str(folder / f"{name}.png") for name in ("red", "green", "blue"))
     common = ["--image-size", "32", "--batch-size", "1", "--workers", "0", "--max-images", "2", "-q"]
     done = nst("train", "--arch", "stylebank", "--style", f"red={red}", "--style", f"green={green}", "--data", photos,
-               "--steps", "3", "--width", "0.25", "-o", "bank.pt", *common, cwd=tmp_path)  # fmt: skip
+               "--steps", "3", "--width", "0.25", "--style-blend", "2,1", "-o", "bank.pt", *common, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     done = nst("train", "--resume", "bank.pt", "--add-style", f"blue={blue}", "--steps", "2", "-o", "bank3.pt",
                "--export", "bank3.onnx", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert train.load_checkpoint(tmp_path / "bank3.pt")["config"]["style_blend"] == [2.0, 1.0, 1.0]
     pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")  # not flat: instance norm maps a flat image to flat grey
     done = nst("apply", "bank3.onnx", "photo.png", "-o", "blue.png", "--style", "blue", cwd=tmp_path)

@@ -20,6 +20,7 @@ Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -73,6 +74,17 @@ def make_config(args: argparse.Namespace, arch: str, names: list[str], options: 
     )  # fmt: skip
 
 
+def bank_blend(text: str, names: list[str]) -> list[float] | None:
+    """'starry-night=1.5,the-kiss=0.8' -> each bank's style-loss weight (``--style-blend``; 1 for the others)."""
+    if not text:
+        return None
+    weights = {name: float(value) for name, _, value in (item.partition("=") for item in text.split(","))}
+    unknown = set(weights) - set(names)
+    if unknown:
+        raise SystemExit(f"--bank-blend: unknown styles {sorted(unknown)} (choose from {', '.join(names)})")
+    return [weights.get(name, 1.0) for name in names]
+
+
 def run_for(seconds: float, trainer: train.Trainer, checkpoint: Path, slim: bool = False) -> dict:
     """Train until ``seconds`` have passed; the state goes to ``checkpoint`` (as on Ctrl-C).
 
@@ -100,6 +112,7 @@ def main() -> None:
     parser.add_argument("--style-weight", type=float, default=2.0)
     parser.add_argument("--style-scale", type=float, default=2.0)
     parser.add_argument("--crop-scale", type=float, default=1.0)
+    parser.add_argument("--bank-blend", default="", help="the bank's per-style style-loss weights, NAME=W,... (1 each)")
     parser.add_argument("--johnson-styles", default=",".join(JOHNSON_STYLES), help="comma-separated preset names")
     parser.add_argument("--slim", action="store_true", help="checkpoints without optimiser state (export only)")
     parser.add_argument("--eval-every", type=int, default=50)
@@ -122,7 +135,8 @@ def main() -> None:
     names = list(BANK_STYLES)
     skip = set(args.skip.split(","))
     if "bank" not in skip:
-        bank_cfg = make_config(args, "stylebank", names, BANK_OPTIONS)
+        bank_cfg = dataclasses.replace(make_config(args, "stylebank", names, BANK_OPTIONS),
+                                       style_blend=bank_blend(args.bank_blend, names))  # fmt: skip
         bank_run = run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt", args.slim)
         results["bank"] = {"config": bank_cfg.to_dict(), **bank_run}
         save(f"bank: {results['bank']['steps']} steps, {results['bank']['seconds_per_step']:.4f} s/step")

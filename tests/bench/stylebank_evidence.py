@@ -53,7 +53,7 @@ class StyleProbe:
             photos = torch.stack([self.trainer.dataset[0, index][0] for index in range(count)])
         self.photos = photos.to(self.trainer.device)
         self.trainer.loss_fn.set_content(self.photos)
-        self.trainer.loss_fn.style_targets = self.trainer.bank_targets[style]
+        self.trainer.use_bank(style)
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:

@@ -44,10 +44,12 @@ def train_command(config: dict, kind: str, steps: int) -> str:
         styles = " ".join(f"--style {name}={BANK_STYLES[name]}.jpg" for name in config["names"])
     else:
         styles = f"--style {Path(config['style'][0]).name}"
+    blend = config.get("style_blend")  # the bank's per-style weights, when not all 1
     flags = (
         f"--image-size {config['image_size']} --batch-size {config['batch_size']} --style-weight {config['style_weight']:g} "
         f"--style-scale {config['style_scale']:g} --crop-scale {config['crop_scale']:g} "
-        f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
+        + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
+        + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         f"--checkpoint-every 0 --steps {steps} --device cuda"
     )
     precision = EXPORT_PRECISION[kind]
