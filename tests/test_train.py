@@ -213,6 +213,8 @@ def test_training_lowers_the_loss_and_writes_a_safe_checkpoint(tmp_path, photos,
     assert result.skipped_images == 1  # broken.jpg
     state = torch.load(tmp_path / "model.pt", weights_only=True)  # no pickled code
     assert state["step"] == 16 and state["config"]["arch"] == arch
+    # --resume checks for exactly what the trainer writes beside format, versions, config and weights
+    assert set(state) == {"format", "version", "nst_version", "config", "model", *train.TRAINING_STATE_KEYS}
     model, config_back, multiple = train.build_trained_generator(train.load_checkpoint(tmp_path / "model.pt"))
     assert config_back == config
     with torch.no_grad():
