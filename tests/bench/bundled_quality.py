@@ -8,11 +8,13 @@ a 50/50 mix of the first two) and OUT/kinds.png (stylebank vs johnson vs optimiz
 
     PYTHONPATH=. python3 tests/bench/bundled_quality.py --out /tmp/quality --size 512
     PYTHONPATH=. OMP_NUM_THREADS=1 python3 tests/bench/bundled_quality.py --out /tmp/q256 --size 256 --optimize 300
+    PYTHONPATH=. python3 tests/bench/bundled_quality.py --out /tmp/candidate --bank candidate.onnx   # a new bank alone
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--optimize", type=int, default=0, help="also nst optimize with N evaluations (slow on a CPU)")
     parser.add_argument("--styles", default="", help="comma-separated preset names (default: all with a painting)")
+    parser.add_argument("--bank", type=Path, help="judge this candidate StyleBank ONNX (same style names) alone instead")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     presets = [preset for preset in styles.list_presets() if "painting" in preset.data]
@@ -51,7 +54,8 @@ def main() -> None:
     for preset in presets:
         painting = images.read_image(args.paintings / preset.data["painting"])
         outputs: dict[str, dict[str, Image.Image]] = {}
-        for kind, bundled in preset.models.items():
+        models = {"stylebank": dataclasses.replace(preset.model("stylebank"), path=args.bank)} if args.bank else preset.models
+        for kind, bundled in models.items():
             model = sessions.setdefault(bundled.path, apply.Model(str(bundled.path), "cpu", 0))
             outputs[kind] = {name: stylise(model, photo, bundled.style) for name, photo in photos.items()}
         if args.optimize:
@@ -79,7 +83,7 @@ def main() -> None:
 
     bank_presets = [preset for preset in presets if "stylebank" in preset.models]
     if bank_presets:
-        bank = sessions[bank_presets[0].model("stylebank").path]
+        bank = sessions[args.bank or bank_presets[0].model("stylebank").path]
         mixed = [preset.model("stylebank").style for preset in bank_presets[:2]]  # a 50/50 mix of the first two
         rows = []
         for name, photo in photos.items():
