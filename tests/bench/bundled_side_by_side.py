@@ -68,7 +68,10 @@ def main() -> None:
     else:
         print(f"peer model not found ({PEER_MODEL}): nst columns only", file=sys.stderr)
 
-    rows, content_losses = [], {label: [] for label, _ in columns}
+    labels = [label for label, _ in columns]
+    if len(set(labels)) != len(labels):  # the content losses are kept per label
+        raise SystemExit(f"column labels must be unique: {', '.join(labels)}")
+    rows, content_losses = [], {label: [] for label in labels}
     for name in HELD_OUT:
         photo = images.resize_long_side(images.read_image(args.photos / name), args.size)
         row: list[report.Tile] = [(photo, [name.removesuffix(".png")])]
