@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--style-weight", type=float, default=2.0)
     parser.add_argument("--style-scale", type=float, default=2.0)
     parser.add_argument("--crop-scale", type=float, default=1.0)
+    parser.add_argument("--bank-layers", type=int, default=2, help="3x3 conv blocks per bank of the bundled bank")
     parser.add_argument("--bank-blend", default="", help="the bank's per-style style-loss weights, NAME=W,... (1 each)")
     parser.add_argument("--johnson-styles", default=",".join(JOHNSON_STYLES), help="comma-separated preset names")
     parser.add_argument("--slim", action="store_true", help="checkpoints without optimiser state (export only)")
@@ -135,7 +136,8 @@ def main() -> None:
     names = list(BANK_STYLES)
     skip = set(args.skip.split(","))
     if "bank" not in skip:
-        bank_cfg = dataclasses.replace(make_config(args, "stylebank", names, BANK_OPTIONS),
+        bank_options = {**BANK_OPTIONS, "bank_layers": args.bank_layers}
+        bank_cfg = dataclasses.replace(make_config(args, "stylebank", names, bank_options),
                                        style_blend=bank_blend(args.bank_blend, names))  # fmt: skip
         bank_run = run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt", args.slim)
         results["bank"] = {"config": bank_cfg.to_dict(), **bank_run}

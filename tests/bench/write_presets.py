@@ -50,7 +50,8 @@ def train_command(config: dict, kind: str, steps: int) -> str:
         f"--style-scale {config['style_scale']:g} --crop-scale {config['crop_scale']:g} "
         + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
-        f"--checkpoint-every 0 --steps {steps} --device cuda"
+        + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
+        + f"--checkpoint-every 0 --steps {steps} --device cuda"
     )
     precision = EXPORT_PRECISION[kind]
     return (f"nst train --arch {kind} {styles} --data PHOTOS {flags} -o {kind}.pt && "
