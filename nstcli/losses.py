@@ -148,12 +148,10 @@ class PerceptualLoss(torch.nn.Module):
         if len(blend) != len(styles):
             raise UsageError(f"--style-blend has {len(blend)} weights for {len(styles)} style images")
         self.style_blend = list(blend)
-        self.style_targets = [self.style_grams(style) for style in styles]
-
-    @torch.no_grad()
-    def style_grams(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The Gram targets of one style image (set_styles keeps them; StyleBank swaps them per step)."""
-        return {name: gram(value) for name, value in self.features(style, frozenset(self.weights.style_layers)).items()}
+        layers = frozenset(self.weights.style_layers)
+        self.style_targets = [
+            {name: gram(value) for name, value in self.features(style, layers).items()} for style in styles
+        ]
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
         """Spatial control (see the module docstring): masks (1, 1, H, W) in 0..1, any resolution.

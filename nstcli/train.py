@@ -303,8 +303,8 @@ def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]
     if not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
         raise InputError(f"{path}: damaged nst checkpoint (no model weights or configuration)")
     build_trained_generator(state, str(path))  # weights that do not fit their own configuration: refuse now
-    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
-    if resumable and missing:
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state] if resumable else []
+    if missing:
         raise InputError(f"{path}: holds no training state ({', '.join(missing)}): it can be exported, not resumed")
     return state
 
@@ -382,15 +382,6 @@ def _style_loss(config: TrainConfig, device: torch.device, precision: torch.dtyp
     return loss_fn
 
 
-def _bank_targets(loss_fn: PerceptualLoss, config: TrainConfig, device: torch.device) -> list[dict[str, torch.Tensor]]:
-    """StyleBank: each style's Gram targets on its own, swapped into ``loss_fn`` for that style's steps."""
-    long_side = max(16, round(config.image_size * config.style_scale))
-    return [
-        loss_fn.style_grams(images.to_tensor(images.resize_long_side(images.read_image(path), long_side)).to(device))
-        for path in config.style
-    ]
-
-
 def _load_base(model: torch.nn.Module, base: dict[str, Any], new_banks: int) -> None:
     """Incremental learning: the trained bank's weights into ``model``, whose last ``new_banks`` banks are new."""
     missing, unexpected = model.load_state_dict(base["model"], strict=False)
@@ -425,7 +416,8 @@ class Trainer:
         self.loss_fn = _style_loss(config, self.device, self.precision)  # reads the style images first
         self.style_digests = [_file_digest(path) for path in config.style]
         self.stylebank = config.arch == "stylebank"
-        self.bank_targets = _bank_targets(self.loss_fn, config, self.device) if self.stylebank else []
+        # StyleBank: each style's Gram targets, swapped into the loss one at a time (see use_bank)
+        self.bank_targets = list(self.loss_fn.style_targets) if self.stylebank else []
         self.bank_weights = config.style_blend or [1.0] * len(self.bank_targets)
 
         self.options = generators.make_options(config.arch, config.arch_options)
