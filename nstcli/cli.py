@@ -426,6 +426,11 @@ def train(
     add_style: Optional[list[str]] = typer.Option(
         None, help="stylebank, with --resume BANK.pt: add a style NAME=IMAGE, training only its new bank (repeat)."
     ),
+    tune_style: Optional[list[str]] = typer.Option(
+        None,
+        help="stylebank, with --resume BANK.pt: train the bank of style NAME further, the rest frozen (repeat; "
+        "--style-blend: their new style weights).",
+    ),
     residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks [default: 5]."),
     output_kernel: Optional[int] = typer.Option(
         None, help="johnson, stylebank: output conv size, odd, 1-9 [default: 9, the paper's; 3 is faster on CPU]."
@@ -507,18 +512,23 @@ def train(
         preview=preview, preview_every=preview_every,
     )  # fmt: skip
     state = base = None
-    if add_style and not resume:
-        raise UsageError("--add-style needs --resume BANK.pt (the trained style bank to add to)")
-    if add_style and style:
-        raise UsageError("with --add-style the bank keeps its styles; give only the new ones")
-    if add_style:
+    bank_flag = "--add-style" if add_style else "--tune-style" if tune_style else None
+    if add_style and tune_style:
+        raise UsageError("--add-style and --tune-style are separate runs: give one of them")
+    if bank_flag and not resume:
+        raise UsageError(f"{bank_flag} needs --resume BANK.pt (the trained style bank)")
+    if bank_flag and style:
+        raise UsageError(f"with {bank_flag} the bank keeps its styles: give no --style")
+    if bank_flag:
         base = engine.load_checkpoint(resume)
+        saved = engine.TrainConfig.from_dict(base["config"])
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"} - {"style"}
-        new_names, new_paths = (list(items) for items in zip(*(engine.split_named_style(text) for text in add_style)))
-        config = engine.add_styles_config(
-            engine.TrainConfig.from_dict(base["config"]), [str(Path(path).resolve()) for path in new_paths], new_names,
-            {name: getattr(config, name) for name in given if hasattr(config, name) and name != "arch_options"},
-        )  # fmt: skip
+        values = {name: getattr(config, name) for name in given if hasattr(config, name) and name != "arch_options"}
+        if add_style:
+            new_names, new_paths = (list(items) for items in zip(*(engine.split_named_style(text) for text in add_style)))
+            config = engine.add_styles_config(saved, [str(Path(path).resolve()) for path in new_paths], new_names, values)
+        else:
+            config = engine.tune_styles_config(saved, tune_style or [], values)
     elif resume:
         state = engine.load_checkpoint(resume, resumable=True)
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}

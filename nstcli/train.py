@@ -15,8 +15,8 @@ StyleBank (``arch="stylebank"``, Chen et al. 2017): one bank per style, named by
 The (T+1) alternation of the paper: ``t`` steps of the stylising branch (one style, drawn at
 random, per step; the loss against that style's Gram targets) then one step of the auto-encoder
 branch (encoder + decoder, pixel MSE against the input, logged as ``identity``). Incremental
-learning (``new_banks`` > 0, see :func:`add_styles_config`): encoder, decoder and the earlier
-banks are frozen and only the last ``new_banks`` banks train, so no identity steps are needed.
+learning (:func:`add_styles_config`) and tuning (:func:`tune_styles_config`) set ``train_banks``:
+only those banks train, encoder, decoder and the other banks are frozen, so no identity steps.
 
 Multi-GPU / multi-node: under ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set) the generator is
 wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); each rank reads its share of
@@ -105,7 +105,7 @@ class TrainConfig:
     preview_every: int = 100
     names: list[str] | None = None  # stylebank: one name per style image (None: the images' stems)
     t: int = 2  # stylebank: style steps per auto-encoder step (the paper's T)
-    new_banks: int = 0  # stylebank: train only the last N banks (incremental learning); 0: everything
+    train_banks: list[int] | None = None  # stylebank: train only these banks, freeze the rest; None: everything
 
     def loss_weights(self) -> LossWeights:
         content, style = TRAIN_LAYERS.get(self.net, (net_info(self.net).content_layers, net_info(self.net).style_layers))
@@ -185,12 +185,16 @@ def validate(config: TrainConfig) -> None:
 
 def _validate_stylebank(config: TrainConfig, banks: int) -> None:
     names = config.style_names()
+    train_banks = config.train_banks
+    bad_train_banks = train_banks is not None and (
+        not train_banks or len(set(train_banks)) != len(train_banks) or not all(0 <= bank < banks for bank in train_banks)
+    )
     checks = {
         f"--arch stylebank has {banks} banks for {len(config.style)} styles": banks != len(config.style),
         "--style names must be unique": len(set(names)) != len(names),
         f"{len(names)} style names for {len(config.style)} style images": len(names) != len(config.style),
         "--t must be at least 1": config.t < 1,
-        "--add-style: the bank must keep at least one trained style": not 0 <= config.new_banks < banks,
+        "the banks to train must be distinct banks of the model": bad_train_banks,
         "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
     }  # fmt: skip
     reject_first(checks)
@@ -199,32 +203,63 @@ def _validate_stylebank(config: TrainConfig, banks: int) -> None:
             raise UsageError(f"--style: bad style name {name!r} (no '=' or ',', not empty)")
 
 
-def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], given: dict[str, Any]) -> TrainConfig:
-    """The config of an incremental run: ``saved`` (a trained bank) plus new styles, of which only the banks train.
-
-    ``given`` holds run flags and the few training flags that may change for the new bank (steps,
-    data, lr, style weights); the architecture and descriptor stay the checkpoint's. A given
-    ``style_blend`` weighs the new styles only (the trained banks keep theirs).
-    """
+def _bank_run_values(saved: TrainConfig, given: dict[str, Any], flag: str, count: int) -> dict[str, Any]:
+    """``saved`` (a trained bank) with ``given``: run flags and the few training flags that may change
+    when only some banks train (steps, data, lr, loss weights); architecture and descriptor stay the
+    checkpoint's. ``count``: how many banks train, which is how many --style-blend weights to expect."""
     if saved.arch != "stylebank":
-        raise UsageError(f"--add-style needs a stylebank model (this one is --arch {saved.arch})")
+        raise UsageError(f"{flag} needs a stylebank model (this one is --arch {saved.arch})")
     changeable = RUN_FIELDS | {"data", "max_images", "lr", "content_weight", "style_weight", "tv_weight", "seed",
                                "image_size", "crop_scale", "batch_size", "style_scale", "warmup_steps", "warmup_lr",
                                "style_blend"}  # fmt: skip
     for key, value in given.items():
         if key not in changeable and _normalised(key, value) != _normalised(key, getattr(saved, key)):
-            raise UsageError(f"--{key.replace('_', '-')} cannot change with --add-style (the bank's is kept)")
+            raise UsageError(f"--{key.replace('_', '-')} cannot change with {flag} (the bank's is kept)")
+    weights = given.get("style_blend")
+    if weights is not None and len(weights) != count:
+        raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
     values = {**saved.to_dict(), **given}
+    values["style_blend"] = saved.style_blend
+    values["warmup_steps"] = given.get("warmup_steps", 0)
+    return values
+
+
+def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], given: dict[str, Any]) -> TrainConfig:
+    """The config of an incremental run: ``saved`` (a trained bank) plus new styles, of which only the banks train.
+
+    ``given``: see :func:`_bank_run_values`. A given ``style_blend`` weighs the new styles only (the
+    trained banks keep theirs).
+    """
+    values = _bank_run_values(saved, given, "--add-style", len(styles))
     values["style"] = saved.style + styles
     values["names"] = saved.style_names() + names
     values["arch_options"] = {**saved.arch_options, "styles": len(values["style"])}
-    values["new_banks"] = len(styles)
+    values["train_banks"] = list(range(len(saved.style), len(values["style"])))
     new_weights = given.get("style_blend")
-    if new_weights is not None and len(new_weights) != len(styles):
-        raise UsageError(f"--style-blend with --add-style: one weight per new style ({len(styles)}), got {len(new_weights)}")
     if saved.style_blend or new_weights:
         values["style_blend"] = (saved.style_blend or [1.0] * len(saved.style)) + (new_weights or [1.0] * len(styles))
-    values["warmup_steps"] = given.get("warmup_steps", 0)
+    return TrainConfig.from_dict(values)
+
+
+def tune_styles_config(saved: TrainConfig, names: list[str], given: dict[str, Any]) -> TrainConfig:
+    """The config of a tuning run: the banks of ``names`` in ``saved`` (a trained bank) train further, the rest is frozen.
+
+    ``given``: see :func:`_bank_run_values`. A given ``style_blend`` sets the tuned styles' weights
+    (the others keep theirs), e.g. a stronger style for a bank that came out too faint.
+    """
+    values = _bank_run_values(saved, given, "--tune-style", len(names))
+    known = saved.style_names()
+    for name in names:
+        if name not in known:
+            raise UsageError(f"--tune-style: the bank has no style {name!r} (it has {', '.join(known)})")
+    if len(set(names)) != len(names):
+        raise UsageError("--tune-style: each style once")
+    values["train_banks"] = [known.index(name) for name in names]
+    if given.get("style_blend") is not None:
+        weights = list(saved.style_blend or [1.0] * len(known))
+        for bank, weight in zip(values["train_banks"], given["style_blend"]):
+            weights[bank] = weight
+        values["style_blend"] = weights
     return TrainConfig.from_dict(values)
 
 
@@ -382,18 +417,17 @@ def _style_loss(config: TrainConfig, device: torch.device, precision: torch.dtyp
     return loss_fn
 
 
-def _load_base(model: torch.nn.Module, base: dict[str, Any], new_banks: int) -> None:
-    """Incremental learning: the trained bank's weights into ``model``, whose last ``new_banks`` banks are new."""
+def _load_base(model: torch.nn.Module, base: dict[str, Any], train_banks: list[int]) -> None:
+    """The trained bank's weights into ``model``; only banks in ``train_banks`` may be missing (new styles)."""
     missing, unexpected = model.load_state_dict(base["model"], strict=False)
-    first_new = len(model.banks) - new_banks
-    if unexpected or any(not key.startswith("banks.") or int(key.split(".")[1]) < first_new for key in missing):
-        raise InputError("the model to add a style to does not match its own configuration")
+    if unexpected or any(not key.startswith("banks.") or int(key.split(".")[1]) not in train_banks for key in missing):
+        raise InputError("the trained style bank does not match its own configuration")
 
 
-def _freeze_all_but_new_banks(model: torch.nn.Module, new_banks: int) -> None:
+def _freeze_all_but_banks(model: torch.nn.Module, train_banks: list[int]) -> None:
     model.requires_grad_(False)
-    for bank in model.banks[len(model.banks) - new_banks :]:
-        bank.requires_grad_(True)
+    for bank in train_banks:
+        model.banks[bank].requires_grad_(True)
 
 
 class Trainer:
@@ -423,10 +457,10 @@ class Trainer:
         self.options = generators.make_options(config.arch, config.arch_options)
         torch.manual_seed(config.seed)
         self.model = generators.build_generator(config.arch, self.options, config.init)
-        if base is not None:
-            _load_base(self.model, base, config.new_banks)
-        if config.new_banks:
-            _freeze_all_but_new_banks(self.model, config.new_banks)
+        if config.train_banks is not None:
+            if base is not None:
+                _load_base(self.model, base, config.train_banks)
+            _freeze_all_but_banks(self.model, config.train_banks)
         self.model.to(self.device, memory_format=self.memory_format)
         trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr, fused=True if self.cuda else None)
@@ -497,10 +531,10 @@ class Trainer:
 
     def _branch(self) -> int | None:
         """StyleBank: the style this step trains (drawn at random), or None for the auto-encoder step."""
-        if self.config.new_banks == 0 and self.step % (self.config.t + 1) == self.config.t:
+        if self.config.train_banks is None and self.step % (self.config.t + 1) == self.config.t:
             return None
-        first = len(self.bank_targets) - self.config.new_banks if self.config.new_banks else 0
-        return int(torch.randint(first, len(self.bank_targets), ()).item())
+        banks = self.config.train_banks or range(len(self.bank_targets))
+        return banks[int(torch.randint(len(banks), ()).item())]
 
     def _train_step(self, batch: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the detached terms (content, style, tv, total, identity, identity step 0/1)."""
@@ -629,7 +663,7 @@ class Trainer:
             "epoch": round(self.items_seen / self.sampler.per_rank(), 4),
             "lr": learning_rate(self.config, self.step - 1),
             "content": content, "style": style, "tv": tv, "total": total,
-            **({"identity": identity} if self.stylebank and not self.config.new_banks else {}),
+            **({"identity": identity} if self.stylebank and self.config.train_banks is None else {}),
             "images_per_second": steps * self.config.batch_size * self.env.world / max(seconds, 1e-9),
             "seconds": self.seconds_before + time.perf_counter() - start,
         }  # fmt: skip
@@ -657,7 +691,7 @@ def run_train(
 ) -> TrainResult:
     """Train (or continue ``resume``, a loaded checkpoint), then write the model to ``output``.
 
-    ``base``: a trained stylebank whose weights start an incremental run (``config.new_banks`` > 0).
+    ``base``: a trained stylebank whose weights start a run that trains only ``config.train_banks``.
     On SIGINT/SIGTERM the state goes to ``checkpoint`` instead and the result says ``interrupted``.
     """
     trainer = Trainer(config, resume, base)

@@ -145,7 +145,7 @@ def test_add_style_weighs_only_the_new_banks(folder, bank):
     assert train.add_styles_config(saved, blue, ["blue"], {"style_blend": [2.0]}).style_blend == [1.0, 1.0, 2.0]
     weighted = train.TrainConfig.from_dict({**saved.to_dict(), "style_blend": [0.5, 1.5]})
     assert train.add_styles_config(weighted, blue, ["blue"], {}).style_blend == [0.5, 1.5, 1.0]
-    with pytest.raises(UsageError, match="one weight per new style"):
+    with pytest.raises(UsageError, match="one weight per style it trains"):
         train.add_styles_config(saved, blue, ["blue"], {"style_blend": [1.0, 2.0]})
 
 
@@ -173,7 +173,7 @@ def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(
     saved = train.TrainConfig.from_dict(base["config"])
     given = {"steps": 3, "preview": str(folder / "photos" / "p0.png"), "preview_every": 3}
     config = train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], given)
-    assert config.style_names() == ["red", "green", "blue"] and config.new_banks == 1
+    assert config.style_names() == ["red", "green", "blue"] and config.train_banks == [2]
     output = folder / "bank3.pt"
     result = train.run_train(config, str(output), str(folder / "bank3.ckpt"), preview_dir=str(folder / "preview"), base=base)
     assert (folder / "preview" / "step_0000003.png").is_file()  # the new bank's style
@@ -185,6 +185,30 @@ def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(
     fresh = generators.build_generator("stylebank", generators.make_options("stylebank", config.arch_options))
     torch.manual_seed(config.seed)  # the new bank did train: it is not its initial value
     assert any(not torch.equal(grown[key], value) for key, value in fresh.state_dict().items() if key in new)
+
+
+def test_tuning_trains_one_existing_bank_from_its_weights_and_freezes_the_rest(folder, bank):
+    base = train.load_checkpoint(bank)
+    saved = train.TrainConfig.from_dict(base["config"])
+    config = train.tune_styles_config(saved, ["green"], {"steps": 3, "style_blend": [4.0]})
+    assert config.train_banks == [1] and config.style_blend == [1.0, 4.0] and config.style_names() == ["red", "green"]
+    trainer = train.Trainer(config, base=base)
+    for key, value in trainer.model.state_dict().items():  # it starts from the trained weights, not a fresh bank
+        assert torch.equal(value, base["model"][key]), key
+    assert trainer.bank_weights == [1.0, 4.0]
+    trainer.close()
+    output = folder / "tuned.pt"
+    result = train.run_train(config, str(output), str(folder / "tuned.ckpt"), base=base)
+    tuned = train.load_checkpoint(output)["model"]
+    assert set(tuned) == set(base["model"]) and "identity" not in result.history[-1]
+    for key, value in base["model"].items():
+        assert torch.equal(value, tuned[key]) != key.startswith("banks.1."), key  # only green's bank moved
+    with pytest.raises(UsageError, match="one weight per style it trains"):
+        train.tune_styles_config(saved, ["green"], {"style_blend": [1.0, 2.0]})
+    with pytest.raises(UsageError, match="each style once"):
+        train.tune_styles_config(saved, ["red", "red"], {})
+    with pytest.raises(UsageError, match="--net cannot change with --tune-style"):
+        train.tune_styles_config(saved, ["red"], {"net": "vgg19"})
 
 
 def test_bad_stylebank_settings_are_usage_errors(folder, bank):
@@ -246,6 +270,11 @@ def test_cli_trains_a_bank_with_the_embedded_vgg19_adds_a_style_exports_and_appl
                "--export", "bank3.onnx", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert train.load_checkpoint(tmp_path / "bank3.pt")["config"]["style_blend"] == [2.0, 1.0, 1.0]
+    done = nst("train", "--resume", "bank3.pt", "--tune-style", "green", "--style-blend", "3", "--steps", "1",
+               "-o", "tuned.pt", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tuned = train.load_checkpoint(tmp_path / "tuned.pt")["config"]
+    assert tuned["style_blend"] == [2.0, 3.0, 1.0] and tuned["train_banks"] == [1]
     pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")  # not flat: instance norm maps a flat image to flat grey
     done = nst("apply", "bank3.onnx", "photo.png", "-o", "blue.png", "--style", "blue", cwd=tmp_path)
@@ -262,7 +291,9 @@ def test_cli_errors_are_one_line(tmp_path, folder, bank):
     red = str(folder / "red.png")
     cases = [
         (["train", "--add-style", f"b={red}", "-o", "x.pt"], "needs --resume"),
-        (["train", "--resume", str(bank), "--add-style", f"b={red}", "--style", red, "-o", "x.pt"], "only the new"),
+        (["train", "--resume", str(bank), "--add-style", f"b={red}", "--style", red, "-o", "x.pt"], "give no --style"),
+        (["train", "--resume", str(bank), "--add-style", f"b={red}", "--tune-style", "red", "-o", "x.pt"], "give one"),
+        (["train", "--resume", str(bank), "--tune-style", "purple", "-o", "x.pt"], "has no style 'purple'"),
         (["export", str(bank), "-o", "x.onnx", "--style", "nope"], "no style 'nope'"),
     ]
     for args, message in cases:
