@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from nstcli import __version__, color, images, model_format as fmt, tiling
+from nstcli import __version__, color, images, model_format as fmt, regions, tiling
 from nstcli.errors import InputError, NstError, UsageError
 
 # Extensions picked up when walking folders (explicit files may have any name).
@@ -71,6 +71,7 @@ class ApplyConfig:
     strength: float = 1.0  # 1 = fully stylised, 0 = the input
     style: str | None = None  # multi-style models: a name or index
     mix: dict[str, float] | None = None  # multi-style models: {name or index: weight}
+    regions: list[tuple[str, str | None]] | None = None  # (style, mask or None = the rest): see regions.py
     skip_existing: bool = False
     overwrite: bool = False
     shard: tuple[int, int] | None = None  # (I, N), 1 <= I <= N
@@ -244,9 +245,20 @@ class Model:
             weights[index] = 1.0
             label = safe_label(styles[index])
         else:
-            raise UsageError(f"this model has {len(styles)} styles ({', '.join(styles)}); pick one with --style or --mix")
+            raise UsageError(f"this model has {len(styles)} styles ({', '.join(styles)}); pick with --style, --mix or --region")
         self.style_weights = weights
         return label
+
+    def region_styles(self, names: list[str]) -> tuple[list[np.ndarray | None], str]:
+        """--region: each region's style weights (one-hot; None for a one-style model) and a label for file names."""
+        styles = self.info.styles
+        indices = [style_index(name, styles) for name in names]
+        if len(set(indices)) != len(indices):
+            raise UsageError("--region: each style once")
+        label = "-".join(safe_label(styles[index]) for index in indices)
+        if not self.info.has_style_weights:
+            return [None], label
+        return [np.eye(len(styles), dtype=np.float32)[index] for index in indices], label
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) float32 in 0..1 -> stylised (N, H, W, 3), any H and W."""
@@ -582,6 +594,8 @@ def validate(config: ApplyConfig) -> None:
     tile = config.tile or 1024
     if not 0 <= config.tile_overlap < tile // 2:
         raise UsageError(f"--tile-overlap must be in 0..{tile // 2 - 1}")
+    if config.regions and (config.style is not None or config.mix):
+        raise UsageError("--region names its styles: give no --style or --mix with it")
     if config.skip_existing and config.overwrite:
         raise UsageError("use either --skip-existing or --overwrite, not both")
     if config.shard is not None:
@@ -613,11 +627,19 @@ def parse_mix(text: str) -> dict[str, float]:
     return mix
 
 
+@dataclass
+class _RegionPlan:
+    style_weights: list[np.ndarray | None]  # per region, the model's style weights (None: a one-style model)
+    shares: regions.RegionWeights
+
+
 class _Pipeline:
     """Decode workers -> batched inference (caller's thread) -> encode workers, with bounded queues."""
 
-    def __init__(self, model: Model, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None]):
+    def __init__(self, model: Model, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None],
+                 region_plan: _RegionPlan | None = None):  # fmt: skip
         self.model, self.config, self.jobs, self.report = model, config, jobs, report
+        self.region_plan = region_plan
         self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
         self.stop = threading.Event()
         depth = self.batch_size * 2
@@ -715,11 +737,8 @@ class _Pipeline:
 
     def _infer(self, items: list[_Decoded], tiled: bool) -> None:
         try:
-            if tiled:
-                tile = self.config.tile or 1024
-                outputs = [self.model.run_tiled(items[0].pixels, tile, self.config.tile_overlap, self.batch_size)]
-            else:
-                outputs = list(self.model.run(np.stack([item.pixels for item in items])))
+            batch = items[0].pixels[None] if tiled else np.stack([item.pixels for item in items])
+            outputs = self._render(batch, tiled)
         except Exception as error:  # onnxruntime errors (e.g. out of memory): fail these images only
             for item in items:
                 self.report(item.job, describe(error, f"{item.job.source}: inference failed"))
@@ -727,6 +746,25 @@ class _Pipeline:
         for item, pixels in zip(items, outputs):
             if not self._put(self.stylised, _Stylised(item, pixels)):
                 return
+
+    def _render(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
+        """The stylised batch (one image when tiled); with --region, one rendering per region, blended."""
+        plan = self.region_plan
+        if plan is None:
+            return self._run(batch, tiled)
+        renderings = []
+        for weights in plan.style_weights:
+            self.model.style_weights = weights
+            renderings.append(self._run(batch, tiled))
+        return [
+            regions.blend(photo, [rendering[index] for rendering in renderings], plan.shares.at(*photo.shape[:2]))
+            for index, photo in enumerate(batch)
+        ]
+
+    def _run(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
+        if tiled:
+            return [self.model.run_tiled(batch[0], self.config.tile or 1024, self.config.tile_overlap, self.batch_size)]
+        return list(self.model.run(batch))
 
     def _encode_loop(self) -> None:
         while True:
@@ -782,7 +820,13 @@ def run_apply(
     warning = provider_warning(config.provider, model.providers)
     if warning and on_warning:
         on_warning(warning)
-    label = model.select_style(config.style, config.mix)
+    region_plan = None
+    if config.regions:
+        loaded = regions.load_regions(config.regions)
+        style_weights, label = model.region_styles([region.style for region in loaded])
+        region_plan = _RegionPlan(style_weights, regions.RegionWeights(loaded))
+    else:
+        label = model.select_style(config.style, config.mix)
     jobs, skipped = plan_jobs(config, label)
     shard = f"{config.shard[0]}/{config.shard[1]}" if config.shard else None
     summary = Summary(config.model, model.providers[0], model.info.styles, len(jobs) + skipped, skipped=skipped, shard=shard)
@@ -805,7 +849,7 @@ def run_apply(
             if on_progress:
                 on_progress(progress)
 
-    pipeline = _Pipeline(model, config, jobs, report)
+    pipeline = _Pipeline(model, config, jobs, report, region_plan)
     try:
         pipeline.run()
     finally:

@@ -297,6 +297,11 @@ def apply(
     quality: int = typer.Option(95, help="JPEG/WebP quality."),
     style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index."),
     mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5."),
+    region: Optional[list[str]] = typer.Option(
+        None,
+        help="Region fusion: NAME=MASK.png paints style NAME where the mask is white (repeat); one bare NAME takes "
+        "the rest.",
+    ),
     kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson."),
     strength: float = typer.Option(1.0, help="Blend with the input: 1 = fully stylised, 0 = unchanged."),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram."),
@@ -315,26 +320,35 @@ def apply(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
 ) -> None:
     """Stylise images with an exported model or a bundled style (onnxruntime; no torch needed)."""
-    from nstcli import apply as engine, styles
+    from nstcli import apply as engine, regions, styles
 
     if json_summary and output == "-":
         raise UsageError("--json and -o - both want stdout; write the image to a file")
     mix_weights = engine.parse_mix(mix) if mix else None
+    region_specs = [regions.split_region(text) for text in region] if region else None
     if paths[0].lower().endswith(".onnx"):
         model, inputs = paths[0], paths[1:]
         if kind is not None:
             raise UsageError("--kind picks among bundled models; it does not apply with a model file")
-    else:  # a bundled style: its model, and the style's name inside it
-        bundled = styles.bundled_model(style, mix_weights, kind)
+    else:  # a bundled style: its model, and the style's name inside it (a johnson model has one style: index 0)
+        if style is not None:
+            names, flag = [style], "--style"
+        elif mix_weights:
+            names, flag = list(mix_weights), "--mix"
+        else:
+            names, flag = [name for name, _ in region_specs or []], "--region"
+        bundled = styles.bundled_model(names, kind, flag)
         model, inputs = str(bundled.path), paths
-        style = bundled.style if style is not None else None  # a johnson model has one style, unnamed here
+        style = bundled.style if style is not None else None
+        if region_specs:
+            region_specs = [(name if bundled.style else "0", mask) for name, mask in region_specs]
     if not inputs:
         raise UsageError("no input images given")
     config = engine.ApplyConfig(
         model=model, inputs=inputs, output=output, name=name, image_format=image_format, quality=quality,
         provider=provider, threads=threads, batch_size=batch_size, workers=workers, max_size=max_size,
         tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength, style=style,
-        mix=mix_weights, skip_existing=skip_existing, overwrite=overwrite,
+        mix=mix_weights, regions=region_specs, skip_existing=skip_existing, overwrite=overwrite,
         shard=engine.parse_shard(shard) if shard else None, fail_fast=fail_fast,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:

@@ -211,6 +211,12 @@ def to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
+def mask_array(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A mask image (white = inside; colour images count by luminance) as (H, W) float32 in 0..1 at ``size`` (W, H)."""
+    grey = mask.convert("L").resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.float32) / 255.0
+
+
 def from_array(array: np.ndarray) -> Image.Image:
     """Float array (H, W, 3) in 0..1 -> RGB image (values clipped, rounded)."""
     return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")

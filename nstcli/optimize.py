@@ -14,7 +14,6 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -206,8 +205,7 @@ def _centre_crop(image: Image.Image, fraction: float) -> Image.Image:
 
 def mask_tensor(mask: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     """A mask image (white = inside; colour images use their luminance) as (1, 1, H, W) in 0..1 at ``size``."""
-    grey = mask.convert("L").resize(size, Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None, None]
+    return torch.from_numpy(images.mask_array(mask, size))[None, None]
 
 
 def _masks(

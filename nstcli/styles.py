@@ -104,16 +104,16 @@ def style_image(name: str) -> Path:
     return preset.image_path
 
 
-def bundled_model(style: str | None, mix: dict[str, float] | None, kind: str | None) -> BundledModel:
-    """The bundled model for ``--style NAME`` or ``--mix a=..,b=..`` when no model file is given.
+def bundled_model(names: list[str], kind: str | None, flag: str) -> BundledModel:
+    """The bundled model for styles named by ``flag`` (--style, --mix or --region) when no model file is given.
 
-    A mix needs every named style in the same multi-style model.
+    Several styles must all be in the same multi-style model.
     """
-    if style is not None:
-        return get_preset(style).model(kind)
-    if not mix:
+    if not names:
         raise UsageError("give a model (FILE.onnx) or a bundled style with --style NAME (list them with: nst styles)")
-    models = [get_preset(name).model(kind or DEFAULT_KIND) for name in mix]
+    if len(names) == 1:
+        return get_preset(names[0]).model(kind)
+    models = [get_preset(name).model(kind or DEFAULT_KIND) for name in names]
     if len({model.path for model in models}) > 1 or models[0].style is None:
-        raise UsageError("--mix: these bundled styles are not in one multi-style model")
+        raise UsageError(f"{flag}: these bundled styles are not in one multi-style model")
     return models[0]

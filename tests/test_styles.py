@@ -72,9 +72,9 @@ def test_lookups_and_their_errors():
         bank_only.model("johnson")
     with pytest.raises(UsageError, match="has no trained model"):
         styles.get_preset("swirls").model()
-    assert styles.bundled_model(None, {"starry-night": 0.5, "great-wave": 0.5}, None).style == "starry-night"
-    with pytest.raises(UsageError, match="not in one multi-style model"):
-        styles.bundled_model(None, {"starry-night": 0.5, "great-wave": 0.5}, "johnson")
+    assert styles.bundled_model(["starry-night", "great-wave"], None, "--mix").style == "starry-night"
+    with pytest.raises(UsageError, match="--region: these bundled styles are not in one multi-style model"):
+        styles.bundled_model(["starry-night", "great-wave"], "johnson", "--region")
 
 
 def test_nst_styles_lists_every_preset_with_its_kinds():
