@@ -25,7 +25,6 @@ import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -128,6 +127,8 @@ def quiet_onnxruntime() -> None:
 
 def installed_runtimes() -> list[str]:
     """Which onnxruntime distributions are installed (more than one means they overwrote each other)."""
+    from importlib import metadata  # here, not at the top: importing it costs every nst apply 25 ms
+
     names = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
     found = []
     for name in names:
@@ -877,6 +878,7 @@ def provider_warning(choice: str, loaded: list[str]) -> str | None:
 def environment_report() -> dict[str, object]:
     """Versions, the onnxruntime providers that actually load here, and the devices."""
     import platform
+    from importlib import metadata
 
     import onnxruntime as ort
 
