@@ -33,6 +33,8 @@ def split_region(text: str) -> tuple[str, str | None]:
     style, separator, path = text.partition("=")
     if not style or (separator and not path):
         raise UsageError(f"--region: expected NAME=MASK.png or NAME, got {text!r}")
+    if path == images.STDIO:
+        raise UsageError("--region: a mask must be a file (stdin is for the photos)")
     return style, path if separator else None
 
 
@@ -40,7 +42,10 @@ def load_regions(specs: list[tuple[str, str | None]]) -> list[Region]:
     """Read the masks of (style, mask path or None) pairs, with one-line errors for bad ones."""
     regions = []
     for style, path in specs:
-        mask = images.read_image(path).convert("L") if path is not None else None
+        try:
+            mask = images.read_image(path).convert("L") if path is not None else None
+        except InputError as error:
+            raise InputError(f"--region {style}: {error}") from None
         if mask is not None and mask.getextrema()[1] == 0:
             raise InputError(f"--region {style}: the mask {path} is all black, so the style would apply nowhere")
         regions.append(Region(style, mask))

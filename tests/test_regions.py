@@ -39,13 +39,15 @@ def test_bad_regions_are_one_line_errors(tmp_path):
     grey(np.zeros((4, 4))).save(black)
     with pytest.raises(InputError, match="all black"):
         regions.load_regions([("a", str(black))])
-    with pytest.raises(InputError, match="missing.png"):
+    with pytest.raises(InputError, match="--region a: .*missing.png"):
         regions.load_regions([("a", str(tmp_path / "missing.png"))])
     with pytest.raises(UsageError, match="at least one NAME=MASK"):
         regions.load_regions([("a", None)])
     with pytest.raises(UsageError, match="at most one style without a mask"):
         grey(LEFT).save(tmp_path / "left.png")
         regions.load_regions([("a", str(tmp_path / "left.png")), ("b", None), ("c", None)])
+    with pytest.raises(UsageError, match="a mask must be a file"):
+        regions.split_region("a=-")
     for text in ("=left.png", "a="):
         with pytest.raises(UsageError, match="expected NAME=MASK.png or NAME"):
             regions.split_region(text)
