@@ -538,6 +538,7 @@ def train(
         saved = engine.TrainConfig.from_dict(base["config"])
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"} - {"style"}
         values = {name: getattr(config, name) for name in given if hasattr(config, name) and name != "arch_options"}
+        values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}
         if add_style:
             new_names, new_paths = (list(items) for items in zip(*(engine.split_named_style(text) for text in add_style)))
             config = engine.add_styles_config(saved, [str(Path(path).resolve()) for path in new_paths], new_names, values)

@@ -206,9 +206,13 @@ def _validate_stylebank(config: TrainConfig, banks: int) -> None:
 def _bank_run_values(saved: TrainConfig, given: dict[str, Any], flag: str, count: int) -> dict[str, Any]:
     """``saved`` (a trained bank) with ``given``: run flags and the few training flags that may change
     when only some banks train (steps, data, lr, loss weights); architecture and descriptor stay the
-    checkpoint's. ``count``: how many banks train, which is how many --style-blend weights to expect."""
+    checkpoint's. Run flags not given take their defaults, as in any new run (not the checkpoint's
+    device or step count). ``count``: how many banks train, which is how many --style-blend weights
+    to expect."""
     if saved.arch != "stylebank":
         raise UsageError(f"{flag} needs a stylebank model (this one is --arch {saved.arch})")
+    given = dict(given)
+    _check_arch_unchanged(saved, given.pop("arch_options", {}), f"with {flag}")
     changeable = RUN_FIELDS | {"data", "max_images", "lr", "content_weight", "style_weight", "tv_weight", "seed",
                                "image_size", "crop_scale", "batch_size", "style_scale", "warmup_steps", "warmup_lr",
                                "style_blend"}  # fmt: skip
@@ -218,7 +222,8 @@ def _bank_run_values(saved: TrainConfig, given: dict[str, Any], flag: str, count
     weights = given.get("style_blend")
     if weights is not None and len(weights) != count:
         raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
-    values = {**saved.to_dict(), **given}
+    run_defaults = {key: getattr(TrainConfig(), key) for key in RUN_FIELDS}
+    values = {**saved.to_dict(), **run_defaults, **given}
     values["style_blend"] = saved.style_blend
     values["warmup_steps"] = given.get("warmup_steps", 0)
     return values
@@ -296,13 +301,20 @@ def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
         if key in RUN_FIELDS:
             values[key] = value
         elif key == "arch_options":
-            for option, option_value in value.items():
-                if saved.arch_options.get(option) != option_value:
-                    flag = option.replace("_", "-")
-                    raise UsageError(f"--{flag} cannot change on --resume (the checkpoint has {saved.arch_options.get(option)!r})")
+            _check_arch_unchanged(saved, value, "on --resume")
         elif _normalised(key, value) != _normalised(key, values[key]):
             raise UsageError(f"--{key.replace('_', '-')} cannot change on --resume (the checkpoint has {values[key]!r})")
     return TrainConfig.from_dict(values)
+
+
+def _check_arch_unchanged(saved: TrainConfig, given: dict[str, Any], context: str) -> None:
+    """Architecture flags given again must match the checkpoint's (defaults filled in: --bank-layers 2
+    matches a bank trained without the flag)."""
+    options = generators.make_options(saved.arch, saved.arch_options)
+    for option, value in given.items():
+        kept = getattr(options, option, None)
+        if kept != value:
+            raise UsageError(f"--{option.replace('_', '-')} cannot change {context} (the checkpoint has {kept!r})")
 
 
 def _normalised(key: str, value: Any) -> Any:

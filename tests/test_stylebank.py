@@ -209,6 +209,12 @@ def test_tuning_trains_one_existing_bank_from_its_weights_and_freezes_the_rest(f
         train.tune_styles_config(saved, ["red", "red"], {})
     with pytest.raises(UsageError, match="--net cannot change with --tune-style"):
         train.tune_styles_config(saved, ["red"], {"net": "vgg19"})
+    with pytest.raises(UsageError, match=r"--width cannot change with --tune-style \(the checkpoint has 0.25\)"):
+        train.tune_styles_config(saved, ["red"], {"arch_options": {"width": 1.0}})
+    # the same values again are fine, defaults included (the bank was trained without --output-kernel)
+    same = train.tune_styles_config(saved, ["red"], {"arch_options": {"width": 0.25, "bank_layers": 1, "output_kernel": 9}})
+    assert same.device == "auto" and same.steps is None and same.checkpoint_every == 1000  # run flags: new defaults
+    assert saved.steps == 12 and saved.checkpoint_every == 0
 
 
 def test_bad_stylebank_settings_are_usage_errors(folder, bank):
