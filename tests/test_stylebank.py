@@ -171,7 +171,7 @@ def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folde
 def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(folder, bank):
     base = train.load_checkpoint(bank)
     saved = train.TrainConfig.from_dict(base["config"])
-    given = {"steps": 3, "preview": str(folder / "photos" / "p0.png"), "preview_every": 3}
+    given = {"steps": 3, "workers": 0, "preview": str(folder / "photos" / "p0.png"), "preview_every": 3}
     config = train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], given)
     assert config.style_names() == ["red", "green", "blue"] and config.train_banks == [2]
     output = folder / "bank3.pt"
@@ -190,7 +190,7 @@ def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(
 def test_tuning_trains_one_existing_bank_from_its_weights_and_freezes_the_rest(folder, bank):
     base = train.load_checkpoint(bank)
     saved = train.TrainConfig.from_dict(base["config"])
-    config = train.tune_styles_config(saved, ["green"], {"steps": 3, "style_blend": [4.0]})
+    config = train.tune_styles_config(saved, ["green"], {"steps": 3, "workers": 0, "style_blend": [4.0]})
     assert config.train_banks == [1] and config.style_blend == [1.0, 4.0] and config.style_names() == ["red", "green"]
     trainer = train.Trainer(config, base=base)
     for key, value in trainer.model.state_dict().items():  # it starts from the trained weights, not a fresh bank
