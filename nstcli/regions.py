@@ -13,7 +13,7 @@ decoder's reach of a mask's edge (a blurred mask gives a soft seam either way).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -58,16 +58,17 @@ def load_regions(specs: list[tuple[str, str | None]]) -> list[Region]:
 
 @dataclass
 class RegionWeights:
-    """Per-pixel shares of each region and of the photo, computed once per picture size."""
+    """Per-pixel shares of each region and of the photo, kept for the last picture size (folders of
+    same-size photos compute them once; one size at a time keeps memory flat for mixed sizes)."""
 
     regions: list[Region]
-    _cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    _last: tuple[tuple[int, int], np.ndarray] | None = None
 
     def at(self, height: int, width: int) -> np.ndarray:
         """(K + 1, H, W) float32: each region's share, then the photo's; they sum to 1 at every pixel."""
-        if (height, width) not in self._cache:
-            self._cache[(height, width)] = self._compute(height, width)
-        return self._cache[(height, width)]
+        if self._last is None or self._last[0] != (height, width):
+            self._last = ((height, width), self._compute(height, width))
+        return self._last[1]
 
     def _compute(self, height: int, width: int) -> np.ndarray:
         masks = [None if region.mask is None else images.mask_array(region.mask, (width, height)) for region in self.regions]
