@@ -199,6 +199,7 @@ def test_resume_config_keeps_the_training_and_takes_run_flags(photos, style, ran
         train.resume_config(saved, {"lr": 0.5})
     with pytest.raises(UsageError, match="--width cannot change"):
         train.resume_config(saved, {"arch_options": {"width": 1.0}})
+    train.resume_config(saved, {"arch_options": {"upsample": "nearest"}})  # the default, given again: not a change
 
 
 # --- training ----------------------------------------------------------------------------------
