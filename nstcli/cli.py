@@ -533,12 +533,13 @@ def train(
         raise UsageError(f"{bank_flag} needs --resume BANK.pt (the trained style bank)")
     if bank_flag and style:
         raise UsageError(f"with {bank_flag} the bank keeps its styles: give no --style")
+    # the flags given on the command line, which a run from a checkpoint checks against it
+    given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    values = {name: getattr(config, name) for name in given if hasattr(config, name)}
+    values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}
     if bank_flag:
         base = engine.load_checkpoint(resume)
         saved = engine.TrainConfig.from_dict(base["config"])
-        given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"} - {"style"}
-        values = {name: getattr(config, name) for name in given if hasattr(config, name) and name != "arch_options"}
-        values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}
         if add_style:
             new_names, new_paths = (list(items) for items in zip(*(engine.split_named_style(text) for text in add_style)))
             config = engine.add_styles_config(saved, [str(Path(path).resolve()) for path in new_paths], new_names, values)
@@ -546,9 +547,6 @@ def train(
             config = engine.tune_styles_config(saved, tune_style or [], values)
     elif resume:
         state = engine.load_checkpoint(resume, resumable=True)
-        given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
-        values = {name: getattr(config, name) for name in given if hasattr(config, name)}
-        values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}
         config = engine.resume_config(engine.TrainConfig.from_dict(state["config"]), values)
     elif not config.style or not config.data:
         raise UsageError("--style and --data are required (or --resume CHECKPOINT)")
