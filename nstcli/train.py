@@ -222,7 +222,8 @@ def _bank_run_values(saved: TrainConfig, given: dict[str, Any], flag: str, count
     weights = given.get("style_blend")
     if weights is not None and len(weights) != count:
         raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
-    run_defaults = {key: getattr(TrainConfig(), key) for key in RUN_FIELDS}
+    defaults = TrainConfig()
+    run_defaults = {key: getattr(defaults, key) for key in RUN_FIELDS}
     values = {**saved.to_dict(), **run_defaults, **given}
     values["style_blend"] = saved.style_blend
     values["warmup_steps"] = given.get("warmup_steps", 0)
