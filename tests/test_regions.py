@@ -43,8 +43,8 @@ def test_bad_regions_are_one_line_errors(tmp_path):
         regions.load_regions([("a", str(tmp_path / "missing.png"))])
     with pytest.raises(UsageError, match="at least one NAME=MASK"):
         regions.load_regions([("a", None)])
+    grey(LEFT).save(tmp_path / "left.png")
     with pytest.raises(UsageError, match="at most one style without a mask"):
-        grey(LEFT).save(tmp_path / "left.png")
         regions.load_regions([("a", str(tmp_path / "left.png")), ("b", None), ("c", None)])
     with pytest.raises(UsageError, match="a mask must be a file"):
         regions.split_region("a=-")
