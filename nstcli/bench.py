@@ -1,6 +1,6 @@
 """``nst bench``: the study's timing table for this machine, one row per method.
 
-For each family (GUIDE §1) it measures what the study reported:
+For each family (optimize, johnson, texture, stylebank) it measures what the study reported:
 - learning: seconds per training step per style at ``batch_size`` and the total time of a short
   training run of ``train_steps`` steps (set-up included), and whether a new style can be added
   incrementally (without retraining the rest of the model);
@@ -17,7 +17,7 @@ import platform
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,8 +27,11 @@ from PIL import Image
 
 from nstcli import generators, images
 from nstcli.errors import reject_first
-from nstcli.optimize import OptimizeConfig, resolve_device, run_optimize
-from nstcli.train import TrainConfig, run_train
+from nstcli.devices import resolve_device, synchronize
+from nstcli.optimize import run_optimize
+from nstcli.settings import OptimizeConfig, TrainConfig
+from nstcli.train import run_train
+from nstcli.train_plan import TrainPlan
 
 INCREMENTAL = {"stylebank": True}  # multi-style models add a style by training only its bank
 FAMILY = {"stylebank": "one model, many styles"}
@@ -101,16 +104,11 @@ def _synthetic(size: int, seed: int) -> Image.Image:
     return images.from_array(array.astype(np.float32))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bench_optimize(config: BenchConfig) -> BenchRow:
     content, style = _synthetic(config.size, 0), _synthetic(config.size, 1)
     run = OptimizeConfig(size=config.size, iterations=config.iterations, device=config.device,
                          precision=config.precision, seed=0)  # fmt: skip
-    run_optimize(content, [style], OptimizeConfig(**{**asdict(run), "iterations": 2}))  # warm-up: weights, kernels
+    run_optimize(content, [style], replace(run, iterations=2))  # warm-up: weights, kernels
     result = run_optimize(content, [style], run)
     return BenchRow("image optimisation", "gatys", None, None, None, result.seconds)
 
@@ -130,8 +128,7 @@ def bench_arch(config: BenchConfig, arch: str, folder: Path) -> BenchRow:
     )  # fmt: skip
     stamps: list[float] = []
     start = time.perf_counter()
-    run_train(train, str(folder / f"{arch}.pt"), str(folder / f"{arch}.ckpt"),
-              on_progress=lambda progress: stamps.append(time.perf_counter()))  # fmt: skip
+    run_train(TrainPlan(train, folder / f"{arch}.pt"), on_progress=lambda progress: stamps.append(time.perf_counter()))
     total = time.perf_counter() - start
     # the first step pays for warm-up (allocator, autotuning); log_every=1 syncs the device every step
     per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
@@ -147,10 +144,10 @@ def _generation_seconds(config: BenchConfig, arch: str, device: torch.device) ->
     times = []
     with torch.no_grad():
         for attempt in range(config.repeats + 1):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             generators.stylise(model, image, options.size_multiple())
-            _sync(device)
+            synchronize(device)
             if attempt:  # the first pass is warm-up
                 times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
@@ -19,8 +20,10 @@ except ImportError:
 import typer
 from rich.console import Console
 
-from nstcli import __version__
+from nstcli import __version__, settings
 from nstcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
+from nstcli.options import replace_deprecated, setting_option
+from nstcli.settings import PANEL_GENERATOR, PANEL_IO, PANEL_LOGGING, OptimizeConfig, TrainConfig
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -28,11 +31,12 @@ if TYPE_CHECKING:
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     help="Neural style transfer: optimise images (Gatys), train and apply feed-forward generators.",
 )
 stderr = Console(stderr=True, highlight=False)
+PANEL_SWEEP = "Sweeps"  # nst optimize --sweep
 
 
 def say(message: str, quiet: bool = False) -> None:
@@ -57,22 +61,6 @@ def progress_bar(description: str, total: int, quiet: bool) -> Iterator[Progress
         yield progress
 
 
-def parse_floats(text: Optional[str], flag: str) -> Optional[list[float]]:
-    """'0.7,0.3' -> [0.7, 0.3]; None stays None."""
-    if text is None:
-        return None
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
-
-
-def parse_names(text: Optional[str]) -> Optional[list[str]]:
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def version_callback(value: bool) -> None:
     if value:
         print(f"nst {__version__}")
@@ -86,68 +74,62 @@ def root(
     """Neural style transfer from the command line."""
 
 
-@app.command()
+@app.command(rich_help_panel="Stylise")
 def optimize(
+    ctx: typer.Context,
     content: str = typer.Argument(..., help="Content image (path, or - for stdin)."),
     styles: list[str] = typer.Argument(..., help="One or more style images (or bundled styles with an image: nst styles)."),
-    output: str = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout)."),
-    size: int = typer.Option(512, help="Output long side in pixels."),
-    style_scale: float = typer.Option(1.0, help="Style image long side relative to the output's."),
-    style_crop: float = typer.Option(1.0, help="Use only the central fraction of each style image (e.g. 0.5)."),
-    net: str = typer.Option("vgg19", help="Descriptor: vgg19 (embedded), vgg19-tv, vgg16, resnet50, resnet101."),
-    weights: Optional[str] = typer.Option(None, help="Local weights file for a torchvision descriptor."),
-    pooling: str = typer.Option("max", help="Pooling in VGG descriptors: max or avg."),
-    content_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. relu4_2 (default: per net)."),
-    style_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. relu1_1,relu2_1,relu3_1."),
-    content_layer_weights: Optional[str] = typer.Option(None, help="Per content layer, comma-separated."),
-    style_layer_weights: Optional[str] = typer.Option(None, help="Per style layer, comma-separated."),
-    content_weight: float = typer.Option(1.0, help="Weight of the content loss."),
-    style_weight: float = typer.Option(10.0, help="Weight of the style loss (1e3 = pastiche's weighting)."),
-    tv_weight: float = typer.Option(0.0, help="Weight of the total-variation loss (0..1 image scale)."),
-    style_blend: Optional[str] = typer.Option(None, help="Weights of several styles, e.g. 0.7,0.3."),
+    output: str = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout).", rich_help_panel=PANEL_IO),
+    size: int = setting_option(OptimizeConfig, "size"),
+    style_crop: float = setting_option(OptimizeConfig, "style_crop"),
+    preserve_color: Optional[str] = setting_option(OptimizeConfig, "preserve_color"),
     style_mask: Optional[list[str]] = typer.Option(
-        None, "--style-mask", help="Region of each style, one per style image in order (white = apply)."
+        None, "--style-mask", help="Region of each style, one per style image in order (white = apply).", rich_help_panel=PANEL_IO
     ),
-    content_mask: Optional[str] = typer.Option(None, help="Protected region (white = keep the content, no style)."),
-    init: str = typer.Option("content", help="Start image: content, noise or an image file."),
-    noise_ratio: float = typer.Option(0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (CPU runs are then bit-for-bit reproducible)."),
-    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate, 0..255 pixel units (default lbfgs 1, adam 10)."),
-    iterations: int = typer.Option(300, help="Budget in descriptor evaluations (forward+backward), all scales."),
-    scales: int = typer.Option(1, help="Coarse-to-fine pyramid levels (each half the next)."),
-    preserve_color: Optional[str] = typer.Option(None, help="Keep the content's colours: luminance or histogram."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", help="Descriptor precision: auto, fp32 or bf16."),
-    save_every: int = typer.Option(0, help="Also write a snapshot every N evaluations (OUT.<N>.png)."),
-    loss_log: Optional[str] = typer.Option(None, help="Write losses per evaluation to FILE.csv or FILE.json."),
-    plot: Optional[str] = typer.Option(None, help="Write loss curves to FILE.png."),
-    save_config: Optional[str] = typer.Option(None, help="Write the resolved configuration to FILE.json."),
+    content_mask: Optional[str] = typer.Option(
+        None, help="Protected region (white = keep the content, no style).", rich_help_panel=PANEL_IO
+    ),
+    image_format: Optional[str] = typer.Option(None, "--format", help="Output format (default: by suffix).", rich_help_panel=PANEL_IO),
+    quality: int = typer.Option(95, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file.", rich_help_panel=PANEL_IO),
+    content_weight: float = setting_option(OptimizeConfig, "content_weight"),
+    style_weight: float = setting_option(OptimizeConfig, "style_weight"),
+    tv_weight: float = setting_option(OptimizeConfig, "tv_weight"),
+    style_blend: Optional[str] = setting_option(OptimizeConfig, "style_blend"),
+    style_scale: float = setting_option(OptimizeConfig, "style_scale"),
+    content_layer_weights: Optional[str] = setting_option(OptimizeConfig, "content_layer_weights"),
+    style_layer_weights: Optional[str] = setting_option(OptimizeConfig, "style_layer_weights"),
+    net: str = setting_option(OptimizeConfig, "net"),
+    weights: Optional[str] = setting_option(OptimizeConfig, "weights"),
+    pooling: str = setting_option(OptimizeConfig, "pooling"),
+    content_layers: Optional[str] = setting_option(OptimizeConfig, "content_layers"),
+    style_layers: Optional[str] = setting_option(OptimizeConfig, "style_layers"),
+    init: str = setting_option(OptimizeConfig, "init"),
+    noise_ratio: float = setting_option(OptimizeConfig, "noise_ratio"),
+    seed: Optional[int] = setting_option(OptimizeConfig, "seed"),
+    optimizer: str = setting_option(OptimizeConfig, "optimizer"),
+    lr: Optional[float] = setting_option(OptimizeConfig, "lr"),
+    iterations: int = setting_option(OptimizeConfig, "iterations"),
+    scales: int = setting_option(OptimizeConfig, "scales"),
+    device: str = setting_option(OptimizeConfig, "device"),
+    precision: str = setting_option(OptimizeConfig, "precision"),
+    save_every: int = typer.Option(0, help="Also write a snapshot every N evaluations (OUT.<N>.png).", rich_help_panel=PANEL_LOGGING),
+    loss_log: Optional[str] = typer.Option(None, help="Write losses per evaluation to FILE.csv or FILE.json.", rich_help_panel=PANEL_LOGGING),
+    plot: Optional[str] = typer.Option(None, help="Write loss curves to FILE.png.", rich_help_panel=PANEL_LOGGING),
+    save_config: Optional[str] = typer.Option(None, help="Write the resolved configuration to FILE.json.", rich_help_panel=PANEL_LOGGING),
     sweep: Optional[list[str]] = typer.Option(
-        None, help="Vary a flag, e.g. style-weight=1e2,1e3 (repeat: all combinations); -o is then a contact sheet."
+        None, help="Vary a flag, e.g. style-weight=1e2,1e3 (repeat: all combinations); -o is then a contact sheet.",
+        rich_help_panel=PANEL_SWEEP,
     ),
-    judge_size: int = typer.Option(256, help="With --sweep: long side at which each result is scored."),
-    image_format: Optional[str] = typer.Option(None, "--format", help="Output format (default: by suffix)."),
-    quality: int = typer.Option(95, help="JPEG/WebP quality."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    judge_size: int = typer.Option(256, help="With --sweep: long side at which each result is scored.", rich_help_panel=PANEL_SWEEP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Optimise an image against content and style losses (Gatys et al.)."""
-    from nstcli import images, optimize as engine, report
+    from nstcli import images, optimize as optimize_engine, report
 
-    config = engine.OptimizeConfig(
-        size=size, style_scale=style_scale, net=net, weights=weights, pooling=pooling,
-        content_layers=parse_names(content_layers), style_layers=parse_names(style_layers),
-        content_layer_weights=parse_floats(content_layer_weights, "--content-layer-weights"),
-        style_layer_weights=parse_floats(style_layer_weights, "--style-layer-weights"),
-        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-        style_blend=parse_floats(style_blend, "--style-blend"), style_crop=style_crop,
-        style_masks=style_mask or None, content_mask=content_mask,
-        init=init, noise_ratio=noise_ratio, seed=seed,
-        optimizer=optimizer, lr=lr, iterations=iterations, scales=scales, preserve_color=preserve_color,
-        device=device, precision=precision,
-    )  # fmt: skip
-    engine.validate(config)
+    config = settings.from_flags(OptimizeConfig, ctx.params)
+    config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
+    optimize_engine.validate(config)
     if sweep:
         if save_every or loss_log or plot or output == images.STDIO:
             raise UsageError("--sweep writes a contact sheet to -o FILE.png; --save-every, --loss-log, --plot do not apply")
@@ -166,7 +148,7 @@ def optimize(
 
     with progress_bar("optimize", config.iterations, quiet) as bar:
 
-        def on_progress(step: engine.Progress) -> None:
+        def on_progress(step: optimize_engine.Progress) -> None:
             if bar is not None:
                 status = f"loss {step.losses['total']:.4g}" if step.losses else None
                 bar.update(bar.task_ids[0], completed=step.evaluation, **({"status": status} if status else {}))
@@ -174,7 +156,7 @@ def optimize(
                 snapshot = stem.with_name(f"{stem.stem}.{step.evaluation:05d}{stem.suffix}")
                 images.write_image(step.image(), snapshot, image_format, quality)
 
-        result = engine.run_optimize(
+        result = optimize_engine.run_optimize(
             content_image, style_images, config, init_image, on_progress, keep_history=bool(loss_log or plot), **masks
         )
     images.write_image(result.image, output, image_format, quality)
@@ -217,11 +199,11 @@ def _optimize_inputs(config, content: str, styles: list[str]) -> tuple[list[str]
 def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], output: str, judge_size: int,
                     save_config: Optional[str], overwrite: bool, quiet: bool) -> None:  # fmt: skip
     """``nst optimize --sweep``: every combination, a contact sheet at ``output`` and a CSV beside it."""
-    from nstcli import images, sweep as engine
+    from nstcli import images, sweep as sweep_engine
 
     if judge_size < 16:
         raise UsageError("--judge-size must be at least 16 pixels")
-    plan = engine.plan_sweep(config, engine.parse_axes(sweep), output)
+    plan = sweep_engine.plan_sweep(config, sweep_engine.parse_axes(sweep), output)
     inputs, (content_image, style_images, init_image, masks) = _optimize_inputs(config, content, styles)
     for path in plan.outputs() + ([Path(save_config)] if save_config else []):
         images.check_output_path(path, inputs, overwrite)
@@ -229,21 +211,21 @@ def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], o
         axes = {axis.flag: axis.texts for axis in plan.axes}
         images.write_bytes_atomic(json.dumps({"config": config.to_dict(), "sweep": axes}, indent=1).encode(), save_config)
 
-    def on_run(index: int, run: engine.PlannedRun) -> None:
+    def on_run(index: int, run: sweep_engine.PlannedRun) -> None:
         say(f"run {index}/{len(plan.runs)}: {' '.join(f'{k}={v}' for k, v in run.settings.items())}", quiet)
 
-    def on_done(row: engine.SweepRow) -> None:
+    def on_done(row: sweep_engine.SweepRow) -> None:
         losses = "  ".join(f"{key} {value:.4g}" for key, value in row.losses.items())
         say(f"  wrote {row.path} in {row.seconds:.1f} s; judged {losses}", quiet)
 
     title = f"{Path(content).name} + {', '.join(Path(s).name for s in styles)}: size {config.size}, " \
             f"{config.iterations} evaluations, judged at {judge_size} px"  # fmt: skip
-    engine.run_sweep(plan, content_image, style_images, judge_size, init_image, **masks, on_run=on_run,
+    sweep_engine.run_sweep(plan, content_image, style_images, judge_size, init_image, **masks, on_run=on_run,
                      on_done=on_done, title=title)  # fmt: skip
     say(f"wrote {plan.sheet} and {plan.csv} ({len(plan.runs)} runs)", quiet)
 
 
-@app.command()
+@app.command(rich_help_panel="Measure")
 def score(
     content: str = typer.Argument(..., help="Content image."),
     style: str = typer.Argument(..., help="Style image."),
@@ -251,15 +233,15 @@ def score(
     size: int = typer.Option(512, help="Long side at which all three are compared."),
 ) -> None:
     """Print the judged losses (content at relu4_2, Gram style at relu1_1..relu5_1) as JSON."""
-    from nstcli import images, optimize as engine
+    from nstcli import images, optimize as optimize_engine
 
     if [content, style, image].count(images.STDIO) > 1:
         raise UsageError("only one input can be read from stdin")
-    result = engine.score(images.read_image(content), images.read_image(style), images.read_image(image), size)
+    result = optimize_engine.score(images.read_image(content), images.read_image(style), images.read_image(image), size)
     print(json.dumps(result))
 
 
-@app.command()
+@app.command(rich_help_panel="Stylise")
 def demo(
     output: str = typer.Option("demo.png", "-o", "--output", help="Output image."),
     size: int = typer.Option(256, help="Output long side in pixels."),
@@ -283,7 +265,7 @@ def demo(
     say(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s", quiet)
 
 
-@app.command()
+@app.command(rich_help_panel="Stylise")
 def apply(
     paths: list[str] = typer.Argument(
         ...,
@@ -369,7 +351,7 @@ def apply(
         raise typer.Exit(1)
 
 
-@app.command("styles")
+@app.command("styles", rich_help_panel="Stylise")
 def styles_command(json_output: bool = typer.Option(False, "--json", help="Print the presets as JSON.")) -> None:
     """List the bundled styles: name, title, artist, year, and the kinds of model each has."""
     from nstcli import styles
@@ -391,7 +373,7 @@ def styles_command(json_output: bool = typer.Option(False, "--json", help="Print
         print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)), cells[4], sep="  ")
 
 
-@app.command()
+@app.command(rich_help_panel="Measure")
 def info(json_output: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """Versions, the onnxruntime providers that actually load here, and devices."""
     from nstcli import apply as engine
@@ -407,175 +389,111 @@ def info(json_output: bool = typer.Option(False, "--json", help="Print the repor
         say(f"nst: warning: {report['problem']}")
 
 
-def _optimize_option(name: str, **changes: object) -> typer.models.OptionInfo:
-    """The option ``name`` of ``nst optimize`` (same flag and help), for commands taking the same loss flags."""
-    import copy
-    import inspect
-
-    option = copy.copy(inspect.signature(optimize).parameters[name].default)
-    for key, value in changes.items():
-        setattr(option, key, value)
-    return option
+# Generator options (nstcli.generators: each architecture's options dataclass holds the defaults):
+# flag name -> option name in that dataclass.
+ARCH_FLAGS = {
+    "width": "width", "residual_blocks": "residual_blocks", "upsample": "upsample", "texture_scales": "scales",
+    "channels": "channels", "noise_channels": "noise_channels", "bank_layers": "bank_layers",
+    "output_kernel": "output_kernel",
+}  # fmt: skip
 
 
-ARCH_OPTIONS = (
-    "width", "residual_blocks", "upsample", "scales", "channels", "noise_channels", "bank_layers", "output_kernel"
-)
-
-
-@app.command()
+@app.command(rich_help_panel="Train and export")
 def train(
     ctx: typer.Context,
-    output: str = typer.Option(..., "-o", "--output", help="Trained model, FILE.pt (checkpoints: FILE.ckpt)."),
-    style: Optional[list[str]] = typer.Option(
-        None, help="Style image (repeat, with --style-blend, to blend several); stylebank: NAME=IMAGE, one per bank."
-    ),
-    data: Optional[str] = typer.Option(None, help="Folder of content photos (recursive; jpg, png, webp)."),
-    arch: str = typer.Option(
-        "johnson", help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.) or stylebank (Chen et al.)."
-    ),
-    width: Optional[float] = typer.Option(None, help="johnson, stylebank: channel multiplier [default: 1.0 = 32/64/128]."),
-    bank_layers: Optional[int] = typer.Option(None, help="stylebank: 3x3 conv blocks per style bank [default: 2]."),
-    t: int = typer.Option(2, "--t", help="stylebank: style steps per auto-encoder step (the paper's T+1 alternation)."),
+    output: str = typer.Option(..., "-o", "--output", help="Trained model, FILE.pt (checkpoints: FILE.ckpt).", rich_help_panel=PANEL_IO),
+    style: Optional[list[str]] = setting_option(TrainConfig, "style", "--style-image"),
+    data: Optional[str] = setting_option(TrainConfig, "data"),
+    resume: Optional[str] = typer.Option(None, help="Continue from a checkpoint (or a trained model) exactly.", rich_help_panel=PANEL_IO),
     add_style: Optional[list[str]] = typer.Option(
-        None, help="stylebank, with --resume BANK.pt: add a style NAME=IMAGE, training only its new bank (repeat)."
+        None, help="stylebank, with --resume BANK.pt: add a style NAME=IMAGE, training only its new bank (repeat).",
+        rich_help_panel=PANEL_IO,
     ),
     tune_style: Optional[list[str]] = typer.Option(
         None,
         help="stylebank, with --resume BANK.pt: train the bank of style NAME further, the rest frozen (repeat; "
         "--style-blend: their new style weights).",
+        rich_help_panel=PANEL_IO,
     ),
-    residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks [default: 5]."),
+    export: Optional[str] = typer.Option(None, help="Also export the trained model to FILE.onnx (fp32).", rich_help_panel=PANEL_IO),
+    overwrite: bool = typer.Option(
+        False, help="Replace existing outputs (model, checkpoint, log, plot, export).", rich_help_panel=PANEL_IO
+    ),
+    arch: str = setting_option(TrainConfig, "arch"),
+    width: Optional[float] = typer.Option(
+        None, help="johnson, stylebank: channel multiplier (default 1.0 = 32/64/128).", rich_help_panel=PANEL_GENERATOR
+    ),
+    residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks (default 5).", rich_help_panel=PANEL_GENERATOR),
+    upsample: Optional[str] = typer.Option(
+        None, help="johnson: nearest (+conv) or deconv (the paper's) (default nearest).", rich_help_panel=PANEL_GENERATOR
+    ),
     output_kernel: Optional[int] = typer.Option(
-        None, help="johnson, stylebank: output conv size, odd, 1-9 [default: 9, the paper's; 3 is faster on CPU]."
+        None, help="johnson, stylebank: output conv size, odd, 1-9 (default 9, the paper's; 3 is faster on CPU).",
+        rich_help_panel=PANEL_GENERATOR,
     ),
-    upsample: Optional[str] = typer.Option(None, help="johnson: nearest (+conv) or deconv (the paper's) [default: nearest]."),
-    scales: Optional[int] = typer.Option(None, help="texture: input resolutions [default: 5]."),
-    channels: Optional[int] = typer.Option(None, help="texture: channels per scale [default: 8]."),
-    noise_channels: Optional[int] = typer.Option(None, help="texture: noise channels per scale [default: 3]."),
-    image_size: int = typer.Option(256, help="Training crops are SIZE x SIZE."),
-    crop_scale: float = typer.Option(
-        1.0, help="Each crop covers a random CROP_SCALE..1 of the photo's short side (below 1: more scales from few photos)."
+    texture_scales: Optional[int] = typer.Option(None, help="texture: input resolutions (default 5).", rich_help_panel=PANEL_GENERATOR),
+    channels: Optional[int] = typer.Option(None, help="texture: channels per scale (default 8).", rich_help_panel=PANEL_GENERATOR),
+    noise_channels: Optional[int] = typer.Option(
+        None, help="texture: noise channels per scale (default 3).", rich_help_panel=PANEL_GENERATOR
     ),
-    batch_size: int = typer.Option(4, help="Images per step (per process under torchrun)."),
-    max_images: Optional[int] = typer.Option(None, help="Use only the first N readable images."),
-    steps: Optional[int] = typer.Option(None, help="Total optimiser steps (overrides --epochs)."),
-    epochs: float = typer.Option(2.0, help="Passes over the data (when --steps is not given)."),
-    workers: int = typer.Option(4, help="DataLoader worker processes (0 = decode in the main process)."),
-    style_scale: float = _optimize_option("style_scale", help="Style image long side relative to --image-size."),
-    net: str = _optimize_option("net"),
-    weights: Optional[str] = _optimize_option("weights"),
-    pooling: str = _optimize_option("pooling"),
-    content_layers: Optional[str] = _optimize_option("content_layers", help="Comma-separated [default: relu2_2]."),
-    style_layers: Optional[str] = _optimize_option(
-        "style_layers", help="Comma-separated [default: vgg19 relu1_2,relu2_2,relu3_4,relu4_4; vgg16 ...3_3,relu4_3]."
+    bank_layers: Optional[int] = typer.Option(
+        None, help="stylebank: 3x3 conv blocks per style bank (default 2).", rich_help_panel=PANEL_GENERATOR
     ),
-    content_layer_weights: Optional[str] = _optimize_option("content_layer_weights"),
-    style_layer_weights: Optional[str] = _optimize_option("style_layer_weights"),
-    content_weight: float = _optimize_option("content_weight"),
-    style_weight: float = _optimize_option("style_weight", default=0.05),
-    tv_weight: float = _optimize_option("tv_weight", default=0.0),
-    style_blend: Optional[str] = _optimize_option(
-        "style_blend", help="Weights of several styles, e.g. 0.7,0.3; stylebank: each bank's style-loss weight [default: 1 each]."
+    steps_per_identity: int = setting_option(TrainConfig, "steps_per_identity"),
+    weight_init: str = setting_option(TrainConfig, "weight_init"),
+    image_size: int = setting_option(TrainConfig, "image_size"),
+    crop_scale: float = setting_option(TrainConfig, "crop_scale"),
+    batch_size: int = setting_option(TrainConfig, "batch_size"),
+    max_images: Optional[int] = setting_option(TrainConfig, "max_images"),
+    workers: int = setting_option(TrainConfig, "workers"),
+    seed: int = setting_option(TrainConfig, "seed"),
+    content_weight: float = setting_option(TrainConfig, "content_weight"),
+    style_weight: float = setting_option(TrainConfig, "style_weight"),
+    tv_weight: float = setting_option(TrainConfig, "tv_weight"),
+    style_blend: Optional[str] = setting_option(TrainConfig, "style_blend"),
+    style_scale: float = setting_option(TrainConfig, "style_scale"),
+    content_layer_weights: Optional[str] = setting_option(TrainConfig, "content_layer_weights"),
+    style_layer_weights: Optional[str] = setting_option(TrainConfig, "style_layer_weights"),
+    net: str = setting_option(TrainConfig, "net"),
+    weights: Optional[str] = setting_option(TrainConfig, "weights"),
+    pooling: str = setting_option(TrainConfig, "pooling"),
+    content_layers: Optional[str] = setting_option(TrainConfig, "content_layers"),
+    style_layers: Optional[str] = setting_option(TrainConfig, "style_layers"),
+    steps: Optional[int] = setting_option(TrainConfig, "steps"),
+    epochs: float = setting_option(TrainConfig, "epochs"),
+    lr: float = setting_option(TrainConfig, "lr"),
+    warmup_steps: int = setting_option(TrainConfig, "warmup_steps"),
+    warmup_lr: Optional[float] = setting_option(TrainConfig, "warmup_lr"),
+    lr_decay: float = setting_option(TrainConfig, "lr_decay"),
+    lr_decay_every: int = setting_option(TrainConfig, "lr_decay_every"),
+    device: str = setting_option(TrainConfig, "device"),
+    precision: str = setting_option(TrainConfig, "precision"),
+    log_every: int = setting_option(TrainConfig, "log_every"),
+    checkpoint_every: int = setting_option(TrainConfig, "checkpoint_every"),
+    preview: Optional[str] = setting_option(TrainConfig, "preview"),
+    preview_every: int = setting_option(TrainConfig, "preview_every"),
+    loss_log: Optional[str] = typer.Option(None, help="Write the loss log to FILE.csv or FILE.json.", rich_help_panel=PANEL_LOGGING),
+    plot: Optional[str] = typer.Option(
+        None, help="Write loss curves (content, style, TV, total vs step) to FILE.png.", rich_help_panel=PANEL_LOGGING
     ),
-    lr: float = typer.Option(1e-3, help="Adam learning rate of the style phase."),
-    warmup_steps: int = typer.Option(0, help="First steps with style weight 0: the net learns to reproduce its input."),
-    warmup_lr: Optional[float] = typer.Option(None, help="Learning rate of the warm-up steps [default: 10 x --lr]."),
-    lr_decay: float = typer.Option(1.0, help="Multiply the learning rate by this every --lr-decay-every steps."),
-    lr_decay_every: int = typer.Option(1250, help="Steps between learning-rate decays (counted after warm-up)."),
-    init: str = typer.Option("default", help="Weight initialisation: default (PyTorch's), xavier or he."),
-    seed: int = typer.Option(0, help="Random seed (CPU runs are reproducible bit-for-bit)."),
-    device: str = _optimize_option("device"),
-    precision: str = _optimize_option("precision", help="Training precision: auto (bf16 where native), fp32 or bf16."),
-    log_every: int = typer.Option(10, help="Average and record the losses every N steps."),
-    checkpoint_every: int = typer.Option(1000, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C)."),
-    preview: Optional[str] = typer.Option(None, help="Image to stylise every --preview-every steps, into FILE.preview/."),
-    preview_every: int = typer.Option(100, help="Steps between previews."),
-    log: Optional[str] = typer.Option(None, help="Write the loss log to FILE.csv or FILE.json."),
-    plot: Optional[str] = typer.Option(None, help="Write loss curves (content, style, TV, total vs step) to FILE.png."),
-    export: Optional[str] = typer.Option(None, help="Also export the trained model to FILE.onnx (fp32)."),
-    resume: Optional[str] = typer.Option(None, help="Continue from a checkpoint (or a trained model) exactly."),
-    overwrite: bool = typer.Option(False, help="Replace existing outputs (model, checkpoint, log, plot, export)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or a style bank (Chen et al.)."""
-    import os
+    from nstcli import train as train_engine, train_plan
 
-    from nstcli import export as exporter, images, report, train as engine
-
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
-    quiet = quiet or not main_rank
-    arch_values = {name: ctx.params[name] for name in ARCH_OPTIONS if ctx.params[name] is not None}
-    names = None
-    if arch == "stylebank" and style:  # NAME=IMAGE, one bank each
-        names, style = (list(items) for items in zip(*(engine.split_named_style(text) for text in style)))
-        arch_values["styles"] = len(style)
-    config = engine.TrainConfig(
-        names=names, t=t,
-        style=[str(Path(path).resolve()) for path in style or []], data=str(Path(data).resolve()) if data else "",
-        arch=arch, arch_options=arch_values, image_size=image_size, crop_scale=crop_scale, batch_size=batch_size,
-        max_images=max_images,
-        steps=steps, epochs=epochs, workers=workers, style_scale=style_scale, net=net, weights=weights,
-        pooling=pooling, content_layers=parse_names(content_layers), style_layers=parse_names(style_layers),
-        content_layer_weights=parse_floats(content_layer_weights, "--content-layer-weights"),
-        style_layer_weights=parse_floats(style_layer_weights, "--style-layer-weights"),
-        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-        style_blend=parse_floats(style_blend, "--style-blend"), lr=lr, warmup_steps=warmup_steps,
-        warmup_lr=warmup_lr, lr_decay=lr_decay, lr_decay_every=lr_decay_every, init=init, seed=seed,
-        device=device, precision=precision, log_every=log_every, checkpoint_every=checkpoint_every,
-        preview=preview, preview_every=preview_every,
+    quiet = quiet or not train_engine.is_main_process()
+    arch_options = {ARCH_FLAGS[flag]: ctx.params[flag] for flag in ARCH_FLAGS if ctx.params[flag] is not None}
+    config = replace(settings.from_flags(TrainConfig, ctx.params), arch_options=arch_options)
+    typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    given = frozenset(ARCH_FLAGS.get(name, name) for name in typed)
+    plan = train_plan.plan_train(
+        config, output, given=given, resume=resume, add_styles=add_style, tune_styles=tune_style, loss_log=loss_log,
+        plot=plot, export=export, overwrite=overwrite,
     )  # fmt: skip
-    state = base = None
-    bank_flag = "--add-style" if add_style else "--tune-style" if tune_style else None
-    if add_style and tune_style:
-        raise UsageError("--add-style and --tune-style are separate runs: give one of them")
-    if bank_flag and not resume:
-        raise UsageError(f"{bank_flag} needs --resume BANK.pt (the trained style bank)")
-    if bank_flag and style:
-        raise UsageError(f"with {bank_flag} the bank keeps its styles: give no --style")
-    # the flags given on the command line, which a run from a checkpoint checks against it
-    given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
-    values = {name: getattr(config, name) for name in given if hasattr(config, name)}
-    values["arch_options"] = {name: value for name, value in arch_values.items() if name in given}
-    if bank_flag:
-        base = engine.load_checkpoint(resume)
-        saved = engine.TrainConfig.from_dict(base["config"])
-        if add_style:
-            new_names, new_paths = (list(items) for items in zip(*(engine.split_named_style(text) for text in add_style)))
-            config = engine.add_styles_config(saved, [str(Path(path).resolve()) for path in new_paths], new_names, values)
-        else:
-            config = engine.tune_styles_config(saved, tune_style or [], values)
-    elif resume:
-        state = engine.load_checkpoint(resume, resumable=True)
-        config = engine.resume_config(engine.TrainConfig.from_dict(state["config"]), values)
-    elif not config.style or not config.data:
-        raise UsageError("--style and --data are required (or --resume CHECKPOINT)")
-    engine.validate(config)
 
-    if Path(output).suffix != ".pt":
-        raise UsageError(f"{output}: the model is written as FILE.pt")
-    checkpoint = str(Path(output).with_suffix(".ckpt"))
-    inputs = [*config.style] + ([resume] if resume else [])
-    images.check_output_path(output, inputs, overwrite)
-    same_as_resume = resume is not None and Path(resume).resolve() == Path(checkpoint).resolve()
-    if not same_as_resume:
-        images.check_output_path(checkpoint, inputs, overwrite)
-    if log:
-        report.check_log_path(log)
-        images.check_output_path(log, inputs, overwrite)
-    if plot:
-        if Path(plot).suffix.lower() != ".png":
-            raise UsageError(f"{plot}: plots are written as .png")
-        images.check_output_path(plot, inputs, overwrite)
-    if export:
-        if Path(export).suffix.lower() != ".onnx":
-            raise UsageError(f"{export}: the exported model is written as FILE.onnx")
-        images.check_output_path(export, inputs, overwrite)
-    preview_dir = str(Path(output).with_suffix(".preview")) if config.preview else None
+    with progress_bar("train", plan.config.steps or 0, quiet) as bar:
 
-    with progress_bar("train", config.steps or 0, quiet) as bar:
-
-        def on_progress(progress: engine.Progress) -> None:
+        def on_progress(progress: train_engine.Progress) -> None:
             losses = progress.losses
             text = f"{progress.images_per_second:.1f} img/s"
             if losses:
@@ -588,13 +506,7 @@ def train(
                 event = f"  ({progress.event})" if progress.event else ""
                 say(f"step {progress.step}/{progress.total}  epoch {progress.epoch:.2f}  {text}{event}", quiet)
 
-        result = engine.run_train(config, output, checkpoint, state, preview_dir, on_progress, base)
-    if not main_rank:
-        raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else 0)
-    if log:
-        report.write_loss_log(result.history, log, config.to_dict())
-    if plot:
-        report.plot_losses(result.history, plot, x_key="step")
+        result = train_engine.run_train(plan, on_progress)
     if result.skipped_images:
         say(f"nst: warning: {result.skipped_images} unreadable image files were skipped", quiet)
     if result.interrupted:
@@ -606,12 +518,12 @@ def train(
         f"final content {last.get('content', 0):.4g}, style {last.get('style', 0):.4g}, tv {last.get('tv', 0):.4g})",
         quiet,
     )
-    if export:
-        exported = exporter.export_model(engine.load_checkpoint(output), export)
+    if result.exported:
+        exported = result.exported
         say(f"wrote {export} ({exported.nodes} nodes, max abs diff vs PyTorch {exported.max_abs_diff:.2g})", quiet)
 
 
-@app.command("export")
+@app.command("export", rich_help_panel="Train and export")
 def export_command(
     model: str = typer.Argument(..., help="A trained model or checkpoint (FILE.pt from nst train)."),
     output: str = typer.Option(..., "-o", "--output", help="ONNX file to write (FILE.onnx)."),
@@ -626,9 +538,9 @@ def export_command(
     if Path(output).suffix.lower() != ".onnx":
         raise UsageError(f"{output}: the exported model is written as FILE.onnx")
     images.check_output_path(output, [model], overwrite)
-    from nstcli import export as engine, train  # torch: only once the flags are known to be good
+    from nstcli import checkpoint, export as exporter  # torch: only once the flags are known to be good
 
-    result = engine.export_model(train.load_checkpoint(model), output, precision, style)
+    result = exporter.export_model(checkpoint.load_checkpoint(model), output, precision, style)
     say(
         f"wrote {output} ({result.precision}, {result.nodes} nodes, {result.bytes / 1e6:.2f} MB, "
         f"max abs diff vs PyTorch {result.max_abs_diff:.2g}, {result.seconds:.1f} s)",
@@ -636,7 +548,7 @@ def export_command(
     )
 
 
-@app.command()
+@app.command(rich_help_panel="Measure")
 def bench(
     size: int = typer.Option(256, help="Generated images are SIZE x SIZE (the study: 256)."),
     iterations: int = typer.Option(10, help="Gatys: descriptor evaluations per image (the study: hundreds)."),
@@ -651,20 +563,23 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages on stderr."),
 ) -> None:
     """Time each family on this machine: training s/step and total, s per generated image (the study's table)."""
-    from nstcli import bench as engine
+    from nstcli import bench as bench_engine
 
-    config = engine.BenchConfig(
+    config = bench_engine.BenchConfig(
         size=size, iterations=iterations, train_size=train_size, batch_size=batch_size, train_steps=train_steps,
         repeats=repeats, device=device, precision=precision, **({"arches": arch} if arch else {}),
     )  # fmt: skip
-    report = engine.run_bench(config, on_step=lambda text: say(f"timing {text}", quiet))
-    print(json.dumps(report.to_dict(), indent=1) if json_output else engine.format_table(report))
+    report = bench_engine.run_bench(config, on_step=lambda text: say(f"timing {text}", quiet))
+    print(json.dumps(report.to_dict(), indent=1) if json_output else bench_engine.format_table(report))
 
 
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line and an exit code."""
+    argv, warnings = replace_deprecated(sys.argv[1:])
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     try:
-        code = app(prog_name="nst", standalone_mode=False)
+        code = app(args=argv, prog_name="nst", standalone_mode=False)
     except click_errors.UsageError as error:
         hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
         print(f"nst: error: {error.format_message()}{hint}", file=sys.stderr)

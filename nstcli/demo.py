@@ -8,7 +8,8 @@ from typing import Callable
 from PIL import Image, ImageDraw
 
 from nstcli import images
-from nstcli.optimize import OptimizeConfig, run_optimize
+from nstcli.optimize import run_optimize
+from nstcli.settings import OptimizeConfig
 from nstcli.styles import get_preset
 
 DEMO_STYLE = "swirls"

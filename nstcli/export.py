@@ -34,7 +34,8 @@ from torch import nn
 
 from nstcli import __version__, generators, images, model_format
 from nstcli.errors import InputError, UsageError
-from nstcli.train import TrainConfig, build_trained_generator
+from nstcli.checkpoint import build_trained_generator
+from nstcli.settings import TrainConfig
 
 PRECISIONS = ("fp32", "fp16")
 # Largest allowed |onnxruntime - PyTorch float32| on 0..1 outputs: a quarter of one 8-bit level for

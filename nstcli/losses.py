@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from nstcli.descriptors import Descriptor
+from nstcli.descriptors import Descriptor, check_layers
 from nstcli.errors import UsageError
+from nstcli.settings import LossSettings
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -88,6 +89,35 @@ class LossWeights:
 
     def style_factors(self) -> dict[str, float]:
         return _per_layer(self.style_layers, self.style_layer_weights, "style")
+
+
+def loss_weights(settings: LossSettings, content_layers: list[str], style_layers: list[str]) -> LossWeights:
+    """The objective of ``settings``; ``content_layers`` and ``style_layers`` are the command's defaults
+    for layers the user left unset."""
+    return LossWeights(
+        content_layers=list(settings.content_layers or content_layers),
+        style_layers=list(settings.style_layers or style_layers),
+        content_layer_weights=settings.content_layer_weights,
+        style_layer_weights=settings.style_layer_weights,
+        content_weight=settings.content_weight,
+        style_weight=settings.style_weight,
+        tv_weight=settings.tv_weight,
+        style_blend=settings.style_blend,
+    )
+
+
+def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
+    """Reject bad loss settings (``weights``: the same resolved) before any weight is loaded."""
+    if settings.style_scale <= 0:
+        raise UsageError("--style-scale must be positive")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(settings, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+    if settings.style_blend is not None and any(value < 0 for value in settings.style_blend):
+        raise UsageError("--style-blend weights must not be negative")
+    check_layers(settings.net, weights.content_layers + weights.style_layers)
+    weights.content_factors()
+    weights.style_factors()
 
 
 def _per_layer(layers: list[str], weights: list[float] | None, kind: str) -> dict[str, float]:
@@ -177,15 +207,20 @@ class PerceptualLoss(torch.nn.Module):
             return [grams] * len(self.style_targets)
         return [{name: guided_gram(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
 
-    def forward(self, image: torch.Tensor) -> LossTerms:
+    def forward(self, image: torch.Tensor, style: int | None = None) -> LossTerms:
+        """The terms for ``image``; ``style``: judge against that style alone, weighted by its blend
+        weight (a StyleBank bank learns one style), instead of every style blended."""
         w = self.weights
         features = self.features(image, self.wanted)
         content = sum(
             factor * mean_squared_error(features[name], self.content_targets[name])
             for name, factor in self.content_factors.items()
         )
+        judged = zip(self._style_grams(features), self.style_targets, self.style_blend)
+        if style is not None:
+            judged = [list(judged)[style]]
         per_style = []
-        for grams, targets, blend in zip(self._style_grams(features), self.style_targets, self.style_blend):
+        for grams, targets, blend in judged:
             style_loss = sum(
                 factor * mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2
                 for name, factor in self.style_factors.items()

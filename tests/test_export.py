@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nstcli import export, generators, model_format, train
+from nstcli import checkpoint, export, generators, model_format, settings, train, train_plan
 from nstcli.errors import InputError
 from tests.conftest import SUBPROCESS_ENV as ENV
 
@@ -40,13 +40,13 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     torch.save({f"features.{key}": value for key, value in features.state_dict().items()}, weights)
     models = {}
     for arch, options in (("johnson", {"width": 0.25, "residual_blocks": 1}), ("texture", {"scales": 3})):
-        config = train.TrainConfig(
+        config = settings.with_settings(train.TrainConfig(), dict(
             style=[str(folder / "my_style.png")], data=str(folder / "photos"), arch=arch, arch_options=options,
             image_size=32, batch_size=2, steps=2, workers=0, net="vgg16", weights=str(weights),
             content_layers=["relu1_2"], style_layers=["relu1_2"], precision="fp32", checkpoint_every=0,
-        )  # fmt: skip
+        ))  # fmt: skip
         models[arch] = folder / f"{arch}.pt"
-        train.run_train(config, str(models[arch]), str(folder / f"{arch}.ckpt"))
+        train.run_train(train_plan.TrainPlan(config, models[arch]))
     return models
 
 
@@ -57,7 +57,7 @@ def run_onnx(path: Path, image: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("arch", ["johnson", "texture"])
 def test_export_writes_the_contract(tmp_path, trained, arch):
-    state = train.load_checkpoint(trained[arch])
+    state = checkpoint.load_checkpoint(trained[arch])
     result = export.export_model(state, str(tmp_path / "m.onnx"))
     assert result.max_abs_diff <= export.TOLERANCE["fp32"]
 
@@ -68,7 +68,7 @@ def test_export_writes_the_contract(tmp_path, trained, arch):
         assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         assert [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim] == ["batch", 3, "height", "width"]
     meta = {entry.key: entry.value for entry in proto.metadata_props}
-    model, config, multiple = train.build_trained_generator(state)
+    model, config, multiple = checkpoint.build_trained_generator(state)
     assert meta[model_format.META_FORMAT] == model_format.FORMAT_VERSION
     assert meta[model_format.META_ARCH] == arch
     assert json.loads(meta[model_format.META_STYLES]) == ["my_style"]
@@ -89,7 +89,7 @@ def test_export_writes_the_contract(tmp_path, trained, arch):
 
 
 def test_fp16_keeps_float32_io_and_stays_close(tmp_path, trained):
-    state = train.load_checkpoint(trained["johnson"])
+    state = checkpoint.load_checkpoint(trained["johnson"])
     full = export.export_model(state, str(tmp_path / "full.onnx"), "fp32")
     half = export.export_model(state, str(tmp_path / "half.onnx"), "fp16")
     assert half.bytes < full.bytes * 0.75
@@ -106,12 +106,12 @@ def test_fp16_keeps_float32_io_and_stays_close(tmp_path, trained):
 def test_a_parity_failure_is_loud_and_writes_nothing(tmp_path, trained, monkeypatch):
     monkeypatch.setitem(export.TOLERANCE, "fp32", -1.0)
     with pytest.raises(InputError, match="does not match PyTorch"):
-        export.export_model(train.load_checkpoint(trained["johnson"]), str(tmp_path / "m.onnx"))
+        export.export_model(checkpoint.load_checkpoint(trained["johnson"]), str(tmp_path / "m.onnx"))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_parity_pads_odd_sizes_like_apply(trained):
-    model, _, multiple = train.build_trained_generator(train.load_checkpoint(trained["texture"]))
+    model, _, multiple = checkpoint.build_trained_generator(checkpoint.load_checkpoint(trained["texture"]))
     assert export.PARITY_SIZE[0] % multiple and export.PARITY_SIZE[1] % multiple
     padded = generators.pad_to_multiple(torch.rand(1, 3, *export.PARITY_SIZE), multiple)
     assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
@@ -126,7 +126,7 @@ def test_exported_models_apply_to_tiny_and_odd_images(tmp_path, trained):
     for index, size in enumerate(sizes):
         Image.new("RGB", size, (200, 120, 40)).save(tmp_path / f"in{index}.png")
     for arch in ("johnson", "texture"):
-        export.export_model(train.load_checkpoint(trained[arch]), str(tmp_path / f"{arch}.onnx"))
+        export.export_model(checkpoint.load_checkpoint(trained[arch]), str(tmp_path / f"{arch}.onnx"))
         inputs = [f"in{index}.png" for index in range(len(sizes))]
         result = nst("apply", f"{arch}.onnx", *inputs, "-o", f"out_{arch}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr

@@ -7,15 +7,16 @@ import pytest
 
 from nstcli import color, images
 from nstcli.errors import UsageError
-from nstcli.optimize import OptimizeConfig, evaluations_per_scale, run_optimize, scale_sizes, score
+from nstcli.optimize import evaluations_per_scale, run_optimize, scale_sizes, score
+from nstcli.settings import OptimizeConfig, with_settings
 from tests.conftest import gradient_image, stripes_image
 
 CONTENT, STYLE = gradient_image(48, 32), stripes_image(48, 48)
 
 
 def tiny(**overrides) -> OptimizeConfig:
-    settings = dict(size=48, iterations=12, seed=0, device="cpu")
-    return OptimizeConfig(**(settings | overrides))
+    values = dict(size=48, iterations=12, seed=0, device="cpu")
+    return with_settings(OptimizeConfig(), values | overrides)
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])

@@ -12,7 +12,8 @@ from PIL import Image
 from nstcli import images
 from nstcli.descriptors import build_descriptor
 from nstcli.losses import LossWeights, PerceptualLoss, gram, guided_gram
-from nstcli.optimize import OptimizeConfig, run_optimize
+from nstcli.optimize import run_optimize
+from nstcli.settings import OptimizeConfig
 from tests.conftest import assert_one_line_error, gradient_image, run_nst, stripes_image
 
 WEIGHTS = LossWeights(content_layers=["relu2_2"], style_layers=["relu1_1", "relu2_1", "relu3_1"])

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nstcli import export, generators, model_format, train
+from nstcli import checkpoint, export, generators, model_format, settings, train, train_plan
 from nstcli.errors import UsageError
 from tests.conftest import SUBPROCESS_ENV as ENV
 
@@ -53,13 +53,13 @@ def bank_config(root: Path, names: tuple[str, ...] = ("red", "green"), **changes
         log_every=1, lr=1e-2,
     )  # fmt: skip
     values.update(changes)
-    return train.TrainConfig(**values)
+    return settings.with_settings(train.TrainConfig(), values)
 
 
 @pytest.fixture(scope="module")
 def bank(folder) -> Path:
     path = folder / "bank.pt"
-    train.run_train(bank_config(folder), str(path), str(folder / "bank.ckpt"))
+    train.run_train(train_plan.TrainPlan(bank_config(folder), path))
     return path
 
 
@@ -99,25 +99,24 @@ def test_a_bank_with_weight_zero_is_not_run_in_pytorch_nor_in_onnx():
 
 
 def test_a_k_style_step_trains_one_bank_and_the_auto_encoder_step_no_bank(folder):
-    trainer = train.Trainer(bank_config(folder, steps=3, t=2))
+    trainer = train.Trainer(bank_config(folder, steps=3, steps_per_identity=2))
     batch = torch.rand(2, 3, 32, 32)
     model = trainer.model
     before = parameters(model)
-    trainer.step = 0
-    style = trainer._branch()
+    style = trainer.objective.branch(0)
     trainer.step = 0
     torch.manual_seed(1)
     terms = trainer._train_step(batch)
     after = parameters(model)
     changed = {name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("banks") else "")
                for name in before if not torch.equal(before[name], after[name])}  # fmt: skip
-    assert terms[4] == 0 and terms[5] == 0 and terms[1] > 0  # a style step: style loss, no identity term
+    assert "identity" not in terms and terms["style"] > 0  # a style step: style loss, no identity term
     assert {"encoder", "decoder"} <= changed and sum(name.startswith("banks") for name in changed) == 1
-    trainer.step = 2  # t=2: the third step of each cycle is the auto-encoder step
-    assert trainer._branch() is None and style in (0, 1)
+    trainer.step = 2  # steps_per_identity=2: the third step of each cycle is the auto-encoder step
+    assert trainer.objective.branch(2) is None and style in (0, 1)
     terms = trainer._train_step(batch)
     final = parameters(model)
-    assert terms[5] == 1 and terms[4] > 0
+    assert set(terms) == {"identity"} and terms["identity"] > 0
     assert all(torch.equal(after[name], final[name]) for name in after if name.startswith("banks"))
     assert not torch.equal(after["encoder.0.1.weight"], final["encoder.0.1.weight"])
 
@@ -127,57 +126,58 @@ def test_style_blend_weighs_each_banks_style_loss(folder):
     style_terms = []
     for weights in (None, [3.0, 0.5]):
         trainer = train.Trainer(bank_config(folder, style_blend=weights))
-        trainer.loss_fn.set_content(batch)
+        loss_fn = trainer.objective.loss_fn
+        loss_fn.set_content(batch)
         row = []
         for style in (0, 1):  # same seed: both trainers' models are the same
-            trainer.use_bank(style)
             with torch.no_grad():
-                row.append(trainer.loss_fn(trainer.model.branch(batch, style)).style)
+                row.append(loss_fn(trainer.model.branch(batch, style), style).style)
         style_terms.append(row)
     (plain_0, plain_1), (weighted_0, weighted_1) = style_terms
     assert torch.isclose(weighted_0, 3.0 * plain_0) and torch.isclose(weighted_1, 0.5 * plain_1)
 
 
 def test_add_style_weighs_only_the_new_banks(folder, bank):
-    saved = train.TrainConfig.from_dict(train.load_checkpoint(bank)["config"])
+    saved = train.TrainConfig.from_dict(checkpoint.load_checkpoint(bank)["config"])
     blue = [str(folder / "blue.png")]
-    assert train.add_styles_config(saved, blue, ["blue"], {}).style_blend is None
-    assert train.add_styles_config(saved, blue, ["blue"], {"style_blend": [2.0]}).style_blend == [1.0, 1.0, 2.0]
-    weighted = train.TrainConfig.from_dict({**saved.to_dict(), "style_blend": [0.5, 1.5]})
-    assert train.add_styles_config(weighted, blue, ["blue"], {}).style_blend == [0.5, 1.5, 1.0]
+    assert train_plan.add_styles_config(saved, blue, ["blue"], {}).loss.style_blend is None
+    grown = train_plan.add_styles_config(saved, blue, ["blue"], {"style_blend": [2.0]})
+    assert grown.loss.style_blend == [1.0, 1.0, 2.0]
+    weighted = settings.with_settings(saved, {"style_blend": [0.5, 1.5]})
+    assert train_plan.add_styles_config(weighted, blue, ["blue"], {}).loss.style_blend == [0.5, 1.5, 1.0]
     with pytest.raises(UsageError, match="one weight per style it trains"):
-        train.add_styles_config(saved, blue, ["blue"], {"style_blend": [1.0, 2.0]})
+        train_plan.add_styles_config(saved, blue, ["blue"], {"style_blend": [1.0, 2.0]})
 
 
 def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folder, bank):
-    state = train.load_checkpoint(bank)
+    state = checkpoint.load_checkpoint(bank)
     history = state["history"]
     assert len(history) == 12 and all("identity" in row for row in history)
     assert state["config"]["names"] == ["red", "green"]
     assert history[-1]["identity"] < history[2]["identity"]  # steps 3, 6, 9, 12 are the auto-encoder steps
-    model, config, _ = train.build_trained_generator(state)
+    model, config, _ = checkpoint.build_trained_generator(state)
     assert len(model.banks) == 2 and config.style_names() == ["red", "green"]
     trainer = train.Trainer(config)  # its fresh model is the trained one's initial state (same seed)
     photos = torch.stack([trainer.dataset[0, index][0] for index in range(3)])
-    trainer.loss_fn.set_content(photos)
-    for style in range(len(trainer.bank_targets)):
-        trainer.use_bank(style)
+    loss_fn = trainer.objective.loss_fn
+    loss_fn.set_content(photos)
+    for style in range(trainer.objective.styles):
         with torch.no_grad():
-            before = trainer.loss_fn(trainer.model.eval().branch(photos, style)).style
-            after = trainer.loss_fn(model.branch(photos, style)).style
+            before = loss_fn(trainer.model.eval().branch(photos, style), style).style
+            after = loss_fn(model.branch(photos, style), style).style
         assert after < before, style
 
 
 def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(folder, bank):
-    base = train.load_checkpoint(bank)
+    base = checkpoint.load_checkpoint(bank)
     saved = train.TrainConfig.from_dict(base["config"])
     given = {"steps": 3, "workers": 0, "preview": str(folder / "photos" / "p0.png"), "preview_every": 3}
-    config = train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], given)
+    config = train_plan.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], given)
     assert config.style_names() == ["red", "green", "blue"] and config.train_banks == [2]
     output = folder / "bank3.pt"
-    result = train.run_train(config, str(output), str(folder / "bank3.ckpt"), preview_dir=str(folder / "preview"), base=base)
-    assert (folder / "preview" / "step_0000003.png").is_file()  # the new bank's style
-    grown = train.load_checkpoint(output)["model"]
+    result = train.run_train(train_plan.TrainPlan(config, output, base_state=base))
+    assert (folder / "bank3.preview" / "step_0000003.png").is_file()  # the new bank's style
+    grown = checkpoint.load_checkpoint(output)["model"]
     for key, value in base["model"].items():
         assert torch.equal(value, grown[key]), key
     new = [key for key in grown if key.startswith("banks.2.")]
@@ -188,53 +188,53 @@ def test_incremental_learning_freezes_encoder_decoder_and_old_banks_bit_for_bit(
 
 
 def test_tuning_trains_one_existing_bank_from_its_weights_and_freezes_the_rest(folder, bank):
-    base = train.load_checkpoint(bank)
+    base = checkpoint.load_checkpoint(bank)
     saved = train.TrainConfig.from_dict(base["config"])
-    config = train.tune_styles_config(saved, ["green"], {"steps": 3, "workers": 0, "style_blend": [4.0]})
-    assert config.train_banks == [1] and config.style_blend == [1.0, 4.0] and config.style_names() == ["red", "green"]
+    config = train_plan.tune_styles_config(saved, ["green"], {"steps": 3, "workers": 0, "style_blend": [4.0]})
+    assert config.train_banks == [1] and config.loss.style_blend == [1.0, 4.0] and config.style_names() == ["red", "green"]
     trainer = train.Trainer(config, base=base)
     for key, value in trainer.model.state_dict().items():  # it starts from the trained weights, not a fresh bank
         assert torch.equal(value, base["model"][key]), key
-    assert trainer.bank_weights == [1.0, 4.0]
+    assert trainer.objective.loss_fn.style_blend == [1.0, 4.0]
     trainer.close()
     output = folder / "tuned.pt"
-    result = train.run_train(config, str(output), str(folder / "tuned.ckpt"), base=base)
-    tuned = train.load_checkpoint(output)["model"]
+    result = train.run_train(train_plan.TrainPlan(config, output, base_state=base))
+    tuned = checkpoint.load_checkpoint(output)["model"]
     assert set(tuned) == set(base["model"]) and "identity" not in result.history[-1]
     for key, value in base["model"].items():
         assert torch.equal(value, tuned[key]) != key.startswith("banks.1."), key  # only green's bank moved
     with pytest.raises(UsageError, match="one weight per style it trains"):
-        train.tune_styles_config(saved, ["green"], {"style_blend": [1.0, 2.0]})
+        train_plan.tune_styles_config(saved, ["green"], {"style_blend": [1.0, 2.0]})
     with pytest.raises(UsageError, match="each style once"):
-        train.tune_styles_config(saved, ["red", "red"], {})
+        train_plan.tune_styles_config(saved, ["red", "red"], {})
     with pytest.raises(UsageError, match="--net cannot change with --tune-style"):
-        train.tune_styles_config(saved, ["red"], {"net": "vgg19"})
+        train_plan.tune_styles_config(saved, ["red"], {"net": "vgg19"})
     with pytest.raises(UsageError, match=r"--width cannot change with --tune-style \(the checkpoint has 0.25\)"):
-        train.tune_styles_config(saved, ["red"], {"arch_options": {"width": 1.0}})
+        train_plan.tune_styles_config(saved, ["red"], {"arch_options": {"width": 1.0}})
     # the same values again are fine, defaults included (the bank was trained without --output-kernel)
-    same = train.tune_styles_config(saved, ["red"], {"arch_options": {"width": 0.25, "bank_layers": 1, "output_kernel": 9}})
+    same = train_plan.tune_styles_config(saved, ["red"], {"arch_options": {"width": 0.25, "bank_layers": 1, "output_kernel": 9}})
     assert same.device == "auto" and same.steps is None and same.checkpoint_every == 1000  # run flags: new defaults
     assert saved.steps == 12 and saved.checkpoint_every == 0
 
 
 def test_bad_stylebank_settings_are_usage_errors(folder, bank):
     with pytest.raises(UsageError, match="unique"):
-        train.validate(bank_config(folder, ("a", "a"), style=[str(folder / "red.png")] * 2))
+        train_plan.validate(bank_config(folder, ("a", "a"), style=[str(folder / "red.png")] * 2))
     with pytest.raises(UsageError, match="--style-blend has 3 weights for 2 style images"):
-        train.validate(bank_config(folder, style_blend=[0.5, 0.5, 1.0]))
+        train_plan.validate(bank_config(folder, style_blend=[0.5, 0.5, 1.0]))
     with pytest.raises(UsageError, match="2 banks for 1 styles"):
-        train.validate(bank_config(folder, style=[str(folder / "red.png")], names=["red"], arch_options={"styles": 2}))
-    johnson = train.TrainConfig.from_dict({**bank_config(folder).to_dict(), "arch": "johnson", "arch_options": {}})
+        train_plan.validate(bank_config(folder, style=[str(folder / "red.png")], names=["red"], arch_options={"styles": 2}))
+    johnson = settings.with_settings(bank_config(folder), {"arch": "johnson", "arch_options": {}})
     with pytest.raises(UsageError, match="needs a stylebank"):
-        train.add_styles_config(johnson, [str(folder / "blue.png")], ["blue"], {})
-    saved = train.TrainConfig.from_dict(train.load_checkpoint(bank)["config"])
+        train_plan.add_styles_config(johnson, [str(folder / "blue.png")], ["blue"], {})
+    saved = train.TrainConfig.from_dict(checkpoint.load_checkpoint(bank)["config"])
     with pytest.raises(UsageError, match="--net cannot change"):
-        train.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], {"net": "vgg19"})
+        train_plan.add_styles_config(saved, [str(folder / "blue.png")], ["blue"], {"net": "vgg19"})
 
 
 def test_export_has_a_style_weights_input_and_matches_pytorch_mixes(folder, bank):
     output = folder / "bank.onnx"
-    result = export.export_model(train.load_checkpoint(bank), str(output))
+    result = export.export_model(checkpoint.load_checkpoint(bank), str(output))
     assert result.max_abs_diff <= export.TOLERANCE["fp32"]
     proto = onnx.load(output)
     inputs = {value.name: value for value in proto.graph.input}
@@ -243,7 +243,7 @@ def test_export_has_a_style_weights_input_and_matches_pytorch_mixes(folder, bank
     meta = {entry.key: entry.value for entry in proto.metadata_props}
     assert json.loads(meta[model_format.META_STYLES]) == ["red", "green"] and meta[model_format.META_ARCH] == "stylebank"
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-    model, _, _ = train.build_trained_generator(train.load_checkpoint(bank))
+    model, _, _ = checkpoint.build_trained_generator(checkpoint.load_checkpoint(bank))
     image = torch.rand(1, 3, 24, 28)
     run = lambda w: session.run(None, {"image": image.numpy(), "style_weights": np.array(w, np.float32)})[0]  # noqa: E731
     with torch.no_grad():
@@ -253,7 +253,7 @@ def test_export_has_a_style_weights_input_and_matches_pytorch_mixes(folder, bank
             assert np.abs(run(w) - expected.numpy()).max() < 1e-4
     assert np.abs(run([1.0, 0.0]) - run([0.0, 1.0])).max() > 1e-3  # the styles differ
     single = folder / "green.onnx"
-    export.export_model(train.load_checkpoint(bank), str(single), style="green")
+    export.export_model(checkpoint.load_checkpoint(bank), str(single), style="green")
     proto = onnx.load(single)
     assert [value.name for value in proto.graph.input] == [model_format.INPUT_IMAGE]
     assert json.loads({entry.key: entry.value for entry in proto.metadata_props}[model_format.META_STYLES]) == ["green"]
@@ -269,18 +269,18 @@ def test_cli_trains_a_bank_with_the_embedded_vgg19_adds_a_style_exports_and_appl
     photos = str(folder / "photos")
     red, green, blue = (str(folder / f"{name}.png") for name in ("red", "green", "blue"))
     common = ["--image-size", "32", "--batch-size", "1", "--workers", "0", "--max-images", "2", "-q"]
-    done = nst("train", "--arch", "stylebank", "--style", f"red={red}", "--style", f"green={green}", "--data", photos,
+    done = nst("train", "--arch", "stylebank", "--style-image", f"red={red}", "--style-image", f"green={green}", "--data", photos,
                "--steps", "3", "--width", "0.25", "--style-blend", "2,1", "-o", "bank.pt", *common, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     done = nst("train", "--resume", "bank.pt", "--add-style", f"blue={blue}", "--steps", "2", "-o", "bank3.pt",
                "--export", "bank3.onnx", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert train.load_checkpoint(tmp_path / "bank3.pt")["config"]["style_blend"] == [2.0, 1.0, 1.0]
+    assert checkpoint.load_checkpoint(tmp_path / "bank3.pt")["config"]["loss"]["style_blend"] == [2.0, 1.0, 1.0]
     done = nst("train", "--resume", "bank3.pt", "--tune-style", "green", "--style-blend", "3", "--steps", "1",
                "-o", "tuned.pt", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    tuned = train.load_checkpoint(tmp_path / "tuned.pt")["config"]
-    assert tuned["style_blend"] == [2.0, 3.0, 1.0] and tuned["train_banks"] == [1]
+    tuned = checkpoint.load_checkpoint(tmp_path / "tuned.pt")["config"]
+    assert tuned["loss"]["style_blend"] == [2.0, 3.0, 1.0] and tuned["train_banks"] == [1]
     pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")  # not flat: instance norm maps a flat image to flat grey
     done = nst("apply", "bank3.onnx", "photo.png", "-o", "blue.png", "--style", "blue", cwd=tmp_path)
@@ -297,7 +297,7 @@ def test_cli_errors_are_one_line(tmp_path, folder, bank):
     red = str(folder / "red.png")
     cases = [
         (["train", "--add-style", f"b={red}", "-o", "x.pt"], "needs --resume"),
-        (["train", "--resume", str(bank), "--add-style", f"b={red}", "--style", red, "-o", "x.pt"], "give no --style"),
+        (["train", "--resume", str(bank), "--add-style", f"b={red}", "--style-image", red, "-o", "x.pt"], "give no --style-image"),
         (["train", "--resume", str(bank), "--add-style", f"b={red}", "--tune-style", "red", "-o", "x.pt"], "give one"),
         (["train", "--resume", str(bank), "--tune-style", "purple", "-o", "x.pt"], "has no style 'purple'"),
         (["export", str(bank), "-o", "x.onnx", "--style", "nope"], "no style 'nope'"),

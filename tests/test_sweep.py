@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from nstcli.errors import UsageError
-from nstcli.optimize import OptimizeConfig
+from nstcli.settings import OptimizeConfig
 from nstcli.report import contact_sheet
 from nstcli.sweep import parse_axes, parse_axis, plan_sweep
 from tests.conftest import assert_one_line_error, gradient_image, run_nst, stripes_image
@@ -32,7 +32,7 @@ def test_plan_is_the_cartesian_product_validated_up_front(tmp_path: Path) -> Non
     axes = parse_axes(["style-weight=1,10,100", "noise-ratio=0,1"])
     plan = plan_sweep(OptimizeConfig(), axes, tmp_path / "sheet.png")
     assert len(plan.runs) == 6
-    assert [(run.config.style_weight, run.config.noise_ratio) for run in plan.runs[:2]] == [(1.0, 0.0), (1.0, 1.0)]
+    assert [(run.config.loss.style_weight, run.config.noise_ratio) for run in plan.runs[:2]] == [(1.0, 0.0), (1.0, 1.0)]
     assert plan.runs[0].path.name == "sheet.01_style-weight=1_noise-ratio=0.png"
     assert plan.csv == tmp_path / "sheet.csv"
     with pytest.raises(UsageError, match="sweep run 2 .*noise-ratio"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nstcli import data, train
+from nstcli import checkpoint, data, generators, settings, train, train_plan
 from nstcli.errors import InputError, UsageError
 from tests.conftest import SUBPROCESS_ENV as ENV
 
@@ -68,7 +68,7 @@ def tiny_config(photos: Path, style: Path, weights: Path, **changes) -> train.Tr
         precision="fp32", log_every=1, checkpoint_every=0,
     )  # fmt: skip
     values.update(changes)
-    return train.TrainConfig(**values)
+    return settings.with_settings(train.TrainConfig(), values)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -164,10 +164,10 @@ def test_learning_rate_schedule_has_a_warmup_and_step_decay():
 
 
 def test_default_layers_follow_the_paper():
-    weights = train.TrainConfig(net="vgg16").loss_weights()
+    weights = train.loss_weights(settings.with_settings(train.TrainConfig(), {"net": "vgg16"}))
     assert weights.content_layers == ["relu2_2"]
     assert weights.style_layers == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
-    assert train.TrainConfig().loss_weights().style_layers == ["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
+    assert train.loss_weights(train.TrainConfig()).style_layers == ["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ def test_default_layers_follow_the_paper():
         ({"lr_decay": 1.5}, "--lr-decay"),
         ({"crop_scale": 0.0}, "--crop-scale"),
         ({"crop_scale": 1.5}, "--crop-scale"),
-        ({"init": "zeros"}, "--init"),
+        ({"weight_init": "zeros"}, "--weight-init"),
         ({"style_weight": -1.0}, "--style-weight"),
         ({"style_layers": ["relu9_9"]}, "relu9_9"),
         ({"style_blend": [0.5, 0.5]}, "--style-blend"),
@@ -188,18 +188,18 @@ def test_default_layers_follow_the_paper():
 )
 def test_bad_settings_are_usage_errors(photos, style, random_vgg16, changes, message):
     with pytest.raises(UsageError, match=message):
-        train.validate(tiny_config(photos, style, random_vgg16, **changes))
+        train_plan.validate(tiny_config(photos, style, random_vgg16, **changes))
 
 
 def test_resume_config_keeps_the_training_and_takes_run_flags(photos, style, random_vgg16):
     saved = tiny_config(photos, style, random_vgg16)
-    resumed = train.resume_config(saved, {"steps": 50, "data": str(photos / "." ), "lr": saved.lr})
+    resumed = train_plan.resume_config(saved, {"steps": 50, "data": str(photos / "." ), "lr": saved.lr})
     assert resumed.steps == 50 and resumed.lr == saved.lr
     with pytest.raises(UsageError, match="--lr cannot change on --resume"):
-        train.resume_config(saved, {"lr": 0.5})
+        train_plan.resume_config(saved, {"lr": 0.5})
     with pytest.raises(UsageError, match="--width cannot change"):
-        train.resume_config(saved, {"arch_options": {"width": 1.0}})
-    train.resume_config(saved, {"arch_options": {"upsample": "nearest"}})  # the default, given again: not a change
+        train_plan.resume_config(saved, {"arch_options": {"width": 1.0}})
+    train_plan.resume_config(saved, {"arch_options": {"upsample": "nearest"}})  # the default, given again: not a change
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -208,15 +208,15 @@ def test_resume_config_keeps_the_training_and_takes_run_flags(photos, style, ran
 @pytest.mark.parametrize(("arch", "options"), [("johnson", {"width": 0.25, "residual_blocks": 1}), ("texture", {"scales": 2})])
 def test_training_lowers_the_loss_and_writes_a_safe_checkpoint(tmp_path, photos, style, random_vgg16, arch, options):
     config = tiny_config(photos, style, random_vgg16, arch=arch, arch_options=options, steps=16, log_every=4)
-    result = train.run_train(config, str(tmp_path / "model.pt"), str(tmp_path / "model.ckpt"))
+    result = train.run_train(train_plan.TrainPlan(config, tmp_path / "model.pt"))
     totals = [row["total"] for row in result.history]
     assert len(totals) == 4 and totals[-1] < totals[0]
     assert result.skipped_images == 1  # broken.jpg
     state = torch.load(tmp_path / "model.pt", weights_only=True)  # no pickled code
     assert state["step"] == 16 and state["config"]["arch"] == arch
     # --resume checks for exactly what the trainer writes beside format, versions, config and weights
-    assert set(state) == {"format", "version", "nst_version", "config", "model", *train.TRAINING_STATE_KEYS}
-    model, config_back, multiple = train.build_trained_generator(train.load_checkpoint(tmp_path / "model.pt"))
+    assert set(state) == {"format", "version", "nst_version", "config", "model", *checkpoint.TRAINING_STATE_KEYS}
+    model, config_back, multiple = checkpoint.build_trained_generator(checkpoint.load_checkpoint(tmp_path / "model.pt"))
     assert config_back == config
     with torch.no_grad():
         assert model(torch.rand(1, 3, 2 * multiple, 2 * multiple)).shape == (1, 3, 2 * multiple, 2 * multiple)
@@ -224,7 +224,7 @@ def test_training_lowers_the_loss_and_writes_a_safe_checkpoint(tmp_path, photos,
 
 def test_warmup_trains_without_the_style_term(tmp_path, photos, style, random_vgg16):
     config = tiny_config(photos, style, random_vgg16, steps=2, warmup_steps=1)
-    history = train.run_train(config, str(tmp_path / "m.pt"), str(tmp_path / "m.ckpt")).history
+    history = train.run_train(train_plan.TrainPlan(config, tmp_path / "m.pt")).history
     assert history[0]["total"] == pytest.approx(history[0]["content"] + history[0]["tv"])
     assert history[0]["lr"] == pytest.approx(10 * config.lr)
     assert history[1]["total"] == pytest.approx(history[1]["content"] + history[1]["style"] + history[1]["tv"])
@@ -234,10 +234,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, photos, st
     # texture: its noise draws from the RNG, so RNG state must be restored too
     config = tiny_config(photos, style, random_vgg16, arch="texture", arch_options={"scales": 2}, steps=8,
                          checkpoint_every=4, batch_size=4, tv_weight=1.0)  # fmt: skip
-    whole = train.run_train(config, str(tmp_path / "whole.pt"), str(tmp_path / "whole.ckpt"))
-    halfway = train.load_checkpoint(tmp_path / "whole.ckpt")
+    whole = train.run_train(train_plan.TrainPlan(config, tmp_path / "whole.pt"))
+    halfway = checkpoint.load_checkpoint(tmp_path / "whole.ckpt")
     assert halfway["step"] == 4 and halfway["items_seen"] == 16  # an epoch (6 images) and a half in
-    resumed = train.run_train(config, str(tmp_path / "resumed.pt"), str(tmp_path / "resumed.ckpt"), resume=halfway)
+    resumed = train.run_train(train_plan.TrainPlan(config, tmp_path / "resumed.pt", resume_state=halfway))
     assert len(resumed.history) == len(whole.history) == 8
     for a, b in zip(whole.history, resumed.history):
         for key in ("content", "style", "tv", "total"):
@@ -250,20 +250,32 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, photos, st
 
 def test_resume_refuses_changed_data(tmp_path, photos, style, random_vgg16):
     config = tiny_config(photos, style, random_vgg16, steps=1)
-    train.run_train(config, str(tmp_path / "m.pt"), str(tmp_path / "m.ckpt"))
-    state = train.load_checkpoint(tmp_path / "m.pt")
+    train.run_train(train_plan.TrainPlan(config, tmp_path / "m.pt"))
+    state = checkpoint.load_checkpoint(tmp_path / "m.pt")
     state["data"]["fingerprint"] = "0" * 16
     with pytest.raises(InputError, match="data folder changed"):
-        train.run_train(config, str(tmp_path / "m2.pt"), str(tmp_path / "m2.ckpt"), resume=state)
+        train.run_train(train_plan.TrainPlan(config, tmp_path / "m2.pt", resume_state=state))
 
 
 def test_load_checkpoint_rejects_other_files(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"junk")
     with pytest.raises(InputError, match="not an nst model"):
-        train.load_checkpoint(tmp_path / "x.pt")
+        checkpoint.load_checkpoint(tmp_path / "x.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "y.pt")
     with pytest.raises(InputError, match="not an nst model"):
-        train.load_checkpoint(tmp_path / "y.pt")
+        checkpoint.load_checkpoint(tmp_path / "y.pt")
+
+
+def test_a_format_1_checkpoint_still_loads(tmp_path):
+    """nst 0.1 wrote the loss settings at the top of the config and named two fields differently."""
+    arch_options = {"width": 0.25, "residual_blocks": 1}
+    model = generators.build_generator("johnson", generators.make_options("johnson", arch_options))
+    config = {"style": ["s.png"], "arch": "johnson", "arch_options": arch_options, "style_weight": 0.7, "init": "he"}
+    torch.save({"format": "nst-train", "version": 1, "config": config, "model": model.state_dict()}, tmp_path / "old.pt")
+    state = checkpoint.load_checkpoint(tmp_path / "old.pt")
+    assert state["config"]["loss"]["style_weight"] == 0.7 and state["config"]["weight_init"] == "he"
+    rebuilt, _, _ = checkpoint.build_trained_generator(state)
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in rebuilt.state_dict().items())
 
 
 # --- the command line (real subprocesses) ------------------------------------------------------
@@ -275,7 +287,7 @@ def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def tiny_flags(photos: Path, style: Path, weights: Path) -> list[str]:
     return [
-        "--style", str(style), "--data", str(photos), "--width", "0.25", "--residual-blocks", "1",
+        "--style-image", str(style), "--data", str(photos), "--width", "0.25", "--residual-blocks", "1",
         "--image-size", "32", "--batch-size", "2", "--workers", "0", "--net", "vgg16", "--weights", str(weights),
         "--content-layers", "relu1_2", "--style-layers", "relu1_2,relu2_2",
     ]  # fmt: skip
@@ -283,9 +295,9 @@ def tiny_flags(photos: Path, style: Path, weights: Path) -> list[str]:
 
 def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, photos, style):
     result = nst(
-        "train", "--style", str(style), "--data", str(photos), "-o", "model.pt", "--width", "0.25",
+        "train", "--style-image", str(style), "--data", str(photos), "-o", "model.pt", "--width", "0.25",
         "--image-size", "32", "--batch-size", "2", "--steps", "4", "--workers", "1", "--warmup-steps", "1",
-        "--log-every", "2", "--log", "loss.csv", "--plot", "loss.png", "--preview", str(style),
+        "--log-every", "2", "--loss-log", "loss.csv", "--plot", "loss.png", "--preview", str(style),
         "--preview-every", "2", "--export", "model.onnx", "--crop-scale", "0.5", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -297,7 +309,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
     assert sorted(path.name for path in (tmp_path / "model.preview").iterdir()) == ["step_0000002.png", "step_0000004.png"]
     assert Image.open(tmp_path / "loss.png").size == (900, 540)
     config = torch.load(tmp_path / "model.pt", weights_only=True)["config"]
-    assert config["net"] == "vgg19" and config["crop_scale"] == 0.5
+    assert config["loss"]["net"] == "vgg19" and config["crop_scale"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -305,7 +317,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
     [
         (["--arch", "texture"], 2, "--width does not apply to --arch texture"),
         (["--data", "{empty}"], 1, "no images"),
-        (["--style", "{missing}"], 1, "no such file"),
+        (["--style-image", "{missing}"], 1, "no such file"),
         (["--crop-scale", "0"], 2, "--crop-scale must be in (0, 1]"),
     ],
 )
@@ -324,7 +336,7 @@ def test_cli_refuses_to_overwrite_and_needs_style_and_data(tmp_path, photos, sty
     result = nst("train", "-o", "model.pt", *tiny_flags(photos, style, random_vgg16), cwd=tmp_path)
     assert result.returncode == 2 and "already exists" in result.stderr
     result = nst("train", "-o", "other.pt", "--data", str(photos), cwd=tmp_path)
-    assert result.returncode == 2 and "--style and --data are required" in result.stderr
+    assert result.returncode == 2 and "--style-image and --data are required" in result.stderr
 
 
 def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photos, style, random_vgg16):

@@ -1,0 +1,76 @@
+"""The training checkpoint format: what ``nst train`` writes and ``--resume`` and ``nst export`` read.
+
+A checkpoint is a plain dict of tensors and JSON-able values (``torch.load(weights_only=True)``
+reads it, so no code in a file ever runs): format name and version, the nst version that wrote it,
+the training config, the generator's weights and, for ``--resume``, the training state
+(:data:`TRAINING_STATE_KEYS`). The final model file has the same format, so training can be
+continued from it too. This module owns the format as :mod:`nstcli.model_format` owns the ONNX one.
+
+Versions: 1 kept the loss settings at the top of the config; 2 nests them under ``loss`` and
+renames two fields (:func:`nstcli.settings.migrate_train`). Both load; new files are version 2.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nstcli import generators, images
+from nstcli.errors import InputError
+from nstcli.settings import TrainConfig
+
+CHECKPOINT_FORMAT = "nst-train"
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# What a checkpoint holds besides format, version, config and model, for --resume to continue exactly.
+TRAINING_STATE_KEYS = ("optimizer", "step", "items_seen", "world", "rng", "cuda_rng", "history", "seconds", "data",
+                       "style_digests")  # fmt: skip
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` (with format and version filled in) atomically."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buffer)
+    images.write_bytes_atomic(buffer.getvalue(), path)
+
+
+def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]:
+    """Read a checkpoint or trained model (tensors and plain values only); its config in today's layout.
+
+    ``resumable``: it must also hold the training state (optimiser, step, data position, RNG), as
+    ``--resume`` needs; a file with weights and config only can be exported but not resumed.
+    """
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(f"{path}: not an nst model or checkpoint") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not an nst model or checkpoint")
+    if state.get("version") not in READABLE_VERSIONS:
+        raise InputError(f"{path}: checkpoint version {state.get('version')} is not supported")
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
+        raise InputError(f"{path}: damaged nst checkpoint (no model weights or configuration)")
+    state["config"] = TrainConfig.from_dict(state["config"]).to_dict()
+    build_trained_generator(state, str(path))  # weights that do not fit their own configuration: refuse now
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state] if resumable else []
+    if missing:
+        raise InputError(f"{path}: holds no training state ({', '.join(missing)}): it can be exported, not resumed")
+    return state
+
+
+def build_trained_generator(state: dict[str, Any], name: str = "checkpoint") -> tuple[torch.nn.Module, TrainConfig, int]:
+    """The generator of a checkpoint, in eval mode on the CPU, with its config and size multiple."""
+    config = TrainConfig.from_dict(state["config"])
+    options = generators.make_options(config.arch, config.arch_options)
+    model = generators.build_generator(config.arch, options)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as error:  # a damaged or hand-made file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{name}: damaged nst checkpoint ({first[:200]})") from None
+    return model.eval(), config, options.size_multiple()

@@ -1,0 +1,43 @@
+"""Where tensors run and in what precision: ``--device`` and ``--precision`` of every torch command."""
+
+from __future__ import annotations
+
+import torch
+
+from nstcli.errors import UsageError
+
+PRECISIONS = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; a CUDA device asked for on a machine without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {name!r} (use auto, cpu or cuda[:N])")
+    return device
+
+
+def check_precision(name: str) -> None:
+    if name not in PRECISIONS:
+        raise UsageError(f"unknown precision {name!r} (choose auto, fp32 or bf16)")
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """auto = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
+    if name == "auto":
+        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native else torch.float32
+    return PRECISIONS[name]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work (timings); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,56 @@
+"""Typer options built from the engines' declared settings (:mod:`nstcli.settings`).
+
+One declaration gives a setting's flag, help text, help panel and default, so ``nst optimize
+--help`` and ``nst train --help`` each show their own command's real default. List settings are
+typed on the command line as comma-separated text (``--style-layers relu1_1,relu2_1``);
+:func:`nstcli.settings.from_flags` parses them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from nstcli.settings import declaration, value_type
+
+# Flags renamed for clarity: (command, old flag) -> new flag. The old one still works for one
+# release, with a one-line warning (see nstcli.cli.main).
+DEPRECATED_FLAGS = {
+    ("train", "--style"): "--style-image",
+    ("train", "--log"): "--loss-log",
+    ("train", "--init"): "--weight-init",
+    ("train", "--scales"): "--texture-scales",
+    ("train", "--t"): "--steps-per-identity",
+}
+
+
+def setting_option(config_type: type, name: str, flag: str | None = None, **changes: Any) -> Any:
+    """The option of setting ``name`` of ``config_type`` (``flag``: when it differs from the name)."""
+    annotation, default, metadata = declaration(config_type, name)
+    _, is_list = value_type(annotation)
+    return typer.Option(
+        None if is_list else default,
+        flag or "--" + name.replace("_", "-"),
+        help=metadata["help"],
+        rich_help_panel=metadata["panel"],
+        show_default=not is_list and default is not None,
+        **changes,
+    )
+
+
+def replace_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` with deprecated flags renamed, and one warning per renamed flag."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    renamed, warnings = [], []
+    for arg in argv:
+        flag, equals, value = arg.partition("=")
+        new = DEPRECATED_FLAGS.get((command, flag))
+        if new is None:
+            renamed.append(arg)
+            continue
+        renamed.append(new + equals + value)
+        warning = f"nst: warning: {command} {flag} is deprecated; use {new}"
+        if warning not in warnings:
+            warnings.append(warning)
+    return renamed, warnings

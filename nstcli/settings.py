@@ -1,0 +1,344 @@
+"""Every setting of the engines, declared once: name, type, default, help text and help panel.
+
+The engines take these dataclasses (``OptimizeConfig``, ``TrainConfig``, both holding one
+``LossSettings``); the CLI builds its options from the same declarations (:mod:`nstcli.options`),
+so a default or a help text is written in one place and ``--help`` shows the real default. The
+module is torch-free: ``nst --help`` reads it without loading an engine.
+
+A setting's *role* says what ``nst train --resume`` may change (docs/ARCHITECTURE.md, "Training"):
+``fixed`` settings define the training and come from the checkpoint; ``run`` settings (steps,
+device, logging) may differ on every run; ``bank`` settings may change when only some banks of a
+StyleBank train (``--add-style``, ``--tune-style``).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Any, Callable, TypeVar
+
+from nstcli.errors import UsageError
+
+# Help panels, in the order --help shows them
+PANEL_IO = "Input and output"
+PANEL_LOSS = "Losses"
+PANEL_DESCRIPTOR = "Descriptor network"
+PANEL_OPTIMISER = "Optimiser"
+PANEL_GENERATOR = "Generator"
+PANEL_DATA = "Training data"
+PANEL_SCHEDULE = "Schedule"
+PANEL_DEVICE = "Device"
+PANEL_LOGGING = "Logs and checkpoints"
+
+FIXED, RUN, BANK = "fixed", "run", "bank"
+
+Config = TypeVar("Config")
+
+
+def setting(default: Any = MISSING, *, help: str, panel: str, factory: Callable[[], Any] | None = None,
+            role: str = FIXED) -> Any:  # fmt: skip
+    """A dataclass field with its help text, help panel and resume role."""
+    metadata = {"help": help, "panel": panel, "role": role}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class LossSettings:
+    """The perceptual objective: descriptor network, layers and weights (shared by optimize and train)."""
+
+    net: str = setting(
+        "vgg19", help="Descriptor: vgg19 (embedded), vgg19-tv, vgg16, resnet50, resnet101.", panel=PANEL_DESCRIPTOR
+    )
+    weights: str | None = setting(None, help="Local weights file for a torchvision descriptor.", panel=PANEL_DESCRIPTOR)
+    pooling: str = setting("max", help="Pooling in VGG descriptors: max or avg.", panel=PANEL_DESCRIPTOR)
+    content_layers: list[str] | None = setting(
+        None, help="Comma-separated, e.g. relu4_2 (default: optimize relu4_2, train relu2_2).", panel=PANEL_DESCRIPTOR
+    )
+    style_layers: list[str] | None = setting(
+        None,
+        help="Comma-separated (default: optimize relu1_1..relu5_1, train the last ReLU of blocks 1-4).",
+        panel=PANEL_DESCRIPTOR,
+    )
+    content_layer_weights: list[float] | None = setting(
+        None, help="Per content layer, comma-separated (default: 1 each).", panel=PANEL_LOSS
+    )
+    style_layer_weights: list[float] | None = setting(
+        None, help="Per style layer, comma-separated (default: 1 each).", panel=PANEL_LOSS
+    )
+    content_weight: float = setting(1.0, help="Weight of the content loss.", panel=PANEL_LOSS, role=BANK)
+    style_weight: float = setting(10.0, help="Weight of the style loss.", panel=PANEL_LOSS, role=BANK)
+    tv_weight: float = setting(
+        0.0, help="Weight of the total-variation loss (0..1 image scale).", panel=PANEL_LOSS, role=BANK
+    )
+    style_blend: list[float] | None = setting(
+        None,
+        help="One weight per style image, e.g. 0.7,0.3 (stylebank: each bank's style-loss weight, default 1 each).",
+        panel=PANEL_LOSS,
+        role=BANK,
+    )
+    style_scale: float = setting(
+        1.0,
+        help="Style image long side relative to the image it styles (optimize: --size; train: --image-size).",
+        panel=PANEL_LOSS,
+        role=BANK,
+    )
+
+
+@dataclass
+class OptimizeConfig:
+    """Everything that defines one ``nst optimize`` run; written next to outputs so it can be reproduced."""
+
+    size: int = setting(512, help="Output long side in pixels.", panel=PANEL_IO)
+    style_crop: float = setting(
+        1.0, help="Use only the central fraction of each style image's width and height (e.g. 0.5).", panel=PANEL_IO
+    )
+    loss: LossSettings = field(default_factory=LossSettings)
+    style_masks: list[str] | None = None  # paths of the masks passed as style_masks (spatial control)
+    content_mask: str | None = None  # path of the mask passed as content_mask
+    init: str = setting("content", help="Start image: content, noise or an image file.", panel=PANEL_OPTIMISER)
+    noise_ratio: float = setting(
+        0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise.", panel=PANEL_OPTIMISER
+    )
+    seed: int | None = setting(
+        None, help="Random seed (CPU runs are then bit-for-bit reproducible).", panel=PANEL_OPTIMISER
+    )
+    optimizer: str = setting("lbfgs", help="lbfgs or adam.", panel=PANEL_OPTIMISER)
+    lr: float | None = setting(
+        None, help="Learning rate, 0..255 pixel units (default: lbfgs 1, adam 10).", panel=PANEL_OPTIMISER
+    )
+    iterations: int = setting(
+        300, help="Budget in descriptor evaluations (forward+backward), all scales.", panel=PANEL_OPTIMISER
+    )
+    scales: int = setting(1, help="Coarse-to-fine pyramid levels (each half the next).", panel=PANEL_OPTIMISER)
+    preserve_color: str | None = setting(
+        None, help="Keep the content's colours: luminance or histogram.", panel=PANEL_IO
+    )
+    device: str = setting("auto", help="auto, cpu, cuda or cuda:N.", panel=PANEL_DEVICE)
+    precision: str = setting(
+        "auto", help="Descriptor precision: auto (bf16 where native), fp32 or bf16.", panel=PANEL_DEVICE
+    )
+    cuda_graph: bool = True  # on CUDA, replay each iteration as one captured CUDA graph
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _train_loss() -> LossSettings:
+    """Training's loss defaults: a gentler style weight than optimisation's (the generator sees many photos)."""
+    return LossSettings(style_weight=0.05)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored in checkpoints and in exported models."""
+
+    style: list[str] = setting(
+        help="Style image (repeat, with --style-blend, to blend several); stylebank: NAME=IMAGE, one per bank.",
+        panel=PANEL_IO,
+        factory=list,
+    )
+    data: str = setting("", help="Folder of content photos (recursive; jpg, png, webp).", panel=PANEL_DATA, role=BANK)
+    arch: str = setting(
+        "johnson",
+        help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.) or stylebank (Chen et al.).",
+        panel=PANEL_GENERATOR,
+    )
+    arch_options: dict[str, Any] = field(default_factory=dict)  # the options dataclass of nstcli.generators.ARCH
+    image_size: int = setting(256, help="Training crops are SIZE x SIZE.", panel=PANEL_DATA, role=BANK)
+    crop_scale: float = setting(
+        1.0,
+        help="Each crop covers a random CROP_SCALE..1 of the photo's short side (below 1: more scales from few photos).",
+        panel=PANEL_DATA,
+        role=BANK,
+    )
+    batch_size: int = setting(4, help="Images per step (per process under torchrun).", panel=PANEL_DATA, role=BANK)
+    max_images: int | None = setting(None, help="Use only the first N readable images.", panel=PANEL_DATA, role=BANK)
+    steps: int | None = setting(None, help="Total optimiser steps (overrides --epochs).", panel=PANEL_SCHEDULE, role=RUN)
+    epochs: float = setting(2.0, help="Passes over the data (when --steps is not given).", panel=PANEL_SCHEDULE, role=RUN)
+    workers: int = setting(
+        4, help="DataLoader worker processes (0 = decode in the main process).", panel=PANEL_DATA, role=RUN
+    )
+    loss: LossSettings = field(default_factory=_train_loss)
+    lr: float = setting(1e-3, help="Adam learning rate of the style phase.", panel=PANEL_SCHEDULE, role=BANK)
+    warmup_steps: int = setting(
+        0, help="First steps with style weight 0: the net learns to reproduce its input.", panel=PANEL_SCHEDULE, role=BANK
+    )
+    warmup_lr: float | None = setting(
+        None, help="Learning rate of the warm-up steps (default: 10 x --lr).", panel=PANEL_SCHEDULE, role=BANK
+    )
+    lr_decay: float = setting(
+        1.0, help="Multiply the learning rate by this every --lr-decay-every steps.", panel=PANEL_SCHEDULE
+    )
+    lr_decay_every: int = setting(
+        1250, help="Steps between learning-rate decays (counted after warm-up).", panel=PANEL_SCHEDULE
+    )
+    weight_init: str = setting(
+        "default", help="Weight initialisation: default (PyTorch's), xavier or he.", panel=PANEL_GENERATOR
+    )
+    seed: int = setting(0, help="Random seed (CPU runs are reproducible bit-for-bit).", panel=PANEL_DATA, role=BANK)
+    device: str = setting("auto", help="auto, cpu, cuda or cuda:N.", panel=PANEL_DEVICE, role=RUN)
+    precision: str = setting(
+        "auto", help="Training precision: auto (bf16 where native), fp32 or bf16.", panel=PANEL_DEVICE
+    )
+    log_every: int = setting(10, help="Average and record the losses every N steps.", panel=PANEL_LOGGING, role=RUN)
+    checkpoint_every: int = setting(
+        1000, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C).", panel=PANEL_LOGGING, role=RUN
+    )
+    preview: str | None = setting(
+        None, help="Image to stylise every --preview-every steps, into MODEL.preview/.", panel=PANEL_LOGGING, role=RUN
+    )
+    preview_every: int = setting(100, help="Steps between previews.", panel=PANEL_LOGGING, role=RUN)
+    names: list[str] | None = None  # stylebank: one name per style image (None: the images' stems)
+    steps_per_identity: int = setting(
+        2,
+        help="stylebank: style steps before each auto-encoder step (the paper's T).",
+        panel=PANEL_GENERATOR,
+    )
+    train_banks: list[int] | None = None  # stylebank: train only these banks, freeze the rest; None: everything
+
+    def style_names(self) -> list[str]:
+        """The styles the model learnt: one per bank for stylebank, else one (several stems joined with '+')."""
+        from pathlib import Path
+
+        if self.arch == "stylebank":
+            return list(self.names or [Path(path).stem for path in self.style])
+        return ["+".join(Path(path).stem for path in self.style)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config written by any nst version: checkpoints, ONNX metadata, preset records (see :func:`migrate_train`)."""
+        values = migrate_train(values)
+        known = {item.name for item in fields(cls)}
+        loss_known = {item.name for item in fields(LossSettings)}
+        loss = _train_loss()
+        loss = replace(loss, **{key: value for key, value in values.get("loss", {}).items() if key in loss_known})
+        return cls(**{key: value for key, value in values.items() if key in known and key != "loss"}, loss=loss)
+
+
+# Fields renamed since checkpoint format 1 (old name -> new name).
+TRAIN_RENAMES_V1 = {"init": "weight_init", "t": "steps_per_identity"}
+
+
+def migrate_train(values: dict[str, Any]) -> dict[str, Any]:
+    """A training config in today's layout. Format 1 (nst 0.1 checkpoints, the bundled models'
+    metadata and preset records) kept the loss settings at the top level and used the old names of
+    :data:`TRAIN_RENAMES_V1`; format 2 nests them under ``loss``."""
+    if "loss" in values:
+        return dict(values)
+    loss_names = {item.name for item in fields(LossSettings)}
+    migrated: dict[str, Any] = {"loss": {key: value for key, value in values.items() if key in loss_names}}
+    for key, value in values.items():
+        if key not in loss_names:
+            migrated[TRAIN_RENAMES_V1.get(key, key)] = value
+    return migrated
+
+
+# ---------------------------------------------------------------- flat views, for the CLI and sweeps
+
+
+def flat_fields(config_type: type) -> dict[str, tuple[str, ...]]:
+    """Flag name (``style_weight``) -> path in the config (``("loss", "style_weight")``), for every declared setting."""
+    paths: dict[str, tuple[str, ...]] = {}
+    hints = typing.get_type_hints(config_type)
+    for item in fields(config_type):
+        if is_dataclass(hints[item.name]):
+            paths.update({name: (item.name, *path) for name, path in flat_fields(hints[item.name]).items()})
+        elif "help" in item.metadata:
+            paths[item.name] = (item.name,)
+    return paths
+
+
+def declaration(config_type: type, name: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(type, default, metadata) of flat setting ``name`` of ``config_type``; the default is the config's own
+    (``TrainConfig``'s style weight, not ``LossSettings``')."""
+    *parents, last = flat_fields(config_type)[name]
+    owner, value = config_type, config_type()
+    for parent in parents:
+        owner, value = typing.get_type_hints(owner)[parent], getattr(value, parent)
+    item = next(item for item in fields(owner) if item.name == last)
+    return typing.get_type_hints(owner)[last], getattr(value, last), dict(item.metadata)
+
+
+def get_setting(config: Any, name: str) -> Any:
+    value = config
+    for part in flat_fields(type(config))[name]:
+        value = getattr(value, part)
+    return value
+
+
+def with_settings(config: Config, values: dict[str, Any]) -> Config:
+    """A copy of ``config`` with settings changed by flat name (``{"style_weight": 3.0}`` reaches
+    ``config.loss``); other fields of ``config`` itself change too (``arch_options``)."""
+    paths = flat_fields(type(config))
+    nested: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for name, value in values.items():
+        *parents, last = paths.get(name, (name,))
+        if parents:
+            nested.setdefault(parents[0], {})[last] = value
+        else:
+            top[last] = value
+    for parent, changes in nested.items():
+        top[parent] = replace(getattr(config, parent), **changes)
+    return replace(config, **top)  # type: ignore[type-var]
+
+
+def value_type(annotation: Any) -> tuple[type, bool]:
+    """(scalar type, is a list) of a declared type: ``list[float] | None`` -> (float, True)."""
+    options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = options[0]
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0], True
+    return annotation, False
+
+
+def parse_value(text: str, scalar: type) -> Any:
+    """One value of a setting from its text (``"1e3"`` -> 1000.0); ValueError when it does not fit."""
+    if scalar is bool:
+        return {"true": True, "false": False}[text.strip().lower()]
+    return scalar(text.strip())
+
+
+def parse_list(text: str | None, scalar: type, flag: str, separator: str = ",") -> list[Any] | None:
+    """'0.7,0.3' -> [0.7, 0.3]; None stays None. Empty names are dropped ('a,,b'), empty numbers are errors."""
+    if text is None:
+        return None
+    parts = text.split(separator)
+    if scalar is str:
+        parts = [part for part in parts if part.strip()]
+    try:
+        return [parse_value(part, scalar) for part in parts]
+    except (ValueError, KeyError):
+        raise UsageError(f"{flag}: expected {separator!r}-separated {scalar.__name__} values, got {text!r}") from None
+
+
+def from_flags(config_type: type[Config], flags: dict[str, Any], base: Config | None = None) -> Config:
+    """A config from command-line values keyed by flag name; lists arrive as comma-separated text.
+
+    Keys that are not settings of ``config_type`` are ignored (the CLI's own flags: output, quiet...).
+    """
+    paths = flat_fields(config_type)
+    values = {}
+    for name, value in flags.items():
+        if name not in paths:
+            continue
+        annotation, default, _ = declaration(config_type, name)
+        if value is None and default is not None:  # a repeatable option given no time: its default ([])
+            continue
+        scalar, is_list = value_type(annotation)
+        if is_list and isinstance(value, str):
+            value = parse_list(value, scalar, "--" + name.replace("_", "-"))
+        values[name] = value
+    return with_settings(base if base is not None else config_type(), values)
+
+
+def roles(config_type: type, role: str) -> frozenset[str]:
+    """Flat names of the settings of ``config_type`` with resume role ``role``."""
+    return frozenset(name for name in flat_fields(config_type) if declaration(config_type, name)[2]["role"] == role)

@@ -1,0 +1,311 @@
+"""Planning a training run: which kind of run, with which config, writing which files.
+
+``nst train`` runs in one of four modes:
+
+- fresh: ``--style`` and ``--data`` (StyleBank: ``--style NAME=IMAGE`` per bank);
+- ``--resume CKPT``: continue exactly; only *run* settings (steps, device, logging) may differ,
+  every other setting comes from the checkpoint (giving one again with the same value is fine);
+- ``--resume BANK --add-style NAME=IMAGE``: a trained StyleBank grows new banks, only they train;
+- ``--resume BANK --tune-style NAME``: the named banks train further, everything else frozen.
+
+In the last two, *bank* settings (data, crops, loss weights, learning rate) may also change,
+and run settings not given take their defaults rather than the checkpoint's. Which settings play
+which role is declared with them (:mod:`nstcli.settings`). :func:`plan_train` checks all of this,
+and every output path, before any photo is read or weight loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nstcli import generators, images, report
+from nstcli.checkpoint import load_checkpoint
+from nstcli.devices import check_precision
+from nstcli.errors import UsageError, reject_first
+from nstcli.settings import BANK, RUN, TrainConfig, flat_fields, get_setting, roles, with_settings
+
+RUN_SETTINGS = roles(TrainConfig, RUN)  # may differ on --resume
+BANK_SETTINGS = RUN_SETTINGS | roles(TrainConfig, BANK)  # may differ when only some banks train
+
+
+@dataclass
+class TrainPlan:
+    """A checked training run: what :func:`nstcli.train.run_train` needs."""
+
+    config: TrainConfig
+    output: Path  # the trained model, FILE.pt
+    resume_state: dict[str, Any] | None = None  # a loaded checkpoint to continue exactly
+    base_state: dict[str, Any] | None = None  # a trained StyleBank whose weights start an add/tune run
+    loss_log: Path | None = None
+    plot: Path | None = None
+    export: Path | None = None  # also export the trained model to ONNX (fp32)
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where interrupted and periodic state goes: FILE.ckpt beside FILE.pt."""
+        return self.output.with_suffix(".ckpt")
+
+    @property
+    def preview_dir(self) -> Path | None:
+        return self.output.with_suffix(".preview") if self.config.preview else None
+
+
+def validate(config: TrainConfig) -> None:
+    """Reject bad settings before any image is read or any weight is loaded."""
+    from nstcli import losses, train  # torch: only once the flags are parsed
+
+    options = generators.make_options(config.arch, config.arch_options)
+    if not config.style:
+        raise UsageError("--style is required")
+    blend = config.loss.style_blend
+    if blend is not None and len(blend) != len(config.style):
+        raise UsageError(f"--style-blend has {len(blend)} weights for {len(config.style)} style images")
+    multiple = options.size_multiple()
+    if config.image_size < 16 or config.image_size % multiple:
+        raise UsageError(f"--image-size must be at least 16 and a multiple of {multiple} for --arch {config.arch}")
+    checks = {
+        "--crop-scale must be in (0, 1]": not 0 < config.crop_scale <= 1,
+        "--batch-size must be at least 1": config.batch_size < 1,
+        "--steps must be at least 1": config.steps is not None and config.steps < 1,
+        "--epochs must be positive": config.epochs <= 0,
+        "--max-images must be at least 1": config.max_images is not None and config.max_images < 1,
+        "--workers must not be negative": config.workers < 0,
+        "--lr must be positive": config.lr <= 0,
+        "--warmup-lr must be positive": config.warmup_lr is not None and config.warmup_lr <= 0,
+        "--warmup-steps must not be negative": config.warmup_steps < 0,
+        "--lr-decay must be in (0, 1]": not 0 < config.lr_decay <= 1,
+        "--lr-decay-every must be at least 1": config.lr_decay_every < 1,
+        "--log-every must be at least 1": config.log_every < 1,
+        "--checkpoint-every must not be negative": config.checkpoint_every < 0,
+        "--preview-every must be at least 1": config.preview_every < 1,
+    }
+    reject_first(checks)
+    if config.arch == "stylebank":
+        _validate_stylebank(config, options.styles)
+    if config.weight_init not in generators.INITS:
+        raise UsageError(f"unknown --weight-init {config.weight_init!r} (choose from {', '.join(generators.INITS)})")
+    check_precision(config.precision)
+    losses.validate_settings(config.loss, train.loss_weights(config))
+
+
+def _validate_stylebank(config: TrainConfig, banks: int) -> None:
+    names = config.style_names()
+    train_banks = config.train_banks
+    bad_train_banks = train_banks is not None and (
+        not train_banks or len(set(train_banks)) != len(train_banks) or not all(0 <= bank < banks for bank in train_banks)
+    )
+    checks = {
+        f"--arch stylebank has {banks} banks for {len(config.style)} styles": banks != len(config.style),
+        "--style-image names must be unique": len(set(names)) != len(names),
+        f"{len(names)} style names for {len(config.style)} style images": len(names) != len(config.style),
+        "--steps-per-identity must be at least 1": config.steps_per_identity < 1,
+        "the banks to train must be distinct banks of the model": bad_train_banks,
+        "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
+    }  # fmt: skip
+    reject_first(checks)
+    for name in names:
+        if not name or "=" in name or "," in name:
+            raise UsageError(f"--style-image: bad style name {name!r} (no '=' or ',', not empty)")
+
+
+def plan_train(
+    config: TrainConfig,
+    output: str | Path,
+    *,
+    given: frozenset[str] = frozenset(),
+    resume: str | None = None,
+    add_styles: list[str] | None = None,
+    tune_styles: list[str] | None = None,
+    loss_log: str | None = None,
+    plot: str | None = None,
+    export: str | None = None,
+    overwrite: bool = False,
+) -> TrainPlan:
+    """The run that ``nst train`` flags ask for, or a one-line :class:`UsageError`/:class:`InputError`.
+
+    ``config``: built from the flags (style images as typed: ``NAME=IMAGE`` for StyleBank);
+    ``given``: the setting and architecture-option names typed on the command line, which a run from
+    a checkpoint checks against it.
+    """
+    config = _named_styles(config)
+    bank_flag = "--add-style" if add_styles else "--tune-style" if tune_styles else None
+    if add_styles and tune_styles:
+        raise UsageError("--add-style and --tune-style are separate runs: give one of them")
+    if bank_flag and not resume:
+        raise UsageError(f"{bank_flag} needs --resume BANK.pt (the trained style bank)")
+    if bank_flag and config.style:
+        raise UsageError(f"with {bank_flag} the bank keeps its styles: give no --style-image")
+    settings = flat_fields(TrainConfig)
+    values: dict[str, Any] = {name: get_setting(config, name) for name in given if name in settings}
+    values["arch_options"] = {name: value for name, value in config.arch_options.items() if name in given}
+    resume_state = base_state = None
+    if bank_flag:
+        base_state = load_checkpoint(resume)
+        saved = TrainConfig.from_dict(base_state["config"])
+        if add_styles:
+            names, paths = (list(items) for items in zip(*(split_named_style(text) for text in add_styles)))
+            config = add_styles_config(saved, [str(Path(path).resolve()) for path in paths], names, values)
+        else:
+            config = tune_styles_config(saved, tune_styles or [], values)
+    elif resume:
+        resume_state = load_checkpoint(resume, resumable=True)
+        config = resume_config(TrainConfig.from_dict(resume_state["config"]), values)
+    elif not config.style or not config.data:
+        raise UsageError("--style-image and --data are required (or --resume CHECKPOINT)")
+    validate(config)
+    plan = TrainPlan(
+        config, Path(output), resume_state, base_state, _optional_path(loss_log), _optional_path(plot),
+        _optional_path(export),
+    )  # fmt: skip
+    _check_outputs(plan, resume, overwrite)
+    return plan
+
+
+def _optional_path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _named_styles(config: TrainConfig) -> TrainConfig:
+    """Style paths made absolute; StyleBank's ``NAME=IMAGE`` split into names and paths, one bank each."""
+    if config.arch == "stylebank" and config.style:
+        names, paths = (list(items) for items in zip(*(split_named_style(text) for text in config.style)))
+        options = {**config.arch_options, "styles": len(paths)}
+        config = replace(config, names=names, style=paths, arch_options=options)
+    data = str(Path(config.data).resolve()) if config.data else ""
+    return replace(config, style=[str(Path(path).resolve()) for path in config.style], data=data)
+
+
+def _check_outputs(plan: TrainPlan, resume: str | None, overwrite: bool) -> None:
+    """Every file the run writes: the right suffix, not an input, not replaced without ``overwrite``."""
+    inputs = [*plan.config.style] + ([resume] if resume else [])
+    if plan.output.suffix != ".pt":
+        raise UsageError(f"{plan.output}: the model is written as FILE.pt")
+    images.check_output_path(plan.output, inputs, overwrite)
+    if resume is None or Path(resume).resolve() != plan.checkpoint.resolve():  # resuming from it replaces it
+        images.check_output_path(plan.checkpoint, inputs, overwrite)
+    if plan.loss_log:
+        report.check_log_path(plan.loss_log)
+        images.check_output_path(plan.loss_log, inputs, overwrite)
+    if plan.plot:
+        if plan.plot.suffix.lower() != ".png":
+            raise UsageError(f"{plan.plot}: plots are written as .png")
+        images.check_output_path(plan.plot, inputs, overwrite)
+    if plan.export:
+        if plan.export.suffix.lower() != ".onnx":
+            raise UsageError(f"{plan.export}: the exported model is written as FILE.onnx")
+        images.check_output_path(plan.export, inputs, overwrite)
+
+
+def split_named_style(text: str) -> tuple[str, str]:
+    """``NAME=IMG`` -> (NAME, IMG); a bare ``IMG`` is named by its stem."""
+    name, separator, path = text.partition("=")
+    if not separator:
+        return Path(text).stem, text
+    if not name or not path:
+        raise UsageError(f"--style-image: expected NAME=IMAGE or IMAGE, got {text!r}")
+    return name, path
+
+
+def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's config with the run settings the user ``given`` on the command line.
+
+    A training-defining setting given with a different value than the checkpoint's is an error: a
+    resumed run continues the same training.
+    """
+    run_values = {}
+    for key, value in given.items():
+        if key in RUN_SETTINGS:
+            run_values[key] = value
+        elif key == "arch_options":
+            _check_arch_unchanged(saved, value, "on --resume")
+        elif _normalised(key, value) != _normalised(key, get_setting(saved, key)):
+            raise UsageError(f"--{_flag(key)} cannot change on --resume (the checkpoint has {get_setting(saved, key)!r})")
+    return with_settings(saved, run_values)
+
+
+def _bank_run(saved: TrainConfig, given: dict[str, Any], flag: str, count: int) -> TrainConfig:
+    """``saved`` (a trained bank) with ``given``: run and bank settings may change; architecture and
+    descriptor stay the checkpoint's. Run settings not given take their defaults, as in any new run
+    (not the checkpoint's device or step count). ``count``: how many banks train, which is how many
+    --style-blend weights to expect. The style blend and warm-up are set by the caller."""
+    if saved.arch != "stylebank":
+        raise UsageError(f"{flag} needs a stylebank model (this one is --arch {saved.arch})")
+    given = dict(given)
+    _check_arch_unchanged(saved, given.pop("arch_options", {}), f"with {flag}")
+    for key, value in given.items():
+        if key not in BANK_SETTINGS and _normalised(key, value) != _normalised(key, get_setting(saved, key)):
+            raise UsageError(f"--{_flag(key)} cannot change with {flag} (the bank's is kept)")
+    weights = given.get("style_blend")
+    if weights is not None and len(weights) != count:
+        raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
+    defaults = TrainConfig()
+    run_defaults = {key: get_setting(defaults, key) for key in RUN_SETTINGS}
+    values = {**run_defaults, **given, "style_blend": saved.loss.style_blend, "warmup_steps": given.get("warmup_steps", 0)}
+    return with_settings(saved, values)
+
+
+def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], given: dict[str, Any]) -> TrainConfig:
+    """The config of an incremental run: ``saved`` (a trained bank) plus new styles, of which only the banks train.
+
+    ``given``: see :func:`_bank_run`. A given ``style_blend`` weighs the new styles only (the trained
+    banks keep theirs).
+    """
+    config = _bank_run(saved, given, "--add-style", len(styles))
+    all_styles = saved.style + styles
+    config = replace(
+        config, style=all_styles, names=saved.style_names() + names,
+        arch_options={**saved.arch_options, "styles": len(all_styles)},
+        train_banks=list(range(len(saved.style), len(all_styles))),
+    )  # fmt: skip
+    new_weights = given.get("style_blend")
+    if saved.loss.style_blend or new_weights:
+        blend = (saved.loss.style_blend or [1.0] * len(saved.style)) + (new_weights or [1.0] * len(styles))
+        config = with_settings(config, {"style_blend": blend})
+    return config
+
+
+def tune_styles_config(saved: TrainConfig, names: list[str], given: dict[str, Any]) -> TrainConfig:
+    """The config of a tuning run: the banks of ``names`` in ``saved`` (a trained bank) train further, the rest is frozen.
+
+    ``given``: see :func:`_bank_run`. A given ``style_blend`` sets the tuned styles' weights (the
+    others keep theirs), e.g. a stronger style for a bank that came out too faint.
+    """
+    config = _bank_run(saved, given, "--tune-style", len(names))
+    known = saved.style_names()
+    for name in names:
+        if name not in known:
+            raise UsageError(f"--tune-style: the bank has no style {name!r} (it has {', '.join(known)})")
+    if len(set(names)) != len(names):
+        raise UsageError("--tune-style: each style once")
+    config = replace(config, train_banks=[known.index(name) for name in names])
+    if given.get("style_blend") is not None:
+        weights = list(saved.loss.style_blend or [1.0] * len(known))
+        for bank, weight in zip(config.train_banks, given["style_blend"]):
+            weights[bank] = weight
+        config = with_settings(config, {"style_blend": weights})
+    return config
+
+
+def _check_arch_unchanged(saved: TrainConfig, given: dict[str, Any], context: str) -> None:
+    """Architecture flags given again must match the checkpoint's (defaults filled in: --bank-layers 2
+    matches a bank trained without the flag)."""
+    options = generators.make_options(saved.arch, saved.arch_options)
+    for option, value in given.items():
+        kept = getattr(options, option, None)
+        if kept != value:
+            raise UsageError(f"--{_flag(option)} cannot change {context} (the checkpoint has {kept!r})")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _normalised(key: str, value: Any) -> Any:
+    if key == "data":
+        return str(Path(value).resolve())
+    if key == "style":
+        return [str(Path(path).resolve()) for path in value]
+    return value
