@@ -320,7 +320,8 @@ def apply(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
 ) -> None:
     """Stylise images with an exported model or a bundled style (onnxruntime; no torch needed)."""
-    from nstcli import regions, styles
+    from nstcli import regions
+    from nstcli.apply.bundled import resolve_model
     from nstcli.apply.config import ApplyConfig, Progress, parse_mix, parse_shard
     from nstcli.apply.pipeline import run_apply
 
@@ -328,30 +329,13 @@ def apply(
         raise UsageError("--json and -o - both want stdout; write the image to a file")
     mix_weights = parse_mix(mix) if mix else None
     region_specs = [regions.split_region(text) for text in region] if region else None
-    if paths[0].lower().endswith(".onnx"):
-        model, inputs = paths[0], paths[1:]
-        if kind is not None:
-            raise UsageError("--kind picks among bundled models; it does not apply with a model file")
-    else:  # a bundled style: its model, and the style's name inside it (a johnson model has one style: index 0)
-        if style is not None:
-            names, flag = [style], "--style"
-        elif mix_weights:
-            names, flag = list(mix_weights), "--mix"
-        else:
-            names, flag = [name for name, _ in region_specs or []], "--region"
-        bundled = styles.bundled_model(names, kind, flag)
-        model, inputs = str(bundled.path), paths
-        style = bundled.style if style is not None else None
-        if region_specs:
-            region_specs = [(name if bundled.style else "0", mask) for name, mask in region_specs]
-    if not inputs:
-        raise UsageError("no input images given")
+    resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
     config = ApplyConfig(
-        model=model, inputs=inputs, output=output, name=name, image_format=image_format, quality=quality,
-        provider=provider, threads=threads, batch_size=batch_size, workers=workers, max_size=max_size,
-        tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength, style=style,
-        mix=mix_weights, regions=region_specs, skip_existing=skip_existing, overwrite=overwrite,
-        shard=parse_shard(shard) if shard else None, fail_fast=fail_fast,
+        model=resolved.model, inputs=resolved.inputs, output=output, name=name, image_format=image_format,
+        quality=quality, provider=provider, threads=threads, batch_size=batch_size, workers=workers,
+        max_size=max_size, tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength,
+        style=resolved.style, mix=mix_weights, regions=resolved.regions, skip_existing=skip_existing,
+        overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:
 
