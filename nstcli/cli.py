@@ -302,45 +302,31 @@ def apply(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
 ) -> None:
     """Stylise images with an exported model or a bundled style (onnxruntime; no torch needed)."""
-    from nstcli import apply as engine, regions, styles
+    from nstcli import regions
+    from nstcli.apply.bundled import resolve_model
+    from nstcli.apply.config import ApplyConfig, Progress, parse_mix, parse_shard
+    from nstcli.apply.pipeline import run_apply
 
     if json_summary and output == "-":
         raise UsageError("--json and -o - both want stdout; write the image to a file")
-    mix_weights = engine.parse_mix(mix) if mix else None
+    mix_weights = parse_mix(mix) if mix else None
     region_specs = [regions.split_region(text) for text in region] if region else None
-    if paths[0].lower().endswith(".onnx"):
-        model, inputs = paths[0], paths[1:]
-        if kind is not None:
-            raise UsageError("--kind picks among bundled models; it does not apply with a model file")
-    else:  # a bundled style: its model, and the style's name inside it (a johnson model has one style: index 0)
-        if style is not None:
-            names, flag = [style], "--style"
-        elif mix_weights:
-            names, flag = list(mix_weights), "--mix"
-        else:
-            names, flag = [name for name, _ in region_specs or []], "--region"
-        bundled = styles.bundled_model(names, kind, flag)
-        model, inputs = str(bundled.path), paths
-        style = bundled.style if style is not None else None
-        if region_specs:
-            region_specs = [(name if bundled.style else "0", mask) for name, mask in region_specs]
-    if not inputs:
-        raise UsageError("no input images given")
-    config = engine.ApplyConfig(
-        model=model, inputs=inputs, output=output, name=name, image_format=image_format, quality=quality,
-        provider=provider, threads=threads, batch_size=batch_size, workers=workers, max_size=max_size,
-        tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength, style=style,
-        mix=mix_weights, regions=region_specs, skip_existing=skip_existing, overwrite=overwrite,
-        shard=engine.parse_shard(shard) if shard else None, fail_fast=fail_fast,
+    resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
+    config = ApplyConfig(
+        model=resolved.model, inputs=resolved.inputs, output=output, name=name, image_format=image_format,
+        quality=quality, provider=provider, threads=threads, batch_size=batch_size, workers=workers,
+        max_size=max_size, tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength,
+        style=resolved.style, mix=mix_weights, regions=resolved.regions, skip_existing=skip_existing,
+        overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:
 
-        def on_progress(progress: engine.Progress) -> None:
+        def on_progress(progress: Progress) -> None:
             if bar is not None:
                 done, rate = progress.written + progress.failed, progress.images_per_second
                 bar.update(bar.task_ids[0], total=progress.total, completed=done, status=f"{rate:.1f} img/s")
 
-        summary = engine.run_apply(
+        summary = run_apply(
             config, on_progress, on_failure=lambda message: say(f"nst: {message}"), on_warning=lambda m: say(f"nst: warning: {m}")
         )
     if json_summary:
@@ -376,9 +362,9 @@ def styles_command(json_output: bool = typer.Option(False, "--json", help="Print
 @app.command(rich_help_panel="Measure")
 def info(json_output: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """Versions, the onnxruntime providers that actually load here, and devices."""
-    from nstcli import apply as engine
+    from nstcli.apply.environment import environment_report
 
-    report = engine.environment_report()
+    report = environment_report()
     if json_output:
         print(json.dumps(report, indent=1))
     else:

@@ -231,7 +231,7 @@ def test_tiled_cli_run_and_foreign_model_error(models, tmp_path):
 
 
 def test_gpu_provider_request_falls_back_with_one_warning(models, tmp_path):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     if Model(str(models["single"]), "cuda").providers[0] != "CPUExecutionProvider":
         pytest.skip("CUDA loads on this machine")
@@ -250,10 +250,10 @@ def test_info_lists_loading_providers_and_detects_runtime_clash(monkeypatch):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert "CPUExecutionProvider" in report["providers_loading"] and report["onnxruntime"]
-    from nstcli import apply
+    from nstcli.apply import environment
 
-    monkeypatch.setattr(apply, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"])
-    clash = apply.environment_report()
+    monkeypatch.setattr(environment, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"])
+    clash = environment.environment_report()
     assert "overwrite each other" in clash["problem"] and "pip install onnxruntime-gpu" in clash["problem"]
 
 
@@ -264,7 +264,7 @@ def test_images_of_mixed_sizes_are_all_written_correctly(models, tmp_path):
     out = tmp_path / "out"
     result = nst("apply", str(models["single"]), str(tmp_path / "m*.png"), "-o", str(out), "--batch-size", "2")
     assert result.returncode == 0, result.stderr
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     model = Model(str(models["single"]), "cpu")
     for index, size in enumerate(sizes):

@@ -109,7 +109,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_model_loads_with_metadata_on_cpu(models):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     model = Model(str(models["single"]), "cpu")
     assert model.providers == ["CPUExecutionProvider"]
@@ -121,7 +121,7 @@ def test_model_loads_with_metadata_on_cpu(models):
 
 
 def test_auto_provider_falls_back_to_cpu_silently(models, capfd):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     model = Model(str(models["single"]), "auto")
     captured = capfd.readouterr()
@@ -131,7 +131,7 @@ def test_auto_provider_falls_back_to_cpu_silently(models, capfd):
 
 
 def test_foreign_model_gets_one_clear_error(models, tmp_path):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
     from nstcli.errors import InputError
 
     with pytest.raises(InputError, match="not an nst model.*expected input 'image'.*found inputs \\['x'\\]"):
@@ -145,7 +145,7 @@ def test_foreign_model_gets_one_clear_error(models, tmp_path):
 
 
 def test_multi_style_selection_and_mix(models):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
     from nstcli.errors import UsageError
 
     model = Model(str(models["multi"]), "cpu")

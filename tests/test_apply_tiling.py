@@ -33,7 +33,7 @@ def test_tile_geometry_covers_everything_with_positive_weights():
 
 
 def test_tiled_output_matches_whole_image_run_without_seams(models):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     model = Model(str(models["single"]), "cpu")
     image = scene()
@@ -53,7 +53,7 @@ def test_tiled_output_matches_whole_image_run_without_seams(models):
 
 
 def test_small_guide_still_removes_most_of_the_shift(models):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     model = Model(str(models["single"]), "cpu")
     model.guide_size = 96  # statistics from a half-size copy, as for images larger than the guide
@@ -66,7 +66,7 @@ def test_small_guide_still_removes_most_of_the_shift(models):
 
 @pytest.mark.parametrize("style", ["ink", "oil"])
 def test_multi_style_model_tiles_too(models, style):
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     model = Model(str(models["multi"]), "cpu")  # exported at opset 17: ReduceMean with axes attribute
     model.select_style(style, None)

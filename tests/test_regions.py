@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstcli import apply, regions
+from nstcli import regions
+from nstcli.apply.config import ApplyConfig
+from nstcli.apply.pipeline import run_apply
 from nstcli.errors import InputError, UsageError
 from tests.conftest import assert_one_line_error, gradient_image, run_nst
 
@@ -56,8 +58,8 @@ def test_bad_regions_are_one_line_errors(tmp_path):
 
 def stylise(tmp_path: Path, name: str, model: str, **options) -> np.ndarray:
     output = tmp_path / f"{name}.png"
-    config = apply.ApplyConfig(model=model, inputs=[str(tmp_path / "photo.png")], output=str(output), **options)
-    summary = apply.run_apply(config)
+    config = ApplyConfig(model=model, inputs=[str(tmp_path / "photo.png")], output=str(output), **options)
+    summary = run_apply(config)
     assert summary.written == 1 and summary.failed == 0
     return np.asarray(Image.open(output), dtype=np.int16)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstcli import apply, model_format, styles
+from nstcli import model_format, styles
+from nstcli.apply.model import Model
 from nstcli.errors import UsageError
 from tests.conftest import REPO, assert_one_line_error, gradient_image, run_nst
 
@@ -34,7 +35,7 @@ def test_the_bundle_holds_a_stylebank_of_at_least_six_paintings_and_johnson_mode
 @pytest.mark.parametrize(("preset", "kind"), MODELS, ids=[f"{preset.name}-{kind}" for preset, kind in MODELS])
 def test_every_bundled_model_loads_runs_on_the_cpu_and_matches_its_preset(preset, kind):
     bundled = preset.model(kind)
-    model = apply.Model(str(bundled.path), "cpu")
+    model = Model(str(bundled.path), "cpu")
     assert model.providers[0] == "CPUExecutionProvider"
     assert model.info.arch == kind and model.info.size_multiple == 4
     assert model.info.precision == ("fp32" if kind == "stylebank" else "fp16")
@@ -51,7 +52,7 @@ def test_every_bundled_model_loads_runs_on_the_cpu_and_matches_its_preset(preset
 
 def test_bank_styles_are_exactly_the_presets_that_use_it():
     users = {preset.model("stylebank").style for preset in PRESETS if "stylebank" in preset.models}
-    bank = apply.Model(str(next(preset for preset in PRESETS if "stylebank" in preset.models).model("stylebank").path), "cpu")
+    bank = Model(str(next(preset for preset in PRESETS if "stylebank" in preset.models).model("stylebank").path), "cpu")
     assert set(bank.info.styles) == users
 
 

@@ -173,7 +173,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def quality(paths: dict[str, Path], photos: list[Path], provider: str) -> dict[str, float]:
     from nstcli import images
-    from nstcli.apply import Model
+    from nstcli.apply.model import Model
 
     outputs = {}
     for precision, path in paths.items():

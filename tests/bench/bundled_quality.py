@@ -23,10 +23,11 @@ import numpy as np
 from PIL import Image
 
 from bundled_styles import HELD_OUT  # not in the bundled models' training photos
-from nstcli import apply, images, optimize, report, styles
+from nstcli import images, optimize, report, styles
+from nstcli.apply.model import Model
 
 
-def stylise(model: apply.Model, photo: Image.Image, style: str | None = None, mix: dict[str, float] | None = None) -> Image.Image:
+def stylise(model: Model, photo: Image.Image, style: str | None = None, mix: dict[str, float] | None = None) -> Image.Image:
     model.select_style(style, mix)
     pixels = model.run((np.asarray(photo, dtype=np.float32) / 255.0)[None])[0]
     return images.from_array(pixels)
@@ -47,7 +48,7 @@ def main() -> None:
     if args.styles:
         presets = [preset for preset in presets if preset.name in args.styles.split(",")]
     photos = {name: images.resize_long_side(images.read_image(args.photos / name), args.size) for name in HELD_OUT}
-    sessions: dict[Path, apply.Model] = {}
+    sessions: dict[Path, Model] = {}
     results: dict = {"size": args.size, "photos": list(HELD_OUT), "optimize_evaluations": args.optimize, "styles": {}}
     kind_rows = []
     bank_outputs: dict[str, dict[str, Image.Image]] = {}  # preset name: photo name: stylised
@@ -56,7 +57,7 @@ def main() -> None:
         outputs: dict[str, dict[str, Image.Image]] = {}
         models = {"stylebank": dataclasses.replace(preset.model("stylebank"), path=args.bank)} if args.bank else preset.models
         for kind, bundled in models.items():
-            model = sessions.setdefault(bundled.path, apply.Model(str(bundled.path), "cpu", 0))
+            model = sessions.setdefault(bundled.path, Model(str(bundled.path), "cpu", 0))
             outputs[kind] = {name: stylise(model, photo, bundled.style) for name, photo in photos.items()}
         if args.optimize:
             config = optimize.OptimizeConfig(size=args.size, iterations=args.optimize, seed=0)

@@ -24,7 +24,8 @@ from PIL import Image
 
 from bundled_vs_peer import PEER_MODEL, ROOT  # sets up the import path for nstcli
 from bundled_quality import HELD_OUT, stylise
-from nstcli import apply, images, report, styles
+from nstcli import images, report, styles
+from nstcli.apply.model import Model
 from nstcli.optimize import score
 
 
@@ -37,7 +38,7 @@ def nst_column(spec: str):
     else:
         path_text, _, style = model_spec.partition(":")
         path, style = Path(path_text), style or None
-    model = apply.Model(str(path), "cpu", 0)
+    model = Model(str(path), "cpu", 0)
     return label, lambda photo: stylise(model, photo, style)
 
 

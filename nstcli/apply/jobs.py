@@ -1,0 +1,201 @@
+"""Planning an ``nst apply`` run: inputs (files, folders, globs, '-') to jobs (source, target).
+
+Output names from the --name template, the --shard split, --skip-existing / --overwrite, and the
+removal of temporary files a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import glob
+import hashlib
+import os
+import string
+from pathlib import Path
+from typing import Iterator
+
+from nstcli import images
+from nstcli.apply.config import ApplyConfig, Job
+from nstcli.errors import UsageError
+
+# Extensions picked up when walking folders (explicit files may have any name).
+IMAGE_SUFFIXES = frozenset(images.FORMATS) | {".gif"}
+EXT_FOR_FORMAT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+TEMPLATE_FIELDS = ("stem", "ext", "style", "name", "model")
+
+
+def check_template(template: str) -> None:
+    """Reject a --name template with unknown fields or a path separator, before any file is read."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise UsageError(f"--name: bad template {template!r} ({error})") from None
+    unknown = [name for name in fields if name not in TEMPLATE_FIELDS]
+    if unknown:
+        raise UsageError(f"--name: unknown field {{{unknown[0]}}} (use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})")
+    if "/" in template or "\\" in template:
+        raise UsageError("--name: a file name template must not contain / or \\ (outputs stay in -o's folder tree)")
+
+
+def output_name(template: str, source: Path, style: str, model: str, image_format: str | None) -> str:
+    """Fill the --name template; the result is one plain file name (no path escapes)."""
+    suffix = source.suffix.lower()
+    if image_format:
+        ext = EXT_FOR_FORMAT[images.format_for("-", image_format)]
+    else:
+        ext = suffix.lstrip(".") if suffix in images.FORMATS else "png"
+    try:
+        name = template.format(stem=source.stem, ext=ext, style=style, name=source.name, model=model)
+    except ValueError as error:  # a bad format spec or conversion, e.g. {stem:%s} or {stem!x}
+        raise UsageError(f"--name: bad template {template!r} ({error})") from None
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UsageError(f"--name: {template!r} gives {name!r} for {source}, which is not a plain file name")
+    return name
+
+
+def find_inputs(inputs: list[str], skip_dir: Path | None) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to its input root) for files, folders (recursive) and globs."""
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            yield from walk_folder(path, skip_dir)
+        elif path.is_file() or path.exists():
+            yield path, Path(path.name)
+        elif glob.has_magic(entry):
+            matches = sorted(glob.glob(entry, recursive=True))
+            if not matches:
+                raise UsageError(f"{entry}: no files match")
+            root = Path(glob_root(entry))
+            for match in map(Path, matches):
+                if match.is_file():
+                    yield match, match.relative_to(root) if match.is_relative_to(root) else Path(match.name)
+        else:
+            raise UsageError(f"{entry}: no such file or folder")
+
+
+def glob_root(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard ('photos/**/*.jpg' -> 'photos')."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return str(Path(*fixed)) if fixed else "."
+
+
+def walk_folder(folder: Path, skip_dir: Path | None) -> Iterator[tuple[Path, Path]]:
+    """Image files under ``folder`` in sorted order, skipping hidden entries and the output folder."""
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _same(here / d, skip_dir))
+        for name in sorted(files):
+            path = here / name
+            # Regular files only: reading a FIFO or device found in a folder would block forever.
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                yield path, path.relative_to(folder)
+
+
+def _same(path: Path, other: Path | None) -> bool:
+    return other is not None and other.exists() and path.exists() and os.path.samefile(path, other)
+
+
+def single_file_output(config: ApplyConfig) -> bool:
+    """``-o out.jpg`` for one input file: the output is that file, not a folder."""
+    out = Path(config.output)
+    return (
+        len(config.inputs) == 1
+        and (config.inputs[0] == images.STDIO or Path(config.inputs[0]).is_file())
+        and out.suffix.lower() in images.FORMATS
+        and not out.is_dir()
+    )
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic split by a hash of the relative output path: the same on every machine."""
+    if shard is None:
+        return True
+    index, count = shard
+    digest = int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+    return digest % count == index - 1
+
+
+def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
+    """All (source, target) pairs to process and the number skipped as already done."""
+    check_template(config.name)
+    model_stem = Path(config.model).stem
+    stdin = images.STDIO in config.inputs
+    if stdin and len(config.inputs) != 1:
+        raise UsageError("- (stdin) must be the only input")
+    if config.output == images.STDIO:
+        if len(config.inputs) != 1 or not (stdin or Path(config.inputs[0]).is_file()):
+            raise UsageError("-o - (stdout) takes exactly one input image")
+        return [Job(config.inputs[0], images.STDIO, "-")], 0
+    if stdin and not single_file_output(config):
+        raise UsageError("reading stdin (-) needs -o - or -o FILE")
+    if single_file_output(config):
+        source = config.inputs[0]
+        images.format_for(config.output, config.image_format)
+        if source != images.STDIO and Path(config.output).exists() and os.path.samefile(source, config.output):
+            raise UsageError(f"{config.output}: output is also an input; choose another output path")
+        if not Path(config.output).parent.is_dir():
+            raise UsageError(f"{Path(config.output).parent}: output folder does not exist")
+        return _resolve_existing([Job(source, config.output, Path(config.output).name)], config)
+
+    out_dir = Path(config.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a folder (an output file needs exactly one input)")
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
+    input_paths: set[Path] = set()
+    for source, relative in find_inputs(config.inputs, out_dir):
+        input_paths.add(source.resolve())
+        name = output_name(config.name, source, style_label, model_stem, config.image_format)
+        key = (relative.parent / name).as_posix()
+        if key in seen:
+            if seen[key] == str(source):
+                continue  # the same file named twice
+            raise UsageError(f"{seen[key]} and {source} would both be written to {out_dir / key}; use --name")
+        seen[key] = str(source)
+        if in_shard(key, config.shard):
+            jobs.append(Job(str(source), str(out_dir / key), key))
+    if not seen:
+        raise UsageError("no input images found")
+    for job in jobs:
+        images.format_for(job.target, config.image_format)
+        if Path(job.target).resolve() in input_paths:
+            raise UsageError(f"{job.target}: output would overwrite an input; choose another -o or --name")
+    return _resolve_existing(jobs, config)
+
+
+def _resolve_existing(jobs: list[Job], config: ApplyConfig) -> tuple[list[Job], int]:
+    """Apply --skip-existing / --overwrite: outputs are atomic, so an existing one is complete."""
+    remove_stale_temps(jobs)
+    todo, skipped = [], 0
+    for job in jobs:
+        if job.target != images.STDIO and Path(job.target).exists():
+            if config.skip_existing:
+                skipped += 1
+                continue
+            if not config.overwrite:
+                raise UsageError(f"{job.target}: already exists (use --overwrite, or --skip-existing to resume)")
+        todo.append(job)
+    return todo, skipped
+
+
+def remove_stale_temps(jobs: list[Job]) -> None:
+    """A killed run can leave the temporary files of write_bytes_atomic; remove ours before writing."""
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        if job.target != images.STDIO:
+            by_folder.setdefault(Path(job.target).parent, set()).add(Path(job.target).name)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") and entry.name.endswith(".part"):
+                original = entry.name[1:].rsplit(".", 2)[0]
+                if original in names and fnmatch.fnmatch(entry.name, f".{original}.*.part"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)

@@ -1,0 +1,103 @@
+"""onnxruntime sessions: which runtimes are installed, which providers to ask for (and their options),
+and a session on the best one that really loads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+from nstcli.errors import UsageError
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+REPAIR_CLASH = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+
+
+def quiet_onnxruntime() -> None:
+    """onnxruntime logs provider-load failures as red multi-line errors; we report them ourselves."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+
+
+def installed_runtimes() -> list[str]:
+    """Which onnxruntime distributions are installed (more than one means they overwrote each other)."""
+    from importlib import metadata  # here, not at the top: importing it costs every nst apply 25 ms
+
+    names = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+    found = []
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            metadata.version(name)
+            found.append(name)
+    return found
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver sees a GPU here (whether or not onnxruntime can use it)."""
+    return Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidia0").exists()
+
+
+def provider_list(choice: str) -> list[str]:
+    """The providers to ask onnxruntime for, best first; CPU always last as the fallback."""
+    import onnxruntime as ort
+
+    if choice == "auto":
+        available = ort.get_available_providers()  # lists what was compiled in, not what loads
+        return [name for name in GPU_PROVIDERS if name in available] + ["CPUExecutionProvider"]
+    name = PROVIDERS.get(choice.lower(), choice)
+    if name not in ort.get_all_providers():
+        raise UsageError(f"--provider: unknown provider {choice!r} (choose auto, cpu, cuda or tensorrt)")
+    if name == "TensorrtExecutionProvider":
+        return [name, "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
+
+
+def provider_options(name: str) -> dict[str, str]:
+    """The options onnxruntime gets with provider ``name``."""
+    if name == "TensorrtExecutionProvider":
+        # Engines are built per input shape; caching them makes later runs start fast.
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nst" / "tensorrt"
+        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache)}
+    return {}
+
+
+def create_session(model: str | bytes, choice: str = "auto", threads: int = 0) -> tuple[object, list[str]]:
+    """An InferenceSession on the best provider that actually loads, and that provider list.
+
+    onnxruntime retries failed GPU providers on CPU by itself and prints that on stdout, which
+    would corrupt ``-o -``; its prints are captured and the providers read back afterwards.
+    """
+    import onnxruntime as ort
+
+    quiet_onnxruntime()
+    wanted = provider_list(choice)
+    if "TensorrtExecutionProvider" in wanted:
+        Path(provider_options("TensorrtExecutionProvider")["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = ort.InferenceSession(
+            model, sess_options=options, providers=[(name, provider_options(name)) for name in wanted]
+        )
+    return session, session.get_providers()
+
+
+def provider_warning(choice: str, loaded: list[str]) -> str | None:
+    """One line when a GPU provider was wanted (or a GPU is present) but onnxruntime fell back to CPU."""
+    if loaded[0] != "CPUExecutionProvider":
+        return None
+    if choice == "cpu" or (choice == "auto" and not gpu_present()):
+        return None
+    clash = len([name for name in installed_runtimes() if name.startswith("onnxruntime")]) > 1
+    hint = f"; onnxruntime and onnxruntime-gpu are both installed, repair with: {REPAIR_CLASH}" if clash else ""
+    return f"GPU provider did not load (needs CUDA 13 and cuDNN 9 libraries; see nst info); running on CPU{hint}"
