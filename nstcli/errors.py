@@ -1,4 +1,4 @@
-"""Errors the CLI turns into one-line messages and exit codes (GUIDE §4)."""
+"""Errors the CLI turns into one-line messages and exit codes (docs/ARCHITECTURE.md, "Errors and exit codes")."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
