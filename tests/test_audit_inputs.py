@@ -402,7 +402,7 @@ def test_out_of_memory_is_one_line(good, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-# ---------------------------------------------------------------- seeded fuzz slices (the long run: tests/bench/fuzz.py)
+# ---------------------------------------------------------------- seeded fuzz slices (the long run: bench/fuzz.py)
 
 SEEDS = [encode(picture(), "PNG"), encode(picture(), "JPEG"), encode(picture(), "GIF"), encode(picture(), "WEBP")]
 
@@ -423,7 +423,7 @@ mutations = st.tuples(
 
 def check_reader(mutation) -> None:
     """Mutated image bytes decode to an RGB image or fail with InputError, nothing else (also used by
-    tests/bench/fuzz.py)."""
+    bench/fuzz.py)."""
     index, edits, cut = mutation
     try:
         image = images.read_image(mutate(SEEDS[index], edits, cut))

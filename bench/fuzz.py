@@ -1,6 +1,6 @@
 """Bounded fuzzing of the image reader and of ``nst apply``'s argument parsing (issue 7); prints a table.
 
-    python tests/bench/fuzz.py --seconds 120 --seed 1
+    python bench/fuzz.py --seconds 120 --seed 1
 
 The CI runs a short seeded slice of the same properties (tests/test_audit_inputs.py). Here each
 target gets ``--seconds`` of random examples. A finding is any outcome other than a decoded RGB
@@ -18,7 +18,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.test_audit_inputs import (  # noqa: E402 - after the path tweak
     check_reader,
