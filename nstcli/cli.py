@@ -661,10 +661,11 @@ def bench(
     print(json.dumps(report.to_dict(), indent=1) if json_output else engine.format_table(report))
 
 
-def main() -> None:
-    """Entry point: run the app, turning every expected failure into one line and an exit code."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app on ``argv`` (default: sys.argv[1:]), turning every expected failure into
+    one line and an exit code; raises SystemExit with that code (tests call it in-process)."""
     try:
-        code = app(prog_name="nst", standalone_mode=False)
+        code = app(args=argv, prog_name="nst", standalone_mode=False)
     except click_errors.UsageError as error:
         hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
         print(f"nst: error: {error.format_message()}{hint}", file=sys.stderr)
