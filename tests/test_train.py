@@ -15,7 +15,7 @@ from PIL import Image
 
 from nstcli import data, train
 from nstcli.errors import InputError, UsageError
-from tests.conftest import SUBPROCESS_ENV as ENV
+from tests.conftest import SUBPROCESS_ENV as ENV, nst
 
 
 
@@ -266,11 +266,7 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
         train.load_checkpoint(tmp_path / "y.pt")
 
 
-# --- the command line (real subprocesses) ------------------------------------------------------
-
-
-def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+# --- the command line (in-process; real processes for Ctrl-C, kill, torchrun) -----------------
 
 
 def tiny_flags(photos: Path, style: Path, weights: Path) -> list[str]:
@@ -289,7 +285,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
         "--preview-every", "2", "--export", "model.onnx", "--crop-scale", "0.5", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ""  # stdout is for data only
+    assert result.stdout == b""  # stdout is for data only
     assert "1 unreadable image files were skipped" in result.stderr
     assert "wrote model.pt" in result.stderr and "wrote model.onnx" in result.stderr
     rows = (tmp_path / "loss.csv").read_text().splitlines()
