@@ -562,9 +562,10 @@ def bench(
     print(json.dumps(report.to_dict(), indent=1) if json_output else bench_engine.format_table(report))
 
 
-def main() -> None:
-    """Entry point: run the app, turning every expected failure into one line and an exit code."""
-    argv, warnings = replace_deprecated(sys.argv[1:])
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app on ``argv`` (default: sys.argv[1:]), turning every expected failure into
+    one line and an exit code; raises SystemExit with that code (tests call it in-process)."""
+    argv, warnings = replace_deprecated(sys.argv[1:] if argv is None else argv)
     for warning in warnings:
         print(warning, file=sys.stderr)
     try:

@@ -2,7 +2,7 @@
 
 Each case is a file name, its bytes and what a reader must do with it: ``"ok"`` (decode to a
 usable RGB image) or ``"error"`` (refuse with an InputError). Used by tests/test_audit_inputs.py
-and tests/bench/fuzz.py.
+and bench/fuzz.py.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Each case must end in a correct result or a one-line error with the documented exit code
 (1 bad input, 2 usage): no traceback, no hang (timeouts), no partial or lost file.
 
-Real subprocesses (``python -m nstcli``) cover apply and train over a whole corpus folder and a
-sample of optimize/score/export cases; the full corpus through optimize and score runs the same
-entry point (``cli.main``) in-process, which costs one torch import instead of one per case.
+The CLI runs in-process (``nst``: ``cli.main`` in this process, one torch import instead of one per
+case). Real subprocesses (``run_nst``) run apply and train over the corpus folder, whose FIFO would
+hang a run that opened it (the timeout ends it), and a sample of optimize and score errors, where a
+fresh interpreter would show anything its imports print on stderr.
 Runs as root cannot test unreadable permissions (root reads mode 000 files): that case is skipped.
 """
 
@@ -13,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,36 +30,11 @@ from nstcli import images
 from nstcli import model_format as fmt
 from nstcli.errors import InputError
 from tests.bad_inputs import corpus, encode, picture, write_corpus
+from tests.conftest import nst, run_nst
 
-REPO = Path(__file__).resolve().parent.parent
-ENV = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", OMP_NUM_THREADS="1")
 CASES = {case.name: case for case in corpus()}
 OK = sorted(name for name, case in CASES.items() if case.expect == "ok")
 BAD = sorted(name for name, case in CASES.items() if case.expect == "error")
-
-
-def nst(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
-
-
-def nst_here(*args: str) -> tuple[int, str, bytes]:
-    """``nst ARGS`` through cli.main in this process: (exit code, stderr, stdout). An escaping exception fails."""
-    from nstcli.cli import main
-
-    err, out = io.StringIO(), io.TextIOWrapper(io.BytesIO())
-    argv, stdin = sys.argv, sys.stdin
-    sys.argv, sys.stdin = ["nst", *args], io.TextIOWrapper(io.BytesIO())  # '-' reads an empty stdin, never waits
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv, sys.stdin = argv, stdin
-    out.flush()
-    return code, err.getvalue(), out.buffer.getvalue()
 
 
 def one_line(stderr: str) -> bool:
@@ -150,28 +124,30 @@ def test_optimize_and_score_over_the_corpus(bad, good, tmp_path):
         for role in ("content", "style"):
             output = tmp_path / f"{role}-{len(name)}-{tried}.png"
             pair = [source, str(good)] if role == "content" else [str(good), source]
-            code, stderr, _ = nst_here("optimize", *pair, "-o", str(output), "--size", "32", "--iterations", "1", "-q")
+            result = nst("optimize", *pair, "-o", str(output), "--size", "32", "--iterations", "1", "-q")
             tried += 1
             if expect_ok:
-                assert code == 0, (name, role, stderr)
+                assert result.returncode == 0, (name, role, result.stderr)
                 assert max(Image.open(output).size) == 32
             else:
-                assert code == 1 and one_line(stderr) and not output.exists(), (name, role, stderr)
-        code, stderr, stdout = nst_here("score", str(good), source, source, "--size", "32")
+                assert result.returncode == 1 and one_line(result.stderr) and not output.exists(), (name, role, result.stderr)
+        result = nst("score", str(good), source, source, "--size", "32")
         if expect_ok:
-            assert code == 0 and set(json.loads(stdout)) >= {"content", "style"}, (name, stderr)
+            assert result.returncode == 0 and set(json.loads(result.stdout)) >= {"content", "style"}, (name, result.stderr)
         else:
-            assert code == 1 and one_line(stderr) and stdout == b"", (name, stderr)
+            assert result.returncode == 1 and one_line(result.stderr) and result.stdout == b"", (name, result.stderr)
     assert tried == 2 * len(CASES) and leftovers(tmp_path) == []
 
 
 def test_subprocess_sample_of_optimize_and_score(bad, good, tmp_path):
-    result = nst("optimize", str(bad / "bomb.png"), str(good), "-o", "out.png", "--size", "32", "--iterations", "1",
-                 cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 1 and one_line(result.stderr) and "decompression bomb" in result.stderr
+    result = run_nst("optimize", str(bad / "bomb.png"), str(good), "-o", "out.png", "--size", "32", "--iterations", "1",
+                     cwd=tmp_path, timeout=120)  # fmt: skip
+    stderr = result.stderr.decode()
+    assert result.returncode == 1 and one_line(stderr) and "decompression bomb" in stderr
     assert not (tmp_path / "out.png").exists()
-    result = nst("score", str(good), str(bad / "text.jpg"), str(good), "--size", "32", cwd=tmp_path)
-    assert result.returncode == 1 and one_line(result.stderr) and "not a recognised image" in result.stderr
+    result = run_nst("score", str(good), str(bad / "text.jpg"), str(good), "--size", "32", cwd=tmp_path, timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1 and one_line(stderr) and "not a recognised image" in stderr
 
 
 # ---------------------------------------------------------------- apply
@@ -189,14 +165,14 @@ def corpus_folder(root: Path) -> Path:
 
 def test_apply_over_the_corpus_folder(model, tmp_path):
     folder = corpus_folder(tmp_path)
-    result = nst("apply", str(model), str(folder), "-o", "out", "--json", cwd=tmp_path, timeout=60)
-    summary = json.loads(result.stdout)
-    assert result.returncode == 1, result.stderr
+    result = run_nst("apply", str(model), str(folder), "-o", "out", "--json", cwd=tmp_path, timeout=60)
+    summary, stderr = json.loads(result.stdout), result.stderr.decode()
+    assert result.returncode == 1, stderr
     failed = sorted(Path(failure["input"]).name for failure in summary["failures"])
     suffixed = [name for name in BAD if Path(name).suffix]  # folders are walked by image suffix
     assert failed == suffixed and summary["written"] == len([n for n in OK if Path(n).suffix])
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if not line.startswith(("nst: warning", f"{summary['written']} written"))]
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if not line.startswith(("nst: warning", f"{summary['written']} written"))]
     assert len(lines) == len(failed)  # one line per failed file
     out = tmp_path / "out"
     for name in OK:
@@ -226,8 +202,8 @@ def test_apply_name_templates_cannot_escape_or_crash(model, good, tmp_path, temp
     source = tmp_path / "in"
     source.mkdir()
     images.write_image(images.read_image(good), source / "a.png")
-    code, stderr, _ = nst_here("apply", str(model), str(source), "-o", str(tmp_path / "out"), "--name", template)
-    assert code == 2 and one_line(stderr), stderr
+    result = nst("apply", str(model), str(source), "-o", str(tmp_path / "out"), "--name", template)
+    assert result.returncode == 2 and one_line(result.stderr), result.stderr
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.png"]
 
 
@@ -235,8 +211,8 @@ def test_empty_path_arguments_are_usage_errors(model, good, tmp_path):
     # Path('') means '.', so '' (an unset shell variable) used to walk the whole current folder.
     for args in ([str(good), ""], ["", "-o", "out"], [str(good), "-o", ""]):
         args = args if "-o" in args else [*args, "-o", str(tmp_path / "out")]
-        code, stderr, _ = nst_here("apply", str(model), *args)
-        assert code == 2 and one_line(stderr) and "empty string" in stderr, stderr
+        result = nst("apply", str(model), *args, cwd=tmp_path)  # a relative "out" lands in tmp_path
+        assert result.returncode == 2 and one_line(result.stderr) and "empty string" in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -247,15 +223,15 @@ def test_hostile_onnx_files(tmp_path, good):
     zero = identity_model(tmp_path / "zero.onnx", size_multiple="0")
     for path, message in [(truncated, "cannot load as an ONNX model"), (foreign, "not an nst model"),
                           (zero, "bad nst metadata")]:  # fmt: skip
-        code, stderr, _ = nst_here("apply", str(path), str(good), "-o", str(tmp_path / "o.png"))
-        assert code == 1 and one_line(stderr) and message in stderr, stderr
+        result = nst("apply", str(path), str(good), "-o", str(tmp_path / "o.png"))
+        assert result.returncode == 1 and one_line(result.stderr) and message in result.stderr, result.stderr
     assert not (tmp_path / "o.png").exists()
     # Style names from metadata end up in file names: path-like ones are flattened, never followed.
     traversal = identity_model(tmp_path / "trav.onnx", styles=["../../escaped"])
     out = tmp_path / "deep" / "out"
     out.parent.mkdir()
-    code, stderr, _ = nst_here("apply", str(traversal), str(good), "-o", str(out), "--name", "{style}-{stem}.{ext}")
-    assert code == 0, stderr
+    result = nst("apply", str(traversal), str(good), "-o", str(out), "--name", "{style}-{stem}.{ext}")
+    assert result.returncode == 0, result.stderr
     written = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")]
     assert len(written) == 1 and written[0].startswith("deep/out/") and written[0].endswith("escaped-good.png")
 
@@ -265,11 +241,12 @@ def test_hostile_onnx_files(tmp_path, good):
 
 def test_train_over_the_corpus_folder(tmp_path, good):
     folder = corpus_folder(tmp_path)
-    result = nst("train", "--style-image", str(good), "--data", str(folder), "-o", "m.pt", "--width", "0.25",
-                 "--residual-blocks", "1", "--image-size", "32", "--batch-size", "2", "--workers", "0",
-                 "--steps", "2", cwd=tmp_path, timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and "unreadable image files were skipped" in result.stderr
+    result = run_nst("train", "--style-image", str(good), "--data", str(folder), "-o", "m.pt", "--width", "0.25",
+                     "--residual-blocks", "1", "--image-size", "32", "--batch-size", "2", "--workers", "0",
+                     "--steps", "2", cwd=tmp_path, timeout=120)  # fmt: skip
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert "Traceback" not in stderr and "unreadable image files were skipped" in stderr
     from nstcli import checkpoint
 
     assert checkpoint.load_checkpoint(tmp_path / "m.pt")["step"] == 2
@@ -294,9 +271,9 @@ def test_a_pickle_payload_never_runs(tmp_path, good):
     for args in (["export", str(evil), "-o", "e.onnx"], ["train", "--resume", str(evil), "-o", "r.pt", "--steps", "1"]):
         result = nst(*args, cwd=tmp_path)
         assert result.returncode == 1 and one_line(result.stderr) and "not an nst model" in result.stderr
-    code, stderr, _ = nst_here("optimize", str(good), str(good), "-o", str(tmp_path / "w.png"), "--net", "vgg16",
-                               "--weights", str(evil), "--size", "32", "--iterations", "1")  # fmt: skip
-    assert code == 1 and one_line(stderr) and "cannot load weights" in stderr
+    result = nst("optimize", str(good), str(good), "-o", str(tmp_path / "w.png"), "--net", "vgg16",
+                 "--weights", str(evil), "--size", "32", "--iterations", "1")  # fmt: skip
+    assert result.returncode == 1 and one_line(result.stderr) and "cannot load weights" in result.stderr
     assert not marker.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
 
@@ -328,8 +305,8 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path):
         torch.save(value, tmp_path / f"{name}.pt")
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "valid.pt").read_bytes()[:500])
     for name in [*damaged, "truncated"]:
-        code, stderr, _ = nst_here("export", str(tmp_path / f"{name}.pt"), "-o", str(tmp_path / f"{name}.onnx"))
-        assert code == 1 and one_line(stderr), (name, stderr)
+        result = nst("export", str(tmp_path / f"{name}.pt"), "-o", str(tmp_path / f"{name}.onnx"))
+        assert result.returncode == 1 and one_line(result.stderr), (name, result.stderr)
         assert not (tmp_path / f"{name}.onnx").exists()
 
 
@@ -337,9 +314,9 @@ def test_resuming_weights_without_training_state_is_a_one_line_error(tmp_path):
     import torch
 
     torch.save(valid_checkpoint(), tmp_path / "weights.pt")  # exportable (see above), but no optimiser, step, RNG
-    code, stderr, _ = nst_here("train", "--resume", str(tmp_path / "weights.pt"), "-o", str(tmp_path / "more.pt"))
-    assert code == 1 and one_line(stderr), stderr
-    assert "holds no training state (optimizer," in stderr and "can be exported, not resumed" in stderr
+    result = nst("train", "--resume", str(tmp_path / "weights.pt"), "-o", str(tmp_path / "more.pt"))
+    assert result.returncode == 1 and one_line(result.stderr), result.stderr
+    assert "holds no training state (optimizer," in result.stderr and "can be exported, not resumed" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["weights.pt"]
 
 
@@ -354,8 +331,8 @@ def test_injected_disk_full_leaves_no_file(good, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="No space left"):
         images.write_bytes_atomic(b"x" * 1000, tmp_path / "a.png")
     output = tmp_path / "out.png"
-    code, stderr, _ = nst_here("optimize", str(good), str(good), "-o", str(output), "--size", "32", "--iterations", "1")
-    assert code == 1 and one_line(stderr) and "No space left" in stderr
+    result = nst("optimize", str(good), str(good), "-o", str(output), "--size", "32", "--iterations", "1")
+    assert result.returncode == 1 and one_line(result.stderr) and "No space left" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -397,12 +374,12 @@ def test_out_of_memory_is_one_line(good, tmp_path, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(optimize, "run_optimize", exhausted)
-    code, stderr, _ = nst_here("optimize", str(good), str(good), "-o", str(tmp_path / "o.png"), "--size", "32")
-    assert code == 1 and one_line(stderr) and "out of memory" in stderr
+    result = nst("optimize", str(good), str(good), "-o", str(tmp_path / "o.png"), "--size", "32")
+    assert result.returncode == 1 and one_line(result.stderr) and "out of memory" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-# ---------------------------------------------------------------- seeded fuzz slices (the long run: tests/bench/fuzz.py)
+# ---------------------------------------------------------------- seeded fuzz slices (the long run: bench/fuzz.py)
 
 SEEDS = [encode(picture(), "PNG"), encode(picture(), "JPEG"), encode(picture(), "GIF"), encode(picture(), "WEBP")]
 
@@ -423,7 +400,7 @@ mutations = st.tuples(
 
 def check_reader(mutation) -> None:
     """Mutated image bytes decode to an RGB image or fail with InputError, nothing else (also used by
-    tests/bench/fuzz.py)."""
+    bench/fuzz.py)."""
     index, edits, cut = mutation
     try:
         image = images.read_image(mutate(SEEDS[index], edits, cut))
@@ -450,8 +427,8 @@ tokens = st.one_of(st.sampled_from(APPLY_FLAGS + ["--skip-existing", "--overwrit
 @given(st.lists(tokens, max_size=6))
 def test_fuzz_apply_arguments(tmp_path_factory, model, good, argv):
     out = tmp_path_factory.mktemp("fuzz")
-    code, stderr, _ = nst_here("apply", str(model), str(good), "-o", str(out / "o.png"), *argv)
-    assert code in (0, 1, 2), stderr
-    if code != 0:
-        assert "Traceback" not in stderr and stderr.strip(), stderr
+    result = nst("apply", str(model), str(good), "-o", str(out / "o.png"), *argv)
+    assert result.returncode in (0, 1, 2), result.stderr
+    if result.returncode != 0:
+        assert "Traceback" not in result.stderr and result.stderr.strip(), result.stderr
     assert leftovers(out) == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from PIL import Image
 
 from nstcli import checkpoint, export, generators, model_format, settings, train, train_plan
 from nstcli.errors import InputError
-from tests.conftest import SUBPROCESS_ENV as ENV
+from tests.conftest import nst
 
 
 
@@ -117,10 +115,6 @@ def test_parity_pads_odd_sizes_like_apply(trained):
     assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
 
 
-def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
-
-
 def test_exported_models_apply_to_tiny_and_odd_images(tmp_path, trained):
     sizes = [(1, 1), (3, 5), (17, 9)]
     for index, size in enumerate(sizes):
@@ -137,7 +131,7 @@ def test_exported_models_apply_to_tiny_and_odd_images(tmp_path, trained):
 def test_cli_export_and_its_errors(tmp_path, trained):
     result = nst("export", str(trained["texture"]), "-o", "m.onnx", "--precision", "fp16", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
+    assert result.stdout == b""
     assert "wrote m.onnx (fp16" in result.stderr and "max abs diff vs PyTorch" in result.stderr
     again = nst("export", str(trained["texture"]), "-o", "m.onnx", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr

@@ -4,8 +4,6 @@ export with a style_weights input, and nst apply --style/--mix on the exported g
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from PIL import Image
 
 from nstcli import checkpoint, export, generators, model_format, settings, train, train_plan
 from nstcli.errors import UsageError
-from tests.conftest import SUBPROCESS_ENV as ENV
+from tests.conftest import nst
 
 
 
@@ -259,10 +257,6 @@ def test_export_has_a_style_weights_input_and_matches_pytorch_mixes(folder, bank
     assert json.loads({entry.key: entry.value for entry in proto.metadata_props}[model_format.META_STYLES]) == ["green"]
     green = onnxruntime.InferenceSession(str(single), providers=["CPUExecutionProvider"])
     assert np.abs(green.run(None, {"image": image.numpy()})[0] - run([0.0, 1.0])).max() < 1e-4
-
-
-def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True)
 
 
 def test_cli_trains_a_bank_with_the_embedded_vgg19_adds_a_style_exports_and_applies(tmp_path, folder):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from nstcli import checkpoint, data, generators, settings, train, train_plan
 from nstcli.errors import InputError, UsageError
-from tests.conftest import SUBPROCESS_ENV as ENV
+from tests.conftest import SUBPROCESS_ENV as ENV, nst
 
 
 
@@ -278,11 +278,7 @@ def test_a_format_1_checkpoint_still_loads(tmp_path):
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in rebuilt.state_dict().items())
 
 
-# --- the command line (real subprocesses) ------------------------------------------------------
-
-
-def nst(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nstcli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+# --- the command line (in-process; real processes for Ctrl-C, kill, torchrun) -----------------
 
 
 def tiny_flags(photos: Path, style: Path, weights: Path) -> list[str]:
@@ -301,7 +297,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
         "--preview-every", "2", "--export", "model.onnx", "--crop-scale", "0.5", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ""  # stdout is for data only
+    assert result.stdout == b""  # stdout is for data only
     assert "1 unreadable image files were skipped" in result.stderr
     assert "wrote model.pt" in result.stderr and "wrote model.onnx" in result.stderr
     rows = (tmp_path / "loss.csv").read_text().splitlines()

@@ -13,8 +13,8 @@ as the learning rate does not depend on the step budget):
 Training photos are ../shared/data/photos without HELD_OUT (kept for the contact sheets and scores).
 Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring, sheets: on the CPU after.
 
-    PYTHONPATH=. python3 tests/bench/bundled_styles.py --out $OUT --device cuda            # ~7 min on an H100
-    PYTHONPATH=. python3 tests/bench/bundled_styles.py --out /tmp/b --device cpu --size 32 --budget-scale 0.02
+    PYTHONPATH=. python3 tools/bundled_styles.py --out $OUT --device cuda            # ~7 min on an H100
+    PYTHONPATH=. python3 tools/bundled_styles.py --out /tmp/b --device cpu --size 32 --budget-scale 0.02
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from nstcli import data, generators, images, train
-from stylebank_evidence import StyleProbe, probed_run, timed_run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: nstcli and bench/
+
+from bench.stylebank_evidence import StyleProbe, probed_run, timed_run  # noqa: E402 - after the path set-up
+from nstcli import data, generators, images, train  # noqa: E402
 
 BANK_STYLES = {  # preset name: painting (the first four: the issue-5 evidence, in this order)
     "starry-night": "vangogh_starry_night",

@@ -4,7 +4,7 @@ Runs the engine in-process three times per setting (a warm-up, then a short and 
 and divides the time difference by the difference in evaluations, so set-up (weights, targets,
 CUDA-graph capture, cudnn autotuning) is excluded.
 
-Usage:  python tests/bench/optimize_engine_speed.py --device cuda --size 512
+Usage:  python bench/optimize_engine_speed.py --device cuda --size 512
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Write styles/NAME/preset.toml for the bundled paintings from their training checkpoints and judged losses.
 
-    PYTHONPATH=. python3 tests/bench/write_presets.py CHECKPOINTS_DIR [QUALITY.json] [--card KIND=TEXT ...]
+    PYTHONPATH=. python3 tools/write_presets.py CHECKPOINTS_DIR [QUALITY.json] [--card KIND=TEXT ...]
 
-CHECKPOINTS_DIR holds bank.ckpt and johnson-NAME.ckpt from tests/bench/bundled_styles.py (export
+CHECKPOINTS_DIR holds bank.ckpt and johnson-NAME.ckpt from tools/bundled_styles.py (export
 them into styles/ first: bank as styles/stylebank.onnx, fp32; johnson as styles/NAME/johnson.onnx,
-fp16). QUALITY.json is tests/bench/bundled_quality.py's output at 512 px: run that once the models
+fp16). QUALITY.json is bench/bundled_quality.py's output at 512 px: run that once the models
 are in place, then this again to add the judged losses.
 """
 
@@ -19,7 +19,7 @@ import torch
 from bundled_styles import BANK_STYLES, HELD_OUT
 from nstcli import train
 
-STYLES = Path(__file__).resolve().parents[2] / "styles"
+STYLES = Path(__file__).resolve().parents[1] / "styles"
 PAINTINGS = {  # preset name: (title, artist, lifespan, year), from shared/data/PROVENANCE.md
     "starry-night": ("The Starry Night", "Vincent van Gogh", "1853-1890", "1889"),
     "great-wave": ("The Great Wave off Kanagawa (woodblock print)", "Katsushika Hokusai", "1760-1849", "c. 1830-1832"),
@@ -89,7 +89,7 @@ def preset_toml(name: str, checkpoints: Path, judged: dict, cards: dict[str, str
         lines += ["", "[models.johnson]", 'file = "johnson.onnx"']
     lines += [
         "",
-        "# Trained with tests/bench/bundled_styles.py (time-boxed phases, stopped by Ctrl-C); the equivalent",
+        "# Trained with tools/bundled_styles.py (time-boxed phases, stopped by Ctrl-C); the equivalent",
         "# commands are below (the learning rate does not depend on the step budget). Training photos: the",
         f"# {26 - len(HELD_OUT)} of ../shared/data/photos other than {', '.join(HELD_OUT)} (held out for judging).",
     ]

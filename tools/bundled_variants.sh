@@ -5,7 +5,7 @@
 # OUT/NAME.log; OUT/gpu.log samples utilisation every 30 s. With WORK set elsewhere, each run's
 # folder is also packed as OUT/NAME.tar: one file per run, for machines that return few files
 # (add --slim to the runs to keep the tars small). From the repository root:
-#   COMMON="--device cuda --workers 3 --slim" WORK=/tmp/runs bash tests/bench/bundled_variants.sh OUT \
+#   COMMON="--device cuda --workers 3 --slim" WORK=/tmp/runs bash tools/bundled_variants.sh OUT \
 #     "a:--style-weight 0.3 --skip incremental,johnson" "b:--style-weight 0.8 --skip incremental,johnson"
 set -uo pipefail
 out=${1:?out dir}; shift
@@ -19,7 +19,7 @@ names=()
 for variant in "$@"; do
   name=${variant%%:*}; args=${variant#*:}
   # shellcheck disable=SC2086 # ARGS and COMMON are word lists
-  python3 tests/bench/bundled_styles.py --out "$work/$name" ${COMMON:-} $args >"$out/$name.log" 2>&1 &
+  python3 tools/bundled_styles.py --out "$work/$name" ${COMMON:-} $args >"$out/$name.log" 2>&1 &
   pids+=($!); names+=("$name")
 done
 status=0

@@ -5,8 +5,8 @@ warm-up steps and then a timed stretch; prints img/s at batch 4 and at the best 
 then the rows of the study's timing table: seconds per training step per style at batch 4, total
 time of the paper's run (40,000 steps at batch 4), and seconds per generated 256x256 image.
 
-    PYTHONPATH=. python3 tests/bench/train_throughput.py --device cpu --size 128 --batches 4 --steps 4
-    PYTHONPATH=. python3 tests/bench/train_throughput.py --device cuda            # ~2 min on an H100
+    PYTHONPATH=. python3 bench/train_throughput.py --device cpu --size 128 --batches 4 --steps 4
+    PYTHONPATH=. python3 bench/train_throughput.py --device cuda            # ~2 min on an H100
 
 On CUDA the trainer uses bf16 autocast, channels-last and fused Adam (its defaults there).
 """

@@ -9,9 +9,9 @@
 4. a contact sheet: rows = photos, columns = the photo, each style of the full bank, a 50/50 mix of
    the first two (linear bank fusion); seconds per image (PyTorch) at a long side of 2 x --size.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python3 tests/bench/stylebank_evidence.py --out /tmp/sb_evidence \\
+    PYTHONPATH=. OMP_NUM_THREADS=1 python3 bench/stylebank_evidence.py --out /tmp/sb_evidence \\
         --size 64 --steps 480 --add-steps 160 --eval-every 40 --device cpu          # ~5 min here
-    PYTHONPATH=. python3 tests/bench/stylebank_evidence.py --out /tmp/sb_gpu --size 256 --steps 4000 \\
+    PYTHONPATH=. python3 bench/stylebank_evidence.py --out /tmp/sb_gpu --size 256 --steps 4000 \\
         --add-steps 1000 --eval-every 100 --batch-size 4 --width 1 --workers 4 --device cuda
 """
 

@@ -1,6 +1,6 @@
 """Bounded fuzzing of the image reader and of ``nst apply``'s argument parsing (issue 7); prints a table.
 
-    python tests/bench/fuzz.py --seconds 120 --seed 1
+    python bench/fuzz.py --seconds 120 --seed 1
 
 The CI runs a short seeded slice of the same properties (tests/test_audit_inputs.py). Here each
 target gets ``--seconds`` of random examples. A finding is any outcome other than a decoded RGB
@@ -18,17 +18,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_audit_inputs import (  # noqa: E402 - after the path tweak
-    check_reader,
-    identity_model,
-    leftovers,
-    mutations,
-    nst_here,
-    tokens,
-)
-from tests.bad_inputs import picture  # noqa: E402
+from tests.bad_inputs import picture  # noqa: E402 - after the path tweak
+from tests.conftest import nst  # noqa: E402
+from tests.test_audit_inputs import check_reader, identity_model, leftovers, mutations, tokens  # noqa: E402
 
 
 def fuzz(name: str, strategy, check, seconds: float, seed: int) -> dict[str, object]:
@@ -70,9 +64,9 @@ def main() -> None:
 
     def check_apply(argv: list[str]) -> None:
         out = Path(tempfile.mkdtemp(dir=work))
-        code, stderr, _ = nst_here("apply", str(model), str(good), "-o", str(out / "o.png"), *argv)
-        assert code in (0, 1, 2), f"exit {code}: {stderr[-300:]}"
-        assert "Traceback" not in stderr, stderr[-300:]
+        result = nst("apply", str(model), str(good), "-o", str(out / "o.png"), *argv)
+        assert result.returncode in (0, 1, 2), f"exit {result.returncode}: {result.stderr[-300:]}"
+        assert "Traceback" not in result.stderr, result.stderr[-300:]
         assert leftovers(out) == [], "temp file left"
 
     rows = [

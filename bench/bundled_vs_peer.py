@@ -7,7 +7,7 @@
 3. end to end, a folder of --count 512 x 512 photos, both tools writing PNG, median of 3.
 Prints a table with the ratios nst / peer (below 1: nst is faster).
 
-    python tests/bench/bundled_vs_peer.py                 # ~3 min on two cores
+    python bench/bundled_vs_peer.py                 # ~3 min on two cores
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nstcli import styles  # noqa: E402 - after the path set-up

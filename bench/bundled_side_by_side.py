@@ -6,8 +6,8 @@ content stays and how clean the strokes are, not the palettes). Also prints each
 loss (``nst score`` against the photo, VGG19 relu4_2): a number for "how much of the photo is left"
 that needs no style image, so it applies to the peer too.
 
-    python tests/bench/bundled_side_by_side.py -o /tmp/side.png
-    python tests/bench/bundled_side_by_side.py -o /tmp/c.png --column new=/tmp/bank.onnx:starry-night --column starry-night
+    python bench/bundled_side_by_side.py -o /tmp/side.png
+    python bench/bundled_side_by_side.py -o /tmp/c.png --column new=/tmp/bank.onnx:starry-night --column starry-night
 """
 
 from __future__ import annotations

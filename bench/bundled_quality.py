@@ -6,9 +6,9 @@ each photo at --size long side, each judged with ``nst score`` at the same size.
 writes OUT/quality.json, OUT/sheet.png (rows = photos; columns = the photo, every bundled style,
 a 50/50 mix of the first two) and OUT/kinds.png (stylebank vs johnson vs optimize per style).
 
-    PYTHONPATH=. python3 tests/bench/bundled_quality.py --out /tmp/quality --size 512
-    PYTHONPATH=. OMP_NUM_THREADS=1 python3 tests/bench/bundled_quality.py --out /tmp/q256 --size 256 --optimize 300
-    PYTHONPATH=. python3 tests/bench/bundled_quality.py --out /tmp/candidate --bank candidate.onnx   # a new bank alone
+    PYTHONPATH=. python3 bench/bundled_quality.py --out /tmp/quality --size 512
+    PYTHONPATH=. OMP_NUM_THREADS=1 python3 bench/bundled_quality.py --out /tmp/q256 --size 256 --optimize 300
+    PYTHONPATH=. python3 bench/bundled_quality.py --out /tmp/candidate --bank candidate.onnx   # a new bank alone
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bundled_styles import HELD_OUT  # not in the bundled models' training photos
-from nstcli import images, optimize, report, styles
-from nstcli.apply.model import Model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: nstcli and tools/
+
+from nstcli import images, optimize, report, styles  # noqa: E402 - after the path set-up
+from nstcli.apply.model import Model  # noqa: E402
+from tools.bundled_styles import HELD_OUT  # noqa: E402 - not in the bundled models' training photos
 
 
 def stylise(model: Model, photo: Image.Image, style: str | None = None, mix: dict[str, float] | None = None) -> Image.Image:

