@@ -95,7 +95,7 @@ def random_johnson_state(width: float) -> dict:
     import torch
 
     from nstcli import generators
-    from nstcli.train import TrainConfig
+    from nstcli.settings import TrainConfig
 
     torch.manual_seed(0)
     config = TrainConfig(style=["random.jpg"], arch="johnson", arch_options={"width": width})
@@ -216,7 +216,7 @@ def main() -> None:
     models = {}
     precisions = args.precisions.split(",")
     for checkpoint in args.model:
-        from nstcli.train import load_checkpoint
+        from nstcli.checkpoint import load_checkpoint
 
         state = load_checkpoint(checkpoint)
         models[f"{Path(checkpoint).stem} (trained)"] = export_variants(

@@ -25,7 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: nstcli and tools/
 
-from nstcli import images, optimize, report, styles  # noqa: E402 - after the path set-up
+from nstcli import images, optimize, report, settings, styles  # noqa: E402 - after the path set-up
 from nstcli.apply.model import Model  # noqa: E402
 from tools.bundled_styles import HELD_OUT  # noqa: E402 - not in the bundled models' training photos
 
@@ -63,7 +63,7 @@ def main() -> None:
             model = sessions.setdefault(bundled.path, Model(str(bundled.path), "cpu", 0))
             outputs[kind] = {name: stylise(model, photo, bundled.style) for name, photo in photos.items()}
         if args.optimize:
-            config = optimize.OptimizeConfig(size=args.size, iterations=args.optimize, seed=0)
+            config = settings.OptimizeConfig(size=args.size, iterations=args.optimize, seed=0)
             outputs["optimize"] = {name: optimize.run_optimize(photo, [painting], config).image for name, photo in photos.items()}
         scores = {
             kind: [optimize.score(photos[name], painting, image, args.size) for name, image in by_photo.items()]

@@ -16,7 +16,8 @@ import torch
 
 from nstcli import images
 from nstcli.demo import DEMO_STYLE, demo_scene
-from nstcli.optimize import OptimizeConfig, run_optimize
+from nstcli.optimize import run_optimize
+from nstcli.settings import OptimizeConfig
 from nstcli.styles import get_preset
 
 

@@ -29,36 +29,39 @@ from pathlib import Path
 import torch
 
 from nstcli import generators, images, report, train
+from nstcli.checkpoint import build_trained_generator, load_checkpoint
+from nstcli.settings import TrainConfig, get_setting, with_settings
+from nstcli.train_plan import RUN_SETTINGS, add_styles_config
 
 PAINTINGS = ("vangogh_starry_night", "hokusai_great_wave", "klimt_the_kiss", "turner_shipwreck_of_the_minotaur")
 
 
-def config(args: argparse.Namespace, styles: list[Path], steps: int) -> train.TrainConfig:
+def config(args: argparse.Namespace, styles: list[Path], steps: int) -> TrainConfig:
     names = [path.stem.split("_")[0] + "_" + path.stem.split("_")[-1] for path in styles]
-    return train.TrainConfig(
+    return with_settings(TrainConfig(), dict(
         style=[str(path) for path in styles], names=names, data=str(args.photos), arch="stylebank",
         arch_options={"styles": len(styles), "width": args.width}, image_size=args.size, batch_size=args.batch_size,
         steps=steps, workers=args.workers, device=args.device, log_every=10, checkpoint_every=0,
         style_weight=args.style_weight, lr=args.lr, warmup_steps=args.warmup_steps,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 class StyleProbe:
     """The loss of one bank on fixed photo crops, with the training objective of ``cfg``."""
 
-    def __init__(self, cfg: train.TrainConfig, style: int, count: int = 4, photos: torch.Tensor | None = None):
+    def __init__(self, cfg: TrainConfig, style: int, count: int = 4, photos: torch.Tensor | None = None):
         self.trainer = train.Trainer(cfg)  # builds the loss, the targets and the dataset
         self.style = style
         if photos is None:  # the first training crops
             photos = torch.stack([self.trainer.dataset[0, index][0] for index in range(count)])
         self.photos = photos.to(self.trainer.device)
-        self.trainer.loss_fn.set_content(self.photos)
-        self.trainer.use_bank(style)
+        self.loss_fn = self.trainer.objective.loss_fn  # one Gram target per bank
+        self.loss_fn.set_content(self.photos)
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
         was_training = model.training
-        terms = self.trainer.loss_fn(model.eval().branch(self.photos, self.style))
+        terms = self.loss_fn(model.eval().branch(self.photos, self.style), self.style)
         model.train(was_training)
         return {"content": terms.content.item(), "style": terms.style.item()}
 
@@ -81,7 +84,7 @@ def timed_run(trainer: train.Trainer, model_path: Path, checkpoint_path: Path, o
     if timer:
         timer.start()
     try:
-        result = trainer.run(str(model_path), str(checkpoint_path), on_progress=progress)
+        result = trainer.run(Path(model_path), Path(checkpoint_path), on_progress=progress)
     finally:
         if timer:
             timer.cancel()
@@ -136,7 +139,7 @@ def main() -> None:
     seconds, per_step = full["seconds"], full["seconds_per_step"]
     results["full"] = {"styles": len(styles), "steps": args.steps, "seconds": seconds, "seconds_per_step": per_step}
     print(f"full bank ({len(styles)} styles): {args.steps} steps in {seconds:.1f} s, {per_step:.3f} s/step", flush=True)
-    full_model, _, multiple = train.build_trained_generator(train.load_checkpoint(args.out / "full.pt"))
+    full_model, _, multiple = build_trained_generator(load_checkpoint(args.out / "full.pt"))
     probe = StyleProbe(full_cfg, len(styles) - 1)
     target = probe(full_model)
     results["full"]["new_style_loss"] = target
@@ -145,9 +148,10 @@ def main() -> None:
     seconds, per_step = base_run["seconds"], base_run["seconds_per_step"]
     results["base"] = {"styles": len(styles) - 1, "steps": args.steps, "seconds": seconds, "seconds_per_step": per_step}
     print(f"base bank ({len(styles) - 1} styles): {args.steps} steps in {seconds:.1f} s", flush=True)
-    base = train.load_checkpoint(args.out / "base.pt")
-    saved = train.TrainConfig.from_dict(base["config"])
-    add_cfg = train.add_styles_config(saved, [str(styles[-1])], [full_cfg.names[-1]], {"steps": args.add_steps})
+    base = load_checkpoint(args.out / "base.pt")
+    saved = TrainConfig.from_dict(base["config"])
+    run = {**{key: get_setting(full_cfg, key) for key in RUN_SETTINGS}, "steps": args.add_steps}  # else: defaults
+    add_cfg = add_styles_config(saved, [str(styles[-1])], [full_cfg.names[-1]], run)
 
     trainer = train.Trainer(add_cfg, base=base)  # run the incremental training by hand to probe it as it goes
     added = probed_run(trainer, probe, args.eval_every, args.out / "incremental.pt", args.out / "incremental.ckpt")
@@ -179,7 +183,7 @@ def main() -> None:
         rows.append(row)
     sheet = report.contact_sheet(rows, cell=args.size * 2, title="StyleBank: one model, 4 styles and a 50/50 mix")
     sheet.save(args.out / "contact_sheet.png")
-    incremental_model, _, _ = train.build_trained_generator(train.load_checkpoint(args.out / "incremental.pt"))
+    incremental_model, _, _ = build_trained_generator(load_checkpoint(args.out / "incremental.pt"))
     photo = images.to_tensor(images.resize_long_side(images.read_image(photo_files[0]), args.size * 2))
     with torch.no_grad():
         pair = [generators.stylise(model, photo, multiple, torch.eye(len(names))[-1]) for model in (full_model, incremental_model)]

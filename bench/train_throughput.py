@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 
 from nstcli import generators, train
+from nstcli.settings import TrainConfig, with_settings
+from nstcli.train_plan import TrainPlan
 
 PAPER_STEPS = 40_000  # Johnson et al.: 2 epochs of COCO (80k images) at batch 4
 
@@ -42,13 +44,13 @@ def measure(args, folder: Path, style: Path, arch: str, options: dict, batch: in
     """img/s over the timed steps (after the warm-up steps)."""
     warmup, timed = args.warmup, args.steps
     timed = max(1, math.ceil(timed / warmup)) * warmup  # logged rows fall on multiples of warmup
-    config = train.TrainConfig(
+    config = with_settings(TrainConfig(), dict(
         style=[str(style)], data=str(folder), arch=arch, arch_options=options, image_size=args.size,
         batch_size=batch, steps=warmup + timed, workers=args.workers, device=args.device, precision=args.precision,
         net=args.net, log_every=warmup, checkpoint_every=0,
-    )  # fmt: skip
+    ))  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
-        result = train.run_train(config, f"{out}/model.pt", f"{out}/model.ckpt")
+        result = train.run_train(TrainPlan(config, Path(out) / "model.pt"))  # checkpoint: model.ckpt beside it
     first, last = result.history[0], result.history[-1]
     return (last["step"] - first["step"]) * batch / (last["seconds"] - first["seconds"])
 

@@ -20,7 +20,6 @@ Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -34,6 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from bench.stylebank_evidence import StyleProbe, probed_run, timed_run  # noqa: E402 - after the path set-up
 from nstcli import data, generators, images, train  # noqa: E402
+from nstcli.checkpoint import build_trained_generator, load_checkpoint  # noqa: E402
+from nstcli.settings import TrainConfig, get_setting, with_settings  # noqa: E402
+from nstcli.train_plan import RUN_SETTINGS, add_styles_config  # noqa: E402
 
 BANK_STYLES = {  # preset name: painting (the first four: the issue-5 evidence, in this order)
     "starry-night": "vangogh_starry_night",
@@ -66,15 +68,15 @@ def held_out_crops(photos: Path, size: int) -> torch.Tensor:
     return torch.cat([images.to_tensor(crop) for crop in crops])
 
 
-def make_config(args: argparse.Namespace, arch: str, names: list[str], options: dict) -> train.TrainConfig:
+def make_config(args: argparse.Namespace, arch: str, names: list[str], options: dict) -> TrainConfig:
     styles = [str((args.paintings / f"{BANK_STYLES[name]}.jpg").resolve()) for name in names]
     arch_options = {**options, "styles": len(names)} if arch == "stylebank" else dict(options)
-    return train.TrainConfig(
+    return with_settings(TrainConfig(), dict(
         style=styles, names=names if arch == "stylebank" else None, data=str(args.data), arch=arch,
         arch_options=arch_options, image_size=args.size, batch_size=args.batch_size, steps=1_000_000,
         workers=args.workers, device=args.device, log_every=10, checkpoint_every=0, style_weight=args.style_weight,
         style_scale=args.style_scale, crop_scale=args.crop_scale,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def bank_blend(text: str, names: list[str]) -> list[float] | None:
@@ -140,8 +142,8 @@ def main() -> None:
     skip = set(args.skip.split(","))
     if "bank" not in skip:
         bank_options = {**BANK_OPTIONS, "bank_layers": args.bank_layers}
-        bank_cfg = dataclasses.replace(make_config(args, "stylebank", names, bank_options),
-                                       style_blend=bank_blend(args.bank_blend, names))  # fmt: skip
+        bank_cfg = with_settings(make_config(args, "stylebank", names, bank_options),
+                                 {"style_blend": bank_blend(args.bank_blend, names)})  # fmt: skip
         bank_run = run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt", args.slim)
         results["bank"] = {"config": bank_cfg.to_dict(), **bank_run}
         save(f"bank: {results['bank']['steps']} steps, {results['bank']['seconds_per_step']:.4f} s/step")
@@ -150,10 +152,12 @@ def main() -> None:
         base_cfg = make_config(args, "stylebank", names[:3], BANK_OPTIONS)
         results["base"] = run_for(budget["base"], train.Trainer(base_cfg), args.out / "base.ckpt")
         save(f"base: {results['base']['steps']} steps")
-        base = train.load_checkpoint(args.out / "base.ckpt")
-        add_cfg = train.add_styles_config(train.TrainConfig.from_dict(base["config"]), [make_config(args, "stylebank", names[3:4], BANK_OPTIONS).style[0]], [names[3]], {})  # fmt: skip
+        base = load_checkpoint(args.out / "base.ckpt")
+        new_cfg = make_config(args, "stylebank", names[3:4], BANK_OPTIONS)  # its run settings too (else: defaults)
+        run = {key: get_setting(new_cfg, key) for key in RUN_SETTINGS}
+        add_cfg = add_styles_config(TrainConfig.from_dict(base["config"]), [new_cfg.style[0]], [names[3]], run)  # fmt: skip
         probe = StyleProbe(add_cfg, 3, photos=held_out_crops(args.photos, args.size))
-        full_model, _, _ = train.build_trained_generator(train.load_checkpoint(args.out / "bank.ckpt"))
+        full_model, _, _ = build_trained_generator(load_checkpoint(args.out / "bank.ckpt"))
         results["full_reference"] = probe(full_model.to(probe.trainer.device))
         results["incremental"] = probed_run(train.Trainer(add_cfg, base=base), probe, args.eval_every, args.out / "incremental.done.pt",
                                             args.out / "incremental.ckpt", stop_after=budget["incremental"])  # fmt: skip
@@ -169,7 +173,7 @@ def main() -> None:
             save(f"johnson {name}: {results[f'johnson-{name}']['steps']} steps")
 
     if "bank" not in skip:  # seconds per 512 x 512 image, PyTorch on this device (one style, eval mode)
-        model, _, multiple = train.build_trained_generator(train.load_checkpoint(args.out / "bank.ckpt"))
+        model, _, multiple = build_trained_generator(load_checkpoint(args.out / "bank.ckpt"))
         device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
         model, image = model.to(device), torch.rand(1, 3, 512, 512, device=device)
         weights = torch.eye(len(names), device=device)[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from bundled_styles import BANK_STYLES, HELD_OUT
-from nstcli import train
+from nstcli.settings import TrainConfig, get_setting
 
 STYLES = Path(__file__).resolve().parents[1] / "styles"
 PAINTINGS = {  # preset name: (title, artist, lifespan, year), from shared/data/PROVENANCE.md
@@ -37,17 +37,18 @@ def quoted(value: object) -> str:
     return json.dumps(value)  # a TOML basic string or number
 
 
-def train_command(config: dict, kind: str, steps: int) -> str:
+def train_command(config: TrainConfig, kind: str, steps: int) -> str:
     """The ``nst train`` + ``nst export`` commands equivalent to the time-boxed run (lr does not depend on steps)."""
-    options = config["arch_options"]
+    options = config.arch_options
     if kind == "stylebank":
-        styles = " ".join(f"--style {name}={BANK_STYLES[name]}.jpg" for name in config["names"])
+        styles = " ".join(f"--style-image {name}={BANK_STYLES[name]}.jpg" for name in config.style_names())
     else:
-        styles = f"--style {Path(config['style'][0]).name}"
-    blend = config.get("style_blend")  # the bank's per-style weights, when not all 1
+        styles = f"--style-image {Path(config.style[0]).name}"
+    loss = config.loss
+    blend = loss.style_blend  # the bank's per-style weights, when not all 1
     flags = (
-        f"--image-size {config['image_size']} --batch-size {config['batch_size']} --style-weight {config['style_weight']:g} "
-        f"--style-scale {config['style_scale']:g} --crop-scale {config['crop_scale']:g} "
+        f"--image-size {config.image_size} --batch-size {config.batch_size} --style-weight {loss.style_weight:g} "
+        f"--style-scale {loss.style_scale:g} --crop-scale {config.crop_scale:g} "
         + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
@@ -60,10 +61,14 @@ def train_command(config: dict, kind: str, steps: int) -> str:
 
 def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    config, steps = train.TrainConfig.from_dict(state["config"]).to_dict(), state["step"]  # defaults for newer fields
-    keys = ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale", "content_weight", "tv_weight",
-            "net", "seed") + (("t",) if kind == "stylebank" else ())  # fmt: skip
-    summary = {"arch": kind, **config["arch_options"], **{key: config[key] for key in keys},
+    config, steps = TrainConfig.from_dict(state["config"]), state["step"]  # any layout; defaults for newer fields
+    # The record stays flat, in the preset records' format 1 (names as in TRAIN_RENAMES_V1: "t"), which
+    # TrainConfig.from_dict reads back.
+    keys = {key: key for key in ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale",
+                                 "content_weight", "tv_weight", "net", "seed")}  # fmt: skip
+    if kind == "stylebank":
+        keys["t"] = "steps_per_identity"
+    summary = {"arch": kind, **config.arch_options, **{key: get_setting(config, name) for key, name in keys.items()},
                "precision": EXPORT_PRECISION[kind]}  # fmt: skip
     inline = ", ".join(f"{key} = {quoted(value)}" for key, value in summary.items())
     return [
