@@ -127,88 +127,42 @@ def optimize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Optimise an image against content and style losses (Gatys et al.)."""
-    from nstcli import images, optimize as optimize_engine, report
+    from nstcli import optimize as optimize_engine, optimize_plan
 
     config = settings.from_flags(OptimizeConfig, ctx.params)
     config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
-    optimize_engine.validate(config)
     if sweep:
-        if save_every or loss_log or plot or output == images.STDIO:
+        if save_every or loss_log or plot or output == "-":
             raise UsageError("--sweep writes a contact sheet to -o FILE.png; --save-every, --loss-log, --plot do not apply")
         _optimize_sweep(config, sweep, content, styles, output, judge_size, save_config, overwrite, quiet)
         return
-    images.format_for(output, image_format)
-    if save_every < 0:
-        raise UsageError("--save-every must not be negative")
-    if save_every and output == images.STDIO:
-        raise UsageError("--save-every needs a file output, not -o -")
-    if loss_log:
-        report.check_log_path(loss_log)
-    inputs, (content_image, style_images, init_image, masks) = _optimize_inputs(config, content, styles)
-    images.check_output_path(output, inputs, overwrite)
-    stem = Path(output)
-
+    plan = optimize_plan.plan_optimize(
+        config, content, styles, output, image_format=image_format, quality=quality, save_every=save_every,
+        loss_log=loss_log, plot=plot, save_config=save_config, overwrite=overwrite,
+    )  # fmt: skip
     with progress_bar("optimize", config.iterations, quiet) as bar:
 
         def on_progress(step: optimize_engine.Progress) -> None:
             if bar is not None:
                 status = f"loss {step.losses['total']:.4g}" if step.losses else None
                 bar.update(bar.task_ids[0], completed=step.evaluation, **({"status": status} if status else {}))
-            if save_every and step.evaluation % save_every == 0 and step.evaluation < step.total:
-                snapshot = stem.with_name(f"{stem.stem}.{step.evaluation:05d}{stem.suffix}")
-                images.write_image(step.image(), snapshot, image_format, quality)
 
-        result = optimize_engine.run_optimize(
-            content_image, style_images, config, init_image, on_progress, keep_history=bool(loss_log or plot), **masks
-        )
-    images.write_image(result.image, output, image_format, quality)
-    if loss_log:
-        report.write_loss_log(result.history, loss_log, config.to_dict())
-    if plot:
-        report.plot_losses(result.history, plot)
-    if save_config:
-        images.write_bytes_atomic(json.dumps(config.to_dict(), indent=1).encode(), save_config)
-    where = "stdout" if output == images.STDIO else output
+        result = optimize_plan.run_plan(plan, on_progress)
+    where = "stdout" if output == "-" else output
     say(f"wrote {where} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s", quiet)
-
-
-def _optimize_inputs(config, content: str, styles: list[str]) -> tuple[list[str], tuple]:
-    """The input paths of an optimize run and the decoded images: content, styles, init, masks (kwargs).
-
-    A style that is not a file but a bundled style's name stands for that preset's style image.
-    """
-    from nstcli import images, styles as presets
-
-    styles = [
-        str(presets.style_image(style)) if not Path(style).exists() and presets.is_preset(style) else style
-        for style in styles
-    ]
-
-    init_is_file = config.init not in ("content", "noise")
-    masks = [*(config.style_masks or []), *([config.content_mask] if config.content_mask else [])]
-    inputs = [content, *styles, *([config.init] if init_is_file else []), *masks]
-    if inputs.count(images.STDIO) > 1:
-        raise UsageError("only one input can be read from stdin")
-    read = images.read_image
-    mask_images = {
-        "style_masks": [read(path) for path in config.style_masks] if config.style_masks else None,
-        "content_mask": read(config.content_mask) if config.content_mask else None,
-    }
-    decoded = (read(content), [read(style) for style in styles], read(config.init) if init_is_file else None, mask_images)
-    return inputs, decoded
 
 
 def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], output: str, judge_size: int,
                     save_config: Optional[str], overwrite: bool, quiet: bool) -> None:  # fmt: skip
     """``nst optimize --sweep``: every combination, a contact sheet at ``output`` and a CSV beside it."""
-    from nstcli import images, sweep as sweep_engine
+    from nstcli import images, optimize, optimize_plan, sweep as sweep_engine
 
     if judge_size < 16:
         raise UsageError("--judge-size must be at least 16 pixels")
+    optimize.validate(config)
     plan = sweep_engine.plan_sweep(config, sweep_engine.parse_axes(sweep), output)
-    inputs, (content_image, style_images, init_image, masks) = _optimize_inputs(config, content, styles)
-    for path in plan.outputs() + ([Path(save_config)] if save_config else []):
-        images.check_output_path(path, inputs, overwrite)
+    inputs = optimize_plan.read_inputs(config, content, styles)
+    images.check_outputs(plan.outputs() + ([save_config] if save_config else []), inputs.paths, overwrite)
     if save_config:
         axes = {axis.flag: axis.texts for axis in plan.axes}
         images.write_bytes_atomic(json.dumps({"config": config.to_dict(), "sweep": axes}, indent=1).encode(), save_config)
@@ -222,8 +176,8 @@ def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], o
 
     title = f"{Path(content).name} + {', '.join(Path(s).name for s in styles)}: size {config.size}, " \
             f"{config.iterations} evaluations, judged at {judge_size} px"  # fmt: skip
-    sweep_engine.run_sweep(plan, content_image, style_images, judge_size, init_image, **masks, on_run=on_run,
-                     on_done=on_done, title=title)  # fmt: skip
+    sweep_engine.run_sweep(plan, inputs.content, inputs.styles, judge_size, inputs.init_image, **inputs.masks(),
+                           on_run=on_run, on_done=on_done, title=title)  # fmt: skip
     say(f"wrote {plan.sheet} and {plan.csv} ({len(plan.runs)} runs)", quiet)
 
 

@@ -178,6 +178,23 @@ def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: b
         raise UsageError(f"{out.parent}: output folder does not exist")
 
 
+def check_outputs(outputs: list[str | Path], inputs: list[str | Path], overwrite: bool) -> None:
+    """The rule for every set of files one command writes, checked before any work starts: each is
+    not an input, not another of the outputs, not an existing file unless ``overwrite``, in a folder
+    that exists; at most one of them is stdout."""
+    if [str(output) for output in outputs].count(STDIO) > 1:
+        raise UsageError("only one output can go to stdout")
+    seen: dict[Path, str] = {}
+    for output in outputs:
+        if str(output) == STDIO:
+            continue
+        resolved = Path(output).resolve()
+        if resolved in seen:
+            raise UsageError(f"{output}: written twice by this run (also as {seen[resolved]}); choose distinct paths")
+        seen[resolved] = str(output)
+        check_output_path(output, inputs, overwrite)
+
+
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:
     """Write to a temporary file beside ``path`` and rename it into place: never a partial file."""
     if str(path) == STDIO:

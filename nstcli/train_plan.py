@@ -179,24 +179,22 @@ def _named_styles(config: TrainConfig) -> TrainConfig:
 
 
 def _check_outputs(plan: TrainPlan, resume: str | None, overwrite: bool) -> None:
-    """Every file the run writes: the right suffix, not an input, not replaced without ``overwrite``."""
-    inputs = [*plan.config.style] + ([resume] if resume else [])
+    """Every file the run writes: the right suffix, then :func:`nstcli.images.check_outputs`."""
     if plan.output.suffix != ".pt":
         raise UsageError(f"{plan.output}: the model is written as FILE.pt")
-    images.check_output_path(plan.output, inputs, overwrite)
-    if resume is None or Path(resume).resolve() != plan.checkpoint.resolve():  # resuming from it replaces it
-        images.check_output_path(plan.checkpoint, inputs, overwrite)
     if plan.loss_log:
         report.check_log_path(plan.loss_log)
-        images.check_output_path(plan.loss_log, inputs, overwrite)
-    if plan.plot:
-        if plan.plot.suffix.lower() != ".png":
-            raise UsageError(f"{plan.plot}: plots are written as .png")
-        images.check_output_path(plan.plot, inputs, overwrite)
-    if plan.export:
-        if plan.export.suffix.lower() != ".onnx":
-            raise UsageError(f"{plan.export}: the exported model is written as FILE.onnx")
-        images.check_output_path(plan.export, inputs, overwrite)
+    if plan.plot and plan.plot.suffix.lower() != ".png":
+        raise UsageError(f"{plan.plot}: plots are written as .png")
+    if plan.export and plan.export.suffix.lower() != ".onnx":
+        raise UsageError(f"{plan.export}: the exported model is written as FILE.onnx")
+    if plan.preview_dir and plan.preview_dir.exists() and not plan.preview_dir.is_dir():
+        raise UsageError(f"{plan.preview_dir}: previews go into this folder, but a file has its name")
+    outputs: list[str | Path] = [plan.output]
+    if resume is None or Path(resume).resolve() != plan.checkpoint.resolve():  # resuming from it replaces it
+        outputs.append(plan.checkpoint)
+    outputs += [path for path in (plan.loss_log, plan.plot, plan.export) if path]
+    images.check_outputs(outputs, [*plan.config.style] + ([resume] if resume else []), overwrite)
 
 
 def split_named_style(text: str) -> tuple[str, str]:

@@ -1,0 +1,152 @@
+"""One ``nst optimize`` run from files: its inputs read once, every file it writes checked before
+any work starts, then the result and the side outputs written.
+
+Inputs: the content image, the style images (a bundled style's name stands for its painting),
+an ``--init`` image and the masks; at most one of them is stdin. Outputs: the result (or stdout),
+``--save-every`` snapshots (``OUT.NNNNN.EXT``, all named up front), the loss log, the plot and the
+saved config; :func:`nstcli.images.check_outputs` holds them to one rule. ``--sweep`` runs use
+the same inputs (:mod:`nstcli.sweep`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from nstcli import images, report, styles as presets
+from nstcli.errors import UsageError
+from nstcli.optimize import OptimizeResult, Progress, run_optimize, validate
+from nstcli.settings import OptimizeConfig
+
+
+@dataclass
+class OptimizeInputs:
+    """The decoded inputs of a run, and the paths they came from (which no output may replace)."""
+
+    paths: list[str]
+    content: Image.Image
+    styles: list[Image.Image]
+    init_image: Image.Image | None = None
+    style_masks: list[Image.Image] | None = None
+    content_mask: Image.Image | None = None
+
+    def masks(self) -> dict[str, object]:
+        """The masks as :func:`nstcli.optimize.run_optimize` takes them."""
+        return {"style_masks": self.style_masks, "content_mask": self.content_mask}
+
+
+def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> OptimizeInputs:
+    """Read every input once; a style that is not a file but a bundled style's name is that preset's image."""
+    styles = [
+        str(presets.style_image(style)) if not Path(style).exists() and presets.is_preset(style) else style
+        for style in styles
+    ]
+    init_is_file = config.init not in ("content", "noise")
+    masks = [*(config.style_masks or []), *([config.content_mask] if config.content_mask else [])]
+    paths = [content, *styles, *([config.init] if init_is_file else []), *masks]
+    if paths.count(images.STDIO) > 1:
+        raise UsageError("only one input can be read from stdin")
+    read = images.read_image
+    return OptimizeInputs(
+        paths=paths,
+        content=read(content),
+        styles=[read(style) for style in styles],
+        init_image=read(config.init) if init_is_file else None,
+        style_masks=[read(path) for path in config.style_masks] if config.style_masks else None,
+        content_mask=read(config.content_mask) if config.content_mask else None,
+    )
+
+
+@dataclass
+class OptimizePlan:
+    """A checked optimize run: the config, the decoded inputs and every file it will write."""
+
+    config: OptimizeConfig
+    inputs: OptimizeInputs
+    output: str  # a path, or '-' for stdout
+    image_format: str | None = None
+    quality: int = 95
+    save_every: int = 0
+    loss_log: str | None = None
+    plot: str | None = None
+    save_config: str | None = None
+    snapshots: dict[int, Path] = field(default_factory=dict)  # evaluation -> path, for --save-every
+
+    def outputs(self) -> list[str | Path]:
+        side = [self.loss_log, self.plot, self.save_config]
+        return [self.output, *self.snapshots.values(), *(path for path in side if path)]
+
+
+def snapshot_paths(output: str, save_every: int, iterations: int) -> dict[int, Path]:
+    """``OUT.NNNNN.EXT`` for every ``save_every``-th evaluation before the last."""
+    if not save_every:
+        return {}
+    stem = Path(output)
+    return {
+        evaluation: stem.with_name(f"{stem.stem}.{evaluation:05d}{stem.suffix}")
+        for evaluation in range(save_every, iterations, save_every)
+    }
+
+
+def plan_optimize(
+    config: OptimizeConfig,
+    content: str,
+    styles: list[str],
+    output: str,
+    *,
+    image_format: str | None = None,
+    quality: int = 95,
+    save_every: int = 0,
+    loss_log: str | None = None,
+    plot: str | None = None,
+    save_config: str | None = None,
+    overwrite: bool = False,
+) -> OptimizePlan:
+    """Check the settings and every output, then read the inputs: a :class:`UsageError` or
+    :class:`nstcli.errors.InputError` before any optimisation starts."""
+    validate(config)
+    images.format_for(output, image_format)
+    if save_every < 0:
+        raise UsageError("--save-every must not be negative")
+    if save_every and output == images.STDIO:
+        raise UsageError("--save-every needs a file output, not -o -")
+    if loss_log:
+        report.check_log_path(loss_log)
+    if plot and Path(plot).suffix.lower() != ".png":
+        raise UsageError(f"{plot}: plots are written as .png")
+    inputs = read_inputs(config, content, styles)
+    plan = OptimizePlan(
+        config, inputs, output, image_format, quality, save_every, loss_log, plot, save_config,
+        snapshot_paths(output, save_every, config.iterations),
+    )  # fmt: skip
+    images.check_outputs(plan.outputs(), inputs.paths, overwrite)
+    return plan
+
+
+def run_plan(plan: OptimizePlan, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
+    """Optimise, writing snapshots as they come, then the result and the side outputs."""
+
+    def progress(step: Progress) -> None:
+        if on_progress is not None:
+            on_progress(step)
+        if step.evaluation in plan.snapshots:
+            images.write_image(step.image(), plan.snapshots[step.evaluation], plan.image_format, plan.quality)
+
+    inputs = plan.inputs
+    keep_history = bool(plan.loss_log or plan.plot)
+    result = run_optimize(
+        inputs.content, inputs.styles, plan.config, inputs.init_image, progress, keep_history=keep_history,
+        **inputs.masks(),
+    )  # fmt: skip
+    images.write_image(result.image, plan.output, plan.image_format, plan.quality)
+    if plan.loss_log:
+        report.write_loss_log(result.history, plan.loss_log, plan.config.to_dict())
+    if plan.plot:
+        report.plot_losses(result.history, plan.plot)
+    if plan.save_config:
+        images.write_bytes_atomic(json.dumps(plan.config.to_dict(), indent=1).encode(), plan.save_config)
+    return result

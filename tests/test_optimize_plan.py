@@ -1,0 +1,57 @@
+"""Planning an optimize run (nstcli.optimize_plan): every file it writes is checked before work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nstcli.errors import UsageError
+from nstcli.optimize_plan import plan_optimize, snapshot_paths
+from nstcli.settings import OptimizeConfig
+from tests.conftest import gradient_image, stripes_image
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    gradient_image().save("c.png")
+    stripes_image().save("s.png")
+    return tmp_path
+
+
+def plan(**options):
+    return plan_optimize(OptimizeConfig(size=32, iterations=5), "c.png", ["s.png"], options.pop("output", "r.png"), **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"plot": "c.png"}, "output is also an input"),
+        ({"loss_log": "s.png.csv", "plot": "r.png"}, "written twice"),
+        ({"output": "-", "save_config": "-"}, "only one output can go to stdout"),
+        ({"plot": "curves.jpg"}, "plots are written as .png"),
+        ({"save_config": "missing/config.json"}, "output folder does not exist"),
+    ],
+)
+def test_side_outputs_follow_the_same_rule_as_the_result(files, options, message):
+    with pytest.raises(UsageError, match=message):
+        plan(**options)
+
+
+def test_existing_side_outputs_and_snapshots_need_overwrite(files):
+    (files / "r.00002.png").write_bytes(b"mine")
+    with pytest.raises(UsageError, match=r"r\.00002\.png: already exists"):
+        plan(save_every=2)
+    (files / "log.csv").write_text("mine")
+    with pytest.raises(UsageError, match="log.csv: already exists"):
+        plan(loss_log="log.csv")
+    assert (files / "log.csv").read_text() == "mine" and (files / "r.00002.png").read_bytes() == b"mine"
+    checked = plan(save_every=2, loss_log="log.csv", overwrite=True)
+    assert [path.name for path in checked.snapshots.values()] == ["r.00002.png", "r.00004.png"]
+
+
+def test_snapshots_are_named_up_front():
+    assert snapshot_paths("out/r.png", 3, 10) == {3: Path("out/r.00003.png"), 6: Path("out/r.00006.png"),
+                                                  9: Path("out/r.00009.png")}  # fmt: skip
+    assert snapshot_paths("r.png", 0, 10) == {}
