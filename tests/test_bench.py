@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from nstcli.bench import BenchConfig, BenchReport, BenchRow, format_table
-from tests.conftest import assert_one_line_error, run_nst
+from tests.conftest import assert_one_line_error, nst
 
 
 def test_bench_json_has_a_row_per_family() -> None:
     tiny = ["--size", "32", "--iterations", "2", "--train-size", "32", "--train-steps", "2", "--repeats", "1"]
-    result = run_nst("bench", *tiny, "--arch", "texture", "--device", "cpu", "--json")
-    assert result.returncode == 0, result.stderr.decode()
+    result = nst("bench", *tiny, "--arch", "texture", "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["device"].startswith("CPU")
     rows = {row["method"]: row for row in report["rows"]}
@@ -21,7 +21,7 @@ def test_bench_json_has_a_row_per_family() -> None:
     assert row["incremental"] is False and row["family"] == "one model, one style"
     assert 0 < row["seconds_per_step_per_style"] < row["training_seconds"]
     assert row["seconds_per_image"] > 0
-    assert b"timing gatys" in result.stderr
+    assert "timing gatys" in result.stderr
 
 
 def test_table_layout() -> None:
@@ -37,5 +37,5 @@ def test_table_layout() -> None:
 
 
 def test_bad_flags() -> None:
-    assert_one_line_error(run_nst("bench", "--train-steps", "1"), 2, "--train-steps must be at least 2")
-    assert_one_line_error(run_nst("bench", "--arch", "nope"), 2, "unknown --arch")
+    assert_one_line_error(nst("bench", "--train-steps", "1"), 2, "--train-steps must be at least 2")
+    assert_one_line_error(nst("bench", "--arch", "nope"), 2, "unknown --arch")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, assert_one_line_error, run_nst
+from tests.conftest import REPO, assert_one_line_error, nst
 
 FAST = ["--size", "32", "--iterations", "3", "--device", "cpu"]
 
@@ -23,33 +23,33 @@ FAST = ["--size", "32", "--iterations", "3", "--device", "cpu"]
 def test_help_is_fast_and_does_not_import_torch() -> None:
     code = "import sys; from nstcli import cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    result = run_nst("--help")
+    result = nst("--help")
     assert result.returncode == 0 and b"optimize" in result.stdout
-    assert run_nst("--version").stdout.startswith(b"nst ")
+    assert nst("--version").stdout.startswith(b"nst ")
 
 
 def test_optimize_writes_the_output_and_a_message(tmp_path: Path, content_path: Path, style_path: Path) -> None:
     out = tmp_path / "out.jpg"
-    result = run_nst("optimize", str(content_path), str(style_path), "-o", str(out), *FAST)
+    result = nst("optimize", str(content_path), str(style_path), "-o", str(out), *FAST)
     assert result.returncode == 0, result.stderr
     assert Image.open(out).format == "JPEG" and Image.open(out).size == (32, 21)
-    assert result.stdout == b"" and b"wrote" in result.stderr
+    assert result.stdout == b"" and "wrote" in result.stderr
 
 
 def test_stdin_to_stdout_filter(content_path: Path, style_path: Path) -> None:
-    result = run_nst("optimize", "-", str(style_path), "-o", "-", *FAST, stdin=content_path.read_bytes())
+    result = nst("optimize", "-", str(style_path), "-o", "-", *FAST, stdin=content_path.read_bytes())
     assert result.returncode == 0, result.stderr
     assert Image.open(io.BytesIO(result.stdout)).size == (32, 21)
 
 
 def test_quiet_prints_nothing(tmp_path: Path, content_path: Path, style_path: Path) -> None:
-    result = run_nst("optimize", str(content_path), str(style_path), "-o", str(tmp_path / "o.png"), *FAST, "-q")
-    assert result.returncode == 0 and result.stderr == b""
+    result = nst("optimize", str(content_path), str(style_path), "-o", str(tmp_path / "o.png"), *FAST, "-q")
+    assert result.returncode == 0 and result.stderr == ""
 
 
 def test_logs_plot_snapshots_and_config(tmp_path: Path, content_path: Path, style_path: Path) -> None:
     out = tmp_path / "out.png"
-    result = run_nst(
+    result = nst(
         "optimize", str(content_path), str(style_path), "-o", str(out), "--size", "32", "--iterations", "6",
         "--save-every", "2", "--loss-log", str(tmp_path / "loss.csv"), "--plot", str(tmp_path / "loss.png"),
         "--save-config", str(tmp_path / "config.json"),
@@ -61,7 +61,7 @@ def test_logs_plot_snapshots_and_config(tmp_path: Path, content_path: Path, styl
     assert Image.open(tmp_path / "loss.png").size == (900, 540)
     assert sorted(p.name for p in tmp_path.glob("out.0*.png")) == ["out.00002.png", "out.00004.png"]
     assert json.loads((tmp_path / "config.json").read_text())["iterations"] == 6
-    json_run = run_nst("optimize", str(content_path), str(style_path), "-o", str(tmp_path / "b.png"), *FAST,
+    json_run = nst("optimize", str(content_path), str(style_path), "-o", str(tmp_path / "b.png"), *FAST,
                        "--loss-log", str(tmp_path / "loss.json"))  # fmt: skip
     assert json_run.returncode == 0
     data = json.loads((tmp_path / "loss.json").read_text())
@@ -70,7 +70,7 @@ def test_logs_plot_snapshots_and_config(tmp_path: Path, content_path: Path, styl
 
 def test_several_styles_with_blend(tmp_path: Path, content_path: Path, style_path: Path) -> None:
     out = tmp_path / "out.png"
-    result = run_nst("optimize", str(content_path), str(style_path), str(content_path), "-o", str(out), *FAST,
+    result = nst("optimize", str(content_path), str(style_path), str(content_path), "-o", str(out), *FAST,
                      "--style-blend", "0.7,0.3", "--net", "vgg19", "--style-layers", "relu1_1,relu2_1")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert out.exists()
@@ -93,21 +93,21 @@ def test_bad_inputs_get_one_line_errors_and_no_output(tmp_path: Path, content_pa
         ([str(content_path), str(style_path), "--net", "vgg16", "--weights", str(text)], 1, "cannot load weights"),
     ]
     for args, code, fragment in cases:
-        result = run_nst("optimize", "-o", str(out), *FAST, *args)
+        result = nst("optimize", "-o", str(out), *FAST, *args)
         assert_one_line_error(result, code, fragment)
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "empty.png", "style.png", "text.jpg"]
 
 
 def test_outputs_are_protected(tmp_path: Path, content_path: Path, style_path: Path) -> None:
-    assert_one_line_error(run_nst("optimize", str(content_path), str(style_path), "-o", str(content_path), *FAST),
+    assert_one_line_error(nst("optimize", str(content_path), str(style_path), "-o", str(content_path), *FAST),
                           2, "also an input")  # fmt: skip
     existing = tmp_path / "existing.png"
     existing.write_bytes(b"keep me")
-    assert_one_line_error(run_nst("optimize", str(content_path), str(style_path), "-o", str(existing), *FAST),
+    assert_one_line_error(nst("optimize", str(content_path), str(style_path), "-o", str(existing), *FAST),
                           2, "already exists")  # fmt: skip
     assert existing.read_bytes() == b"keep me"
-    assert_one_line_error(run_nst("optimize", str(content_path), str(style_path), "-o", "/proc/nst-out.png", *FAST),
+    assert_one_line_error(nst("optimize", str(content_path), str(style_path), "-o", "/proc/nst-out.png", *FAST),
                           1, "cannot write")  # fmt: skip
 
 
@@ -135,13 +135,13 @@ def test_interrupt_exits_130_without_partial_output(tmp_path: Path, content_path
 
 
 def test_score_prints_json(content_path: Path, style_path: Path) -> None:
-    result = run_nst("score", str(content_path), str(style_path), str(content_path), "--size", "32")
+    result = nst("score", str(content_path), str(style_path), str(content_path), "--size", "32")
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["content"] == 0 and values["style"] > 0 and values["net"] == "vgg19"
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:
-    result = run_nst("demo", "-o", str(tmp_path / "demo.png"), "--size", "48", "--iterations", "3")
+    result = nst("demo", "-o", str(tmp_path / "demo.png"), "--size", "48", "--iterations", "3")
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "demo.png").size == (48, 32)

@@ -12,7 +12,7 @@ from nstcli import regions
 from nstcli.apply.config import ApplyConfig
 from nstcli.apply.pipeline import run_apply
 from nstcli.errors import InputError, UsageError
-from tests.conftest import assert_one_line_error, gradient_image, run_nst
+from tests.conftest import assert_one_line_error, gradient_image, nst
 
 LEFT = np.array([[255, 255, 0, 0]] * 2, np.uint8)  # left half white
 
@@ -106,11 +106,11 @@ def test_cli_region_fusion_with_bundled_styles_and_its_errors(tmp_path):
     photo, left, out = tmp_path / "photo.png", tmp_path / "left.png", tmp_path / "out.png"
     gradient_image(64, 48).save(photo)
     grey(LEFT).save(left)
-    done = run_nst("apply", str(photo), "--region", f"starry-night={left}", "--region", "great-wave", "-o", str(out), "-q")
-    assert done.returncode == 0, done.stderr.decode()
+    done = nst("apply", str(photo), "--region", f"starry-night={left}", "--region", "great-wave", "-o", str(out), "-q")
+    assert done.returncode == 0, done.stderr
     assert Image.open(out).size == (64, 48)
-    johnson = run_nst("apply", str(photo), "--kind", "johnson", "--region", f"the-kiss={left}", "-o", str(tmp_path / "j.png"))
-    assert johnson.returncode == 0, johnson.stderr.decode()
+    johnson = nst("apply", str(photo), "--kind", "johnson", "--region", f"the-kiss={left}", "-o", str(tmp_path / "j.png"))
+    assert johnson.returncode == 0, johnson.stderr
     errors = [
         (["--region", f"starry-night={left}", "--style", "great-wave"], 2, "give no --style or --mix"),
         (["--kind", "johnson", "--region", f"starry-night={left}", "--region", "great-wave"], 2,
@@ -119,5 +119,5 @@ def test_cli_region_fusion_with_bundled_styles_and_its_errors(tmp_path):
         (["--region", f"starry-night={tmp_path / 'none.png'}"], 1, "none.png"),
     ]  # fmt: skip
     for extra, code, message in errors:
-        assert_one_line_error(run_nst("apply", str(photo), *extra, "-o", str(tmp_path / "x.png")), code, message)
+        assert_one_line_error(nst("apply", str(photo), *extra, "-o", str(tmp_path / "x.png")), code, message)
     assert not (tmp_path / "x.png").exists()

@@ -14,7 +14,7 @@ from nstcli.descriptors import build_descriptor
 from nstcli.losses import LossWeights, PerceptualLoss, gram, guided_gram
 from nstcli.optimize import run_optimize
 from nstcli.settings import OptimizeConfig
-from tests.conftest import assert_one_line_error, gradient_image, run_nst, stripes_image
+from tests.conftest import assert_one_line_error, gradient_image, nst, stripes_image
 
 WEIGHTS = LossWeights(content_layers=["relu2_2"], style_layers=["relu1_1", "relu2_1", "relu3_1"])
 
@@ -100,13 +100,13 @@ def test_cli_style_masks(tmp_path: Path) -> None:
     right.save(tmp_path / "right.png")
     Image.new("L", (64, 48), 0).save(tmp_path / "black.png")
     common = ["c.png", "s1.png", "s2.png", "--size", "32", "--iterations", "2", "--device", "cpu", "-o", "out.png"]
-    ok = run_nst("optimize", *common, "--style-mask", "left.png", "--style-mask", "right.png", cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr.decode()
+    ok = nst("optimize", *common, "--style-mask", "left.png", "--style-mask", "right.png", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
     assert Image.open(tmp_path / "out.png").size == (32, 24)
-    wrong = run_nst("optimize", *common, "--style-mask", "left.png", "--overwrite", cwd=tmp_path)
+    wrong = nst("optimize", *common, "--style-mask", "left.png", "--overwrite", cwd=tmp_path)
     assert_one_line_error(wrong, 2, "1 --style-mask given for 2 style images")
-    empty = run_nst("optimize", *common, "--content-mask", "black.png", "--overwrite", cwd=tmp_path)
-    assert empty.returncode == 0, empty.stderr.decode()  # an empty protected region protects nothing
-    empty_style = run_nst("optimize", *common, "--style-mask", "black.png", "--style-mask", "right.png",
+    empty = nst("optimize", *common, "--content-mask", "black.png", "--overwrite", cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr  # an empty protected region protects nothing
+    empty_style = nst("optimize", *common, "--style-mask", "black.png", "--style-mask", "right.png",
                           "--overwrite", cwd=tmp_path)  # fmt: skip
     assert_one_line_error(empty_style, 1, "style mask 1 is empty")

@@ -13,7 +13,7 @@ from PIL import Image
 from nstcli import model_format, styles
 from nstcli.apply.model import Model
 from nstcli.errors import UsageError
-from tests.conftest import REPO, assert_one_line_error, gradient_image, run_nst
+from tests.conftest import REPO, assert_one_line_error, gradient_image, nst
 
 PRESETS = styles.list_presets()
 MODELS = [(preset, kind) for preset in PRESETS for kind in preset.models]
@@ -79,12 +79,12 @@ def test_lookups_and_their_errors():
 
 
 def test_nst_styles_lists_every_preset_with_its_kinds():
-    text = run_nst("styles")
+    text = nst("styles")
     assert text.returncode == 0
     lines = text.stdout.decode().splitlines()
     assert len(lines) == len(PRESETS)
     assert any(line.startswith("starry-night") and "stylebank, johnson" in line for line in lines)
-    rows = json.loads(run_nst("styles", "--json").stdout)
+    rows = json.loads(nst("styles", "--json").stdout)
     assert {row["name"]: row["models"] for row in rows}["swirls"] == []
 
 
@@ -95,8 +95,8 @@ def test_apply_a_bundled_style_without_a_model_path(tmp_path):
     for index, extra in enumerate((["--style", "starry-night"], ["--style", "the-kiss", "--kind", "johnson"],
                                    ["--mix", "starry-night=0.5,great-wave=0.5"])):  # fmt: skip
         output = tmp_path / f"out{index}.png"
-        result = run_nst("apply", *extra, str(photo), "-o", str(output), "-q")
-        assert result.returncode == 0, result.stderr.decode()
+        result = nst("apply", *extra, str(photo), "-o", str(output), "-q")
+        assert result.returncode == 0, result.stderr
         stylised = np.asarray(Image.open(output), dtype=np.float32)
         assert stylised.shape == original.shape and np.abs(stylised - original).mean() > 5
 
@@ -105,12 +105,12 @@ def test_apply_bundled_errors_are_one_line(tmp_path):
     photo = tmp_path / "photo.png"
     gradient_image(40, 28).save(photo)
     out = str(tmp_path / "o.png")
-    assert_one_line_error(run_nst("apply", "--style", "nope", str(photo), "-o", out), 2, "no bundled style 'nope'")
-    assert_one_line_error(run_nst("apply", str(photo), "-o", out), 2, "give a model (FILE.onnx) or a bundled style")
-    assert_one_line_error(run_nst("apply", "--style", "swirls", str(photo), "-o", out), 2, "has no trained model")
+    assert_one_line_error(nst("apply", "--style", "nope", str(photo), "-o", out), 2, "no bundled style 'nope'")
+    assert_one_line_error(nst("apply", str(photo), "-o", out), 2, "give a model (FILE.onnx) or a bundled style")
+    assert_one_line_error(nst("apply", "--style", "swirls", str(photo), "-o", out), 2, "has no trained model")
     model = str(styles.get_preset("starry-night").model().path)
-    assert_one_line_error(run_nst("apply", model, str(photo), "-o", out, "--kind", "johnson"), 2, "--kind")
-    assert_one_line_error(run_nst("apply", model, "-o", out), 2, "no input images")
+    assert_one_line_error(nst("apply", model, str(photo), "-o", out, "--kind", "johnson"), 2, "--kind")
+    assert_one_line_error(nst("apply", model, "-o", out), 2, "no input images")
     assert not Path(out).exists()
 
 
@@ -118,10 +118,10 @@ def test_optimize_takes_a_bundled_style_name(tmp_path):
     content = tmp_path / "content.png"
     gradient_image(32, 24).save(content)
     output = tmp_path / "out.png"
-    result = run_nst("optimize", str(content), "swirls", "-o", str(output), "--size", "32", "--iterations", "2", "-q")
-    assert result.returncode == 0, result.stderr.decode()
+    result = nst("optimize", str(content), "swirls", "-o", str(output), "--size", "32", "--iterations", "2", "-q")
+    assert result.returncode == 0, result.stderr
     assert Image.open(output).size == (32, 24)
-    failed = run_nst("optimize", str(content), "starry-night", "-o", str(tmp_path / "no.png"), "--size", "32")
+    failed = nst("optimize", str(content), "starry-night", "-o", str(tmp_path / "no.png"), "--size", "32")
     assert_one_line_error(failed, 2, "ships no style image")
 
 

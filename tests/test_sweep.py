@@ -12,7 +12,7 @@ from nstcli.errors import UsageError
 from nstcli.settings import OptimizeConfig
 from nstcli.report import contact_sheet
 from nstcli.sweep import parse_axes, parse_axis, plan_sweep
-from tests.conftest import assert_one_line_error, gradient_image, run_nst, stripes_image
+from tests.conftest import assert_one_line_error, gradient_image, nst, stripes_image
 
 
 def test_axes_parse_by_field_type() -> None:
@@ -52,8 +52,8 @@ def test_cli_sweep_writes_results_sheet_and_csv(tmp_path: Path) -> None:
     stripes_image().save(tmp_path / "s.png")
     args = ["optimize", "c.png", "s.png", "--size", "32", "--iterations", "3", "--device", "cpu", "--judge-size", "32",
             "--sweep", "style-weight=1,1e5", "--sweep", "tv-weight=0,1", "-o", "sheet.png"]  # fmt: skip
-    result = run_nst(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr.decode()
+    result = nst(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert result.stdout == b""
     outputs = sorted(path.name for path in tmp_path.glob("sheet.0*.png"))
     assert len(outputs) == 4 and outputs[-1] == "sheet.04_style-weight=1e5_tv-weight=1.png"
@@ -62,7 +62,7 @@ def test_cli_sweep_writes_results_sheet_and_csv(tmp_path: Path) -> None:
     assert float(rows[2]["style"]) < float(rows[0]["style"])  # more style weight: lower judged style loss
     sheet = Image.open(tmp_path / "sheet.png")
     assert sheet.width > 2 * 256 and sheet.height > 3 * 170  # header row + 2x2 grid of 256x171 tiles
-    again = run_nst(*args, cwd=tmp_path)
+    again = nst(*args, cwd=tmp_path)
     assert_one_line_error(again, 2, "already exists")
-    bad = run_nst(*args[:-2], "-o", "-", cwd=tmp_path)
+    bad = nst(*args[:-2], "-o", "-", cwd=tmp_path)
     assert_one_line_error(bad, 2, "--sweep writes a contact sheet")
