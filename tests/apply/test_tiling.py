@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nstcli import tiling
-from tests.test_apply_models import models  # noqa: F401  (the session fixture)
+from tests.apply.test_model import models  # noqa: F401  (the session fixture)
 
 
 def scene(size: int = 192) -> np.ndarray:

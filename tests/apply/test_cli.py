@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from tests.conftest import nst
-from tests.test_apply_models import models  # noqa: F401  (the session fixture)
+from tests.apply.test_model import models  # noqa: F401  (the session fixture)
 
 
 def photo(width: int = 48, height: int = 32, seed: int = 0) -> Image.Image:
