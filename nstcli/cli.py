@@ -7,6 +7,7 @@ stdout carries only data (images, JSON); messages and progress go to stderr.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,7 +23,7 @@ from rich.console import Console
 
 from nstcli import __version__, settings
 from nstcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
-from nstcli.options import replace_deprecated, setting_option
+from nstcli.options import number_option, replace_deprecated, setting_option
 from nstcli.settings import PANEL_GENERATOR, PANEL_IO, PANEL_LOGGING, OptimizeConfig, TrainConfig
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def optimize(
         None, help="Protected region (white = keep the content, no style).", rich_help_panel=PANEL_IO
     ),
     image_format: Optional[str] = typer.Option(None, "--format", help="Output format (default: by suffix).", rich_help_panel=PANEL_IO),
-    quality: int = typer.Option(95, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
+    quality: int = number_option(95, low=1, high=100, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
     overwrite: bool = typer.Option(False, help="Replace an existing output file.", rich_help_panel=PANEL_IO),
     content_weight: float = setting_option(OptimizeConfig, "content_weight"),
     style_weight: float = setting_option(OptimizeConfig, "style_weight"),
@@ -115,7 +116,7 @@ def optimize(
     scales: int = setting_option(OptimizeConfig, "scales"),
     device: str = setting_option(OptimizeConfig, "device"),
     precision: str = setting_option(OptimizeConfig, "precision"),
-    save_every: int = typer.Option(0, help="Also write a snapshot every N evaluations (OUT.<N>.png).", rich_help_panel=PANEL_LOGGING),
+    save_every: int = number_option(0, low=0, high=1_000_000, help="Also write a snapshot every N evaluations (OUT.<N>.png).", rich_help_panel=PANEL_LOGGING),
     loss_log: Optional[str] = typer.Option(None, help="Write losses per evaluation to FILE.csv or FILE.json.", rich_help_panel=PANEL_LOGGING),
     plot: Optional[str] = typer.Option(None, help="Write loss curves to FILE.png.", rich_help_panel=PANEL_LOGGING),
     save_config: Optional[str] = typer.Option(None, help="Write the resolved configuration to FILE.json.", rich_help_panel=PANEL_LOGGING),
@@ -123,7 +124,7 @@ def optimize(
         None, help="Vary a flag, e.g. style-weight=1e2,1e3 (repeat: all combinations); -o is then a contact sheet.",
         rich_help_panel=PANEL_SWEEP,
     ),
-    judge_size: int = typer.Option(256, help="With --sweep: long side at which each result is scored.", rich_help_panel=PANEL_SWEEP),
+    judge_size: int = number_option(256, low=16, high=4096, help="With --sweep: long side at which each result is scored.", rich_help_panel=PANEL_SWEEP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Optimise an image against content and style losses (Gatys et al.)."""
@@ -186,7 +187,7 @@ def score(
     content: str = typer.Argument(..., help="Content image."),
     style: str = typer.Argument(..., help="Style image."),
     image: str = typer.Argument(..., help="Image to judge (e.g. a stylised result)."),
-    size: int = typer.Option(512, help="Long side at which all three are compared."),
+    size: int = number_option(512, low=16, high=8192, help="Long side at which all three are compared."),
 ) -> None:
     """Print the judged losses (content at relu4_2, Gram style at relu1_1..relu5_1) as JSON."""
     from nstcli import images, optimize as optimize_engine
@@ -200,8 +201,8 @@ def score(
 @app.command(rich_help_panel="Stylise")
 def demo(
     output: str = typer.Option("demo.png", "-o", "--output", help="Output image."),
-    size: int = typer.Option(256, help="Output long side in pixels."),
-    iterations: int = typer.Option(100, help="Budget in descriptor evaluations."),
+    size: int = number_option(256, low=16, high=4096, help="Output long side in pixels."),
+    iterations: int = number_option(100, low=1, high=100_000, help="Budget in descriptor evaluations."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
@@ -232,7 +233,7 @@ def apply(
     output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -.", rich_help_panel=PANEL_IO),
     name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}.", rich_help_panel=PANEL_IO),
     image_format: Optional[str] = typer.Option(None, "--format", help="png, jpg, webp, bmp, tiff (default: the input's).", rich_help_panel=PANEL_IO),
-    quality: int = typer.Option(95, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
+    quality: int = number_option(95, low=1, high=100, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
     style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index.", rich_help_panel=PANEL_STYLE),
     mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5.", rich_help_panel=PANEL_STYLE),
     region: Optional[list[str]] = typer.Option(
@@ -242,15 +243,15 @@ def apply(
         rich_help_panel=PANEL_STYLE,
     ),
     kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson.", rich_help_panel=PANEL_STYLE),
-    strength: float = typer.Option(1.0, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
+    strength: float = number_option(1.0, low=0, high=1, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram.", rich_help_panel=PANEL_STYLE),
-    max_size: Optional[int] = typer.Option(None, help="Downscale inputs whose long side is larger.", rich_help_panel=PANEL_SPEED),
-    tile: Optional[int] = typer.Option(None, help="Tile size in px for large images (default: auto above 4 MP; 0 = off).", rich_help_panel=PANEL_SPEED),
-    tile_overlap: int = typer.Option(64, help="Overlap of neighbouring tiles in px.", rich_help_panel=PANEL_SPEED),
+    max_size: Optional[int] = number_option(None, low=16, high=65536, help="Downscale inputs whose long side is larger.", rich_help_panel=PANEL_SPEED),
+    tile: Optional[int] = number_option(None, low=0, high=65536, help="Tile size in px for large images (default: auto above 4 MP; 0 = off).", rich_help_panel=PANEL_SPEED),
+    tile_overlap: int = number_option(64, low=0, high=4096, help="Overlap of neighbouring tiles in px.", rich_help_panel=PANEL_SPEED),
     provider: str = typer.Option("auto", help="auto (TensorRT > CUDA > CPU), tensorrt, cuda or cpu.", rich_help_panel=PANEL_SPEED),
-    threads: int = typer.Option(0, help="onnxruntime threads (0 = its default).", rich_help_panel=PANEL_SPEED),
-    batch_size: int = typer.Option(0, help="Images of equal size per inference batch (0 = auto: GPU 8, CPU 1).", rich_help_panel=PANEL_SPEED),
-    workers: int = typer.Option(2, help="Decode threads and encode threads (each).", rich_help_panel=PANEL_SPEED),
+    threads: int = number_option(0, low=0, high=1024, help="onnxruntime threads (0 = its default).", rich_help_panel=PANEL_SPEED),
+    batch_size: int = number_option(0, low=0, high=1024, help="Images of equal size per inference batch (0 = auto: GPU 8, CPU 1).", rich_help_panel=PANEL_SPEED),
+    workers: int = number_option(2, low=1, high=64, help="Decode threads and encode threads (each).", rich_help_panel=PANEL_SPEED),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose output exists (resume a killed run).", rich_help_panel=PANEL_IO),
     overwrite: bool = typer.Option(False, help="Replace existing outputs.", rich_help_panel=PANEL_IO),
     shard: Optional[str] = typer.Option(None, help="Process only part I of N (e.g. 2/4), the same split on every machine.", rich_help_panel=PANEL_IO),
@@ -345,7 +346,7 @@ ARCH_FLAGS = {
 def train(
     ctx: typer.Context,
     output: str = typer.Option(..., "-o", "--output", help="Trained model, FILE.pt (checkpoints: FILE.ckpt).", rich_help_panel=PANEL_IO),
-    style: Optional[list[str]] = setting_option(TrainConfig, "style", "--style-image"),
+    style: Optional[list[str]] = setting_option(TrainConfig, "style"),
     data: Optional[str] = setting_option(TrainConfig, "data"),
     resume: Optional[str] = typer.Option(None, help="Continue from a checkpoint (or a trained model) exactly.", rich_help_panel=PANEL_IO),
     add_style: Optional[list[str]] = typer.Option(
@@ -493,12 +494,12 @@ def export_command(
 
 @app.command(rich_help_panel="Measure")
 def bench(
-    size: int = typer.Option(256, help="Generated images are SIZE x SIZE (the study: 256)."),
-    iterations: int = typer.Option(10, help="Gatys: descriptor evaluations per image (the study: hundreds)."),
-    train_size: int = typer.Option(128, help="Training crop side (the study: 256)."),
-    batch_size: int = typer.Option(4, help="Training batch size (the study: 4)."),
-    train_steps: int = typer.Option(5, help="Steps of the short training run."),
-    repeats: int = typer.Option(3, help="Generator forward passes timed (median)."),
+    size: int = number_option(256, low=32, high=4096, help="Generated images are SIZE x SIZE (the study: 256)."),
+    iterations: int = number_option(10, low=1, high=100_000, help="Gatys: descriptor evaluations per image (the study: hundreds)."),
+    train_size: int = number_option(128, low=32, high=4096, help="Training crop side (the study: 256)."),
+    batch_size: int = number_option(4, low=1, high=1024, help="Training batch size (the study: 4)."),
+    train_steps: int = number_option(5, low=2, high=100_000, help="Steps of the short training run."),
+    repeats: int = number_option(3, low=1, high=10_000, help="Generator forward passes timed (median)."),
     arch: Optional[list[str]] = typer.Option(None, help="Generators to time (repeat; default: all)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
@@ -516,9 +517,14 @@ def bench(
     print(json.dumps(report.to_dict(), indent=1) if json_output else bench_engine.format_table(report))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app on ``argv`` (default: sys.argv[1:]), turning every expected failure into
     one line and an exit code; raises SystemExit with that code (tests call it in-process)."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill stops like Ctrl-C: partial files removed, exit 130
     argv, warnings = replace_deprecated(sys.argv[1:] if argv is None else argv)
     for warning in warnings:
         print(warning, file=sys.stderr)

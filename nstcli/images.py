@@ -212,10 +212,12 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
             temp.flush()
             os.fsync(temp.fileno())
         os.replace(temp_name, target)
-    except OSError as error:
+    except BaseException as error:  # a failed write or an interrupt (Ctrl-C, SIGTERM): no part file stays
         if temp_name is not None and os.path.exists(temp_name):
             os.unlink(temp_name)
-        raise InputError(f"{target}: cannot write ({error.strerror or error})") from None
+        if isinstance(error, OSError):
+            raise InputError(f"{target}: cannot write ({error.strerror or error})") from None
+        raise
 
 
 def write_image(image: Image.Image, path: str | Path, format_name: str | None = None, quality: int = 95) -> None:
@@ -235,7 +237,10 @@ def mask_array(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
 
 
 def from_array(array: np.ndarray) -> Image.Image:
-    """Float array (H, W, 3) in 0..1 -> RGB image (values clipped, rounded)."""
+    """Float array (H, W, 3) in 0..1 -> RGB image (values clipped, rounded). Non-finite values are
+    an error: a NaN would silently become a black pixel."""
+    if not np.isfinite(array).all():
+        raise InputError("the result has non-finite pixels (NaN or infinity); nothing was written")
     return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 

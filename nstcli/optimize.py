@@ -24,7 +24,7 @@ from nstcli.devices import check_precision, resolve_device, resolve_precision
 from nstcli.errors import InputError, UsageError
 from nstcli.lbfgs import LBFGS
 from nstcli.losses import LossTerms, LossWeights, PerceptualLoss
-from nstcli.settings import OptimizeConfig
+from nstcli.settings import OptimizeConfig, check_ranges
 
 OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 10.0}  # in 0..255 pixel units
@@ -55,6 +55,7 @@ class OptimizeResult:
 
 def validate(config: OptimizeConfig) -> None:
     """Reject bad settings before any image is read or any weight is loaded."""
+    check_ranges(config)
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r} (choose lbfgs or adam)")
     if config.iterations < 1:

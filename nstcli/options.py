@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from nstcli.settings import declaration, value_type
+from nstcli.settings import check_range, declaration, flag_of, value_type
 
 # Flags renamed for clarity: (command, old flag) -> new flag. The old one still works for one
 # release, with a one-line warning (see nstcli.cli.main).
@@ -25,18 +25,28 @@ DEPRECATED_FLAGS = {
 }
 
 
-def setting_option(config_type: type, name: str, flag: str | None = None, **changes: Any) -> Any:
-    """The option of setting ``name`` of ``config_type`` (``flag``: when it differs from the name)."""
+def setting_option(config_type: type, name: str, **changes: Any) -> Any:
+    """The option of setting ``name`` of ``config_type``."""
     annotation, default, metadata = declaration(config_type, name)
     _, is_list = value_type(annotation)
     return typer.Option(
         None if is_list else default,
-        flag or "--" + name.replace("_", "-"),
+        flag_of(config_type, name),
         help=metadata["help"],
         rich_help_panel=metadata["panel"],
         show_default=not is_list and default is not None,
         **changes,
     )
+
+
+def number_option(default: Any, *flags: str, low: float, high: float, help: str, **options: Any) -> Any:
+    """A numeric option that is not an engine setting, with its range (checked as the flags are parsed)."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        check_range(param.opts[0] if param.opts[0].startswith("--") else param.opts[-1], value, low, high)
+        return value
+
+    return typer.Option(default, *flags, help=help, callback=check, **options)
 
 
 def replace_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -13,6 +13,7 @@ StyleBank train (``--add-style``, ``--tune-style``).
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
@@ -32,14 +33,19 @@ PANEL_DEVICE = "Device"
 PANEL_LOGGING = "Logs and checkpoints"
 
 FIXED, RUN, BANK = "fixed", "run", "bank"
+MAX_SIDE = 8192  # the longest image side an optimisation may ask for (a VGG pass at 8192 px needs ~100 GB)
+MAX_SEED = 2**63 - 1
 
 Config = TypeVar("Config")
 
 
 def setting(default: Any = MISSING, *, help: str, panel: str, factory: Callable[[], Any] | None = None,
-            role: str = FIXED) -> Any:  # fmt: skip
-    """A dataclass field with its help text, help panel and resume role."""
-    metadata = {"help": help, "panel": panel, "role": role}
+            role: str = FIXED, low: float | None = None, high: float | None = None,
+            flag: str | None = None) -> Any:  # fmt: skip
+    """A dataclass field with its help text, help panel, resume role, for numbers its range
+    ``low..high`` (inclusive; every item of a list of numbers), and its flag when that is not
+    ``--name-with-dashes``."""
+    metadata = {"help": help, "panel": panel, "role": role, "range": (low, high), "flag": flag}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -63,27 +69,39 @@ class LossSettings:
         panel=PANEL_DESCRIPTOR,
     )
     content_layer_weights: list[float] | None = setting(
-        None, help="Per content layer, comma-separated (default: 1 each).", panel=PANEL_LOSS
+        None, help="Per content layer, comma-separated (default: 1 each).", panel=PANEL_LOSS,
+        low=0,
+        high=1e6,
     )
     style_layer_weights: list[float] | None = setting(
-        None, help="Per style layer, comma-separated (default: 1 each).", panel=PANEL_LOSS
+        None, help="Per style layer, comma-separated (default: 1 each).", panel=PANEL_LOSS,
+        low=0,
+        high=1e6,
     )
-    content_weight: float = setting(1.0, help="Weight of the content loss.", panel=PANEL_LOSS, role=BANK)
-    style_weight: float = setting(10.0, help="Weight of the style loss.", panel=PANEL_LOSS, role=BANK)
+    content_weight: float = setting(
+        1.0, help="Weight of the content loss.", panel=PANEL_LOSS, role=BANK, low=0, high=1e12
+    )
+    style_weight: float = setting(10.0, help="Weight of the style loss.", panel=PANEL_LOSS, role=BANK, low=0, high=1e12)
     tv_weight: float = setting(
-        0.0, help="Weight of the total-variation loss (0..1 image scale).", panel=PANEL_LOSS, role=BANK
+        0.0, help="Weight of the total-variation loss (0..1 image scale).", panel=PANEL_LOSS, role=BANK,
+        low=0,
+        high=1e12,
     )
     style_blend: list[float] | None = setting(
         None,
         help="One weight per style image, e.g. 0.7,0.3 (stylebank: each bank's style-loss weight, default 1 each).",
         panel=PANEL_LOSS,
         role=BANK,
+        low=0,
+        high=1e6,
     )
     style_scale: float = setting(
         1.0,
         help="Style image long side relative to the image it styles (optimize: --size; train: --image-size).",
         panel=PANEL_LOSS,
         role=BANK,
+        low=0.01,
+        high=8,
     )
 
 
@@ -91,28 +109,40 @@ class LossSettings:
 class OptimizeConfig:
     """Everything that defines one ``nst optimize`` run; written next to outputs so it can be reproduced."""
 
-    size: int = setting(512, help="Output long side in pixels.", panel=PANEL_IO)
+    size: int = setting(512, help="Output long side in pixels.", panel=PANEL_IO, low=16, high=MAX_SIDE)
     style_crop: float = setting(
-        1.0, help="Use only the central fraction of each style image's width and height (e.g. 0.5).", panel=PANEL_IO
+        1.0, help="Use only the central fraction of each style image's width and height (e.g. 0.5).", panel=PANEL_IO,
+        low=0.01,
+        high=1,
     )
     loss: LossSettings = field(default_factory=LossSettings)
     style_masks: list[str] | None = None  # paths of the masks passed as style_masks (spatial control)
     content_mask: str | None = None  # path of the mask passed as content_mask
     init: str = setting("content", help="Start image: content, noise or an image file.", panel=PANEL_OPTIMISER)
     noise_ratio: float = setting(
-        0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise.", panel=PANEL_OPTIMISER
+        0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise.", panel=PANEL_OPTIMISER,
+        low=0,
+        high=1,
     )
     seed: int | None = setting(
-        None, help="Random seed (CPU runs are then bit-for-bit reproducible).", panel=PANEL_OPTIMISER
+        None, help="Random seed (CPU runs are then bit-for-bit reproducible).", panel=PANEL_OPTIMISER,
+        low=0,
+        high=MAX_SEED,
     )
     optimizer: str = setting("lbfgs", help="lbfgs or adam.", panel=PANEL_OPTIMISER)
     lr: float | None = setting(
-        None, help="Learning rate, 0..255 pixel units (default: lbfgs 1, adam 10).", panel=PANEL_OPTIMISER
+        None, help="Learning rate, 0..255 pixel units (default: lbfgs 1, adam 10).", panel=PANEL_OPTIMISER,
+        low=1e-12,
+        high=1e6,
     )
     iterations: int = setting(
-        300, help="Budget in descriptor evaluations (forward+backward), all scales.", panel=PANEL_OPTIMISER
+        300, help="Budget in descriptor evaluations (forward+backward), all scales.", panel=PANEL_OPTIMISER,
+        low=1,
+        high=1_000_000,
     )
-    scales: int = setting(1, help="Coarse-to-fine pyramid levels (each half the next).", panel=PANEL_OPTIMISER)
+    scales: int = setting(
+        1, help="Coarse-to-fine pyramid levels (each half the next).", panel=PANEL_OPTIMISER, low=1, high=6
+    )
     preserve_color: str | None = setting(
         None, help="Keep the content's colours: luminance or histogram.", panel=PANEL_IO
     )
@@ -139,6 +169,7 @@ class TrainConfig:
         help="Style image (repeat, with --style-blend, to blend several); stylebank: NAME=IMAGE, one per bank.",
         panel=PANEL_IO,
         factory=list,
+        flag="--style-image",
     )
     data: str = setting("", help="Folder of content photos (recursive; jpg, png, webp).", panel=PANEL_DATA, role=BANK)
     arch: str = setting(
@@ -147,55 +178,87 @@ class TrainConfig:
         panel=PANEL_GENERATOR,
     )
     arch_options: dict[str, Any] = field(default_factory=dict)  # the options dataclass of nstcli.generators.ARCH
-    image_size: int = setting(256, help="Training crops are SIZE x SIZE.", panel=PANEL_DATA, role=BANK)
+    image_size: int = setting(
+        256, help="Training crops are SIZE x SIZE.", panel=PANEL_DATA, role=BANK, low=16, high=4096
+    )
     crop_scale: float = setting(
         1.0,
         help="Each crop covers a random CROP_SCALE..1 of the photo's short side (below 1: more scales from few photos).",
         panel=PANEL_DATA,
         role=BANK,
+        low=0.01,
+        high=1,
     )
-    batch_size: int = setting(4, help="Images per step (per process under torchrun).", panel=PANEL_DATA, role=BANK)
-    max_images: int | None = setting(None, help="Use only the first N readable images.", panel=PANEL_DATA, role=BANK)
-    steps: int | None = setting(None, help="Total optimiser steps (overrides --epochs).", panel=PANEL_SCHEDULE, role=RUN)
-    epochs: float = setting(2.0, help="Passes over the data (when --steps is not given).", panel=PANEL_SCHEDULE, role=RUN)
+    batch_size: int = setting(
+        4, help="Images per step (per process under torchrun).", panel=PANEL_DATA, role=BANK, low=1, high=4096
+    )
+    max_images: int | None = setting(
+        None, help="Use only the first N readable images.", panel=PANEL_DATA, role=BANK, low=1, high=1e9
+    )
+    steps: int | None = setting(
+        None, help="Total optimiser steps (overrides --epochs).", panel=PANEL_SCHEDULE, role=RUN, low=1, high=1e9
+    )
+    epochs: float = setting(
+        2.0, help="Passes over the data (when --steps is not given).", panel=PANEL_SCHEDULE, role=RUN, low=0.001, high=1e6
+    )
     workers: int = setting(
-        4, help="DataLoader worker processes (0 = decode in the main process).", panel=PANEL_DATA, role=RUN
+        4, help="DataLoader worker processes (0 = decode in the main process).", panel=PANEL_DATA, role=RUN,
+        low=0,
+        high=256,
     )
     loss: LossSettings = field(default_factory=_train_loss)
-    lr: float = setting(1e-3, help="Adam learning rate of the style phase.", panel=PANEL_SCHEDULE, role=BANK)
+    lr: float = setting(
+        1e-3, help="Adam learning rate of the style phase.", panel=PANEL_SCHEDULE, role=BANK, low=1e-12, high=10
+    )
     warmup_steps: int = setting(
-        0, help="First steps with style weight 0: the net learns to reproduce its input.", panel=PANEL_SCHEDULE, role=BANK
+        0, help="First steps with style weight 0: the net learns to reproduce its input.", panel=PANEL_SCHEDULE, role=BANK,
+        low=0,
+        high=1e9,
     )
     warmup_lr: float | None = setting(
-        None, help="Learning rate of the warm-up steps (default: 10 x --lr).", panel=PANEL_SCHEDULE, role=BANK
+        None, help="Learning rate of the warm-up steps (default: 10 x --lr).", panel=PANEL_SCHEDULE, role=BANK,
+        low=1e-12,
+        high=10,
     )
     lr_decay: float = setting(
-        1.0, help="Multiply the learning rate by this every --lr-decay-every steps.", panel=PANEL_SCHEDULE
+        1.0, help="Multiply the learning rate by this every --lr-decay-every steps.", panel=PANEL_SCHEDULE,
+        low=1e-6,
+        high=1,
     )
     lr_decay_every: int = setting(
-        1250, help="Steps between learning-rate decays (counted after warm-up).", panel=PANEL_SCHEDULE
+        1250, help="Steps between learning-rate decays (counted after warm-up).", panel=PANEL_SCHEDULE,
+        low=1,
+        high=1e9,
     )
     weight_init: str = setting(
         "default", help="Weight initialisation: default (PyTorch's), xavier or he.", panel=PANEL_GENERATOR
     )
-    seed: int = setting(0, help="Random seed (CPU runs are reproducible bit-for-bit).", panel=PANEL_DATA, role=BANK)
+    seed: int = setting(
+        0, help="Random seed (CPU runs are reproducible bit-for-bit).", panel=PANEL_DATA, role=BANK, low=0, high=MAX_SEED
+    )
     device: str = setting("auto", help="auto, cpu, cuda or cuda:N.", panel=PANEL_DEVICE, role=RUN)
     precision: str = setting(
         "auto", help="Training precision: auto (bf16 where native), fp32 or bf16.", panel=PANEL_DEVICE
     )
-    log_every: int = setting(10, help="Average and record the losses every N steps.", panel=PANEL_LOGGING, role=RUN)
+    log_every: int = setting(
+        10, help="Average and record the losses every N steps.", panel=PANEL_LOGGING, role=RUN, low=1, high=1e9
+    )
     checkpoint_every: int = setting(
-        1000, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C).", panel=PANEL_LOGGING, role=RUN
+        1000, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C).", panel=PANEL_LOGGING, role=RUN,
+        low=0,
+        high=1e9,
     )
     preview: str | None = setting(
         None, help="Image to stylise every --preview-every steps, into MODEL.preview/.", panel=PANEL_LOGGING, role=RUN
     )
-    preview_every: int = setting(100, help="Steps between previews.", panel=PANEL_LOGGING, role=RUN)
+    preview_every: int = setting(100, help="Steps between previews.", panel=PANEL_LOGGING, role=RUN, low=1, high=1e9)
     names: list[str] | None = None  # stylebank: one name per style image (None: the images' stems)
     steps_per_identity: int = setting(
         2,
         help="stylebank: style steps before each auto-encoder step (the paper's T).",
         panel=PANEL_GENERATOR,
+        low=1,
+        high=1e6,
     )
     train_banks: list[int] | None = None  # stylebank: train only these banks, freeze the rest; None: everything
 
@@ -263,6 +326,11 @@ def declaration(config_type: type, name: str) -> tuple[Any, Any, dict[str, Any]]
         owner, value = typing.get_type_hints(owner)[parent], getattr(value, parent)
     item = next(item for item in fields(owner) if item.name == last)
     return typing.get_type_hints(owner)[last], getattr(value, last), dict(item.metadata)
+
+
+def flag_of(config_type: type, name: str) -> str:
+    """The command-line flag of setting ``name``: ``style_weight`` -> ``--style-weight``."""
+    return declaration(config_type, name)[2]["flag"] or "--" + name.replace("_", "-")
 
 
 def get_setting(config: Any, name: str) -> Any:
@@ -334,9 +402,30 @@ def from_flags(config_type: type[Config], flags: dict[str, Any], base: Config | 
             continue
         scalar, is_list = value_type(annotation)
         if is_list and isinstance(value, str):
-            value = parse_list(value, scalar, "--" + name.replace("_", "-"))
+            value = parse_list(value, scalar, flag_of(config_type, name))
         values[name] = value
     return with_settings(base if base is not None else config_type(), values)
+
+
+def check_range(flag: str, value: float | None, low: float | None, high: float | None) -> None:
+    """The one rule for numbers on the command line: finite, and within ``low..high`` (inclusive)."""
+    if value is None or isinstance(value, bool):
+        return
+    if not math.isfinite(value):
+        raise UsageError(f"{flag} must be a finite number, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise UsageError(f"{flag} must be in {low:g}..{high:g}, got {value:g}")
+
+
+def check_ranges(config: Any) -> None:
+    """Every numeric setting of ``config`` (and every item of a list of numbers) within its declared range."""
+    for name in flat_fields(type(config)):
+        _, _, metadata = declaration(type(config), name)
+        low, high = metadata["range"]
+        value = get_setting(config, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (int, float)):
+                check_range(flag_of(type(config), name), item, low, high)
 
 
 def roles(config_type: type, role: str) -> frozenset[str]:

@@ -16,6 +16,7 @@ every epoch; rank 0 writes checkpoints, logs and previews.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import signal
 import time
@@ -384,6 +385,11 @@ class Trainer:
         auto-encoder steps, or none) repeats its last figure (0 before the first)."""
         last = self.history[-1] if self.history else {}
         terms = {name: value if value is not None else last.get(name, 0.0) for name, value in means.items()}
+        if not all(math.isfinite(value) for value in terms.values()):
+            raise InputError(
+                f"training diverged by step {self.step} (a loss is NaN or infinite); nothing was written: "
+                "lower --lr or the loss weights"
+            )
         row = {
             "step": self.step,
             "epoch": round(self.items_seen / self.sampler.per_rank(), 4),

@@ -25,7 +25,7 @@ from nstcli import generators, images, report
 from nstcli.checkpoint import load_checkpoint
 from nstcli.devices import check_precision
 from nstcli.errors import UsageError, reject_first
-from nstcli.settings import BANK, RUN, TrainConfig, flat_fields, get_setting, roles, with_settings
+from nstcli.settings import BANK, RUN, TrainConfig, check_ranges, flag_of, flat_fields, get_setting, roles, with_settings
 
 RUN_SETTINGS = roles(TrainConfig, RUN)  # may differ on --resume
 BANK_SETTINGS = RUN_SETTINGS | roles(TrainConfig, BANK)  # may differ when only some banks train
@@ -57,6 +57,7 @@ def validate(config: TrainConfig) -> None:
     """Reject bad settings before any image is read or any weight is loaded."""
     from nstcli import losses, train  # torch: only once the flags are parsed
 
+    check_ranges(config)
     options = generators.make_options(config.arch, config.arch_options)
     if not config.style:
         raise UsageError("--style is required")
@@ -220,7 +221,8 @@ def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
         elif key == "arch_options":
             _check_arch_unchanged(saved, value, "on --resume")
         elif _normalised(key, value) != _normalised(key, get_setting(saved, key)):
-            raise UsageError(f"--{_flag(key)} cannot change on --resume (the checkpoint has {get_setting(saved, key)!r})")
+            kept = get_setting(saved, key)
+            raise UsageError(f"{flag_of(TrainConfig, key)} cannot change on --resume (the checkpoint has {kept!r})")
     return with_settings(saved, run_values)
 
 
@@ -235,7 +237,7 @@ def _bank_run(saved: TrainConfig, given: dict[str, Any], flag: str, count: int) 
     _check_arch_unchanged(saved, given.pop("arch_options", {}), f"with {flag}")
     for key, value in given.items():
         if key not in BANK_SETTINGS and _normalised(key, value) != _normalised(key, get_setting(saved, key)):
-            raise UsageError(f"--{_flag(key)} cannot change with {flag} (the bank's is kept)")
+            raise UsageError(f"{flag_of(TrainConfig, key)} cannot change with {flag} (the bank's is kept)")
     weights = given.get("style_blend")
     if weights is not None and len(weights) != count:
         raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
@@ -294,11 +296,7 @@ def _check_arch_unchanged(saved: TrainConfig, given: dict[str, Any], context: st
     for option, value in given.items():
         kept = getattr(options, option, None)
         if kept != value:
-            raise UsageError(f"--{_flag(option)} cannot change {context} (the checkpoint has {kept!r})")
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
+            raise UsageError(f"{generators.option_flag(option)} cannot change {context} (the checkpoint has {kept!r})")
 
 
 def _normalised(key: str, value: Any) -> Any:

@@ -111,7 +111,8 @@ def test_outputs_are_protected(tmp_path: Path, content_path: Path, style_path: P
                           1, "cannot write")  # fmt: skip
 
 
-def test_interrupt_exits_130_without_partial_output(tmp_path: Path, content_path: Path, style_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_without_partial_output(tmp_path: Path, content_path: Path, style_path: Path, signum) -> None:
     out = tmp_path / "out.png"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack
     # A shell's background job (`pytest &`) ignores SIGINT and its children inherit that, so a
@@ -122,13 +123,13 @@ def test_interrupt_exits_130_without_partial_output(tmp_path: Path, content_path
         stderr=subprocess.PIPE, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     time.sleep(8)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     try:
         _, stderr = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:  # show where it hangs, and leave no process behind
         process.send_signal(signal.SIGABRT)
         _, stderr = process.communicate(timeout=30)
-        pytest.fail(f"still running 60 s after SIGINT:\n{stderr.decode(errors='replace')}")
+        pytest.fail(f"still running 60 s after {signum!r}:\n{stderr.decode(errors='replace')}")
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr and b"interrupted" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]

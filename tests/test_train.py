@@ -183,7 +183,7 @@ def test_default_layers_follow_the_paper():
         ({"style_weight": -1.0}, "--style-weight"),
         ({"style_layers": ["relu9_9"]}, "relu9_9"),
         ({"style_blend": [0.5, 0.5]}, "--style-blend"),
-        ({"arch_options": {"scales": 3}}, "--scales does not apply"),
+        ({"arch_options": {"scales": 3}}, "--texture-scales does not apply"),
     ],
 )
 def test_bad_settings_are_usage_errors(photos, style, random_vgg16, changes, message):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from nstcli import color, images
 from nstcli.errors import UsageError
+from nstcli.settings import check_range
 
 
 @dataclass
@@ -131,4 +132,6 @@ def parse_mix(text: str) -> dict[str, float]:
             mix[key.strip()] = mix.get(key.strip(), 0.0) + float(value)
         except ValueError:
             raise UsageError(f"--mix: expected name=weight pairs such as a=0.5,b=0.5, got {text!r}") from None
+    for weight in mix.values():
+        check_range("--mix weights", weight, 0, 1e6)
     return mix

@@ -69,9 +69,16 @@ def find_inputs(inputs: list[str], skip_dir: Path | None) -> Iterator[tuple[Path
             root = Path(glob_root(entry))
             for match in map(Path, matches):
                 if match.is_file():
-                    yield match, match.relative_to(root) if match.is_relative_to(root) else Path(match.name)
+                    yield match, _relative_below(match, root)
         else:
             raise UsageError(f"{entry}: no such file or folder")
+
+
+def _relative_below(path: Path, root: Path) -> Path:
+    """``path`` relative to ``root`` once '..' parts are resolved ('photos/a/../b.png' -> 'b.png');
+    its bare name when it lies elsewhere ('photos/*/../../x.png')."""
+    relative = Path(os.path.normpath(os.path.relpath(path, root)))
+    return Path(path.name) if relative.parts[:1] == ("..",) else relative
 
 
 def glob_root(pattern: str) -> str:
@@ -162,8 +169,11 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
             jobs.append(Job(str(source), str(out_dir / key), key))
     if not seen:
         raise UsageError("no input images found")
+    inside = out_dir.resolve()
     for job in jobs:
         images.format_for(job.target, config.image_format)
+        if not Path(job.target).resolve().is_relative_to(inside):  # the rule: every output stays inside -o
+            raise UsageError(f"{job.target}: would be written outside {out_dir}; use --name or other inputs")
         if Path(job.target).resolve() in input_paths:
             raise UsageError(f"{job.target}: output would overwrite an input; choose another -o or --name")
     return _resolve_existing(jobs, config)

@@ -35,6 +35,15 @@ ARCHS: dict[str, Arch] = {
 }
 
 
+# Options whose command-line flag is not their name (``nst optimize --scales`` is the pyramid).
+OPTION_FLAGS = {"scales": "--texture-scales"}
+
+
+def option_flag(option: str) -> str:
+    """The ``nst train`` flag of a generator option: ``scales`` -> ``--texture-scales``."""
+    return OPTION_FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 def arch(name: str) -> Arch:
     if name not in ARCHS:
         raise UsageError(f"unknown --arch {name!r} (choose from {', '.join(ARCHS)})")
@@ -47,7 +56,7 @@ def make_options(name: str, values: dict[str, Any]) -> Any:
     known = {field.name for field in fields(options_type)}
     for key in values:
         if key not in known:
-            raise UsageError(f"--{key.replace('_', '-')} does not apply to --arch {name}")
+            raise UsageError(f"{option_flag(key)} does not apply to --arch {name}")
     options = options_type(**values)
     options.validate()
     return options

@@ -29,7 +29,7 @@ class TextureOptions:
 
     def validate(self) -> None:
         if not 1 <= self.scales <= 7:
-            raise UsageError("--scales must be between 1 and 7")
+            raise UsageError("--texture-scales must be between 1 and 7")
         if not 1 <= self.channels <= 128:
             raise UsageError("--channels must be between 1 and 128")
         if not 0 <= self.noise_channels <= 16:

@@ -191,6 +191,27 @@ def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
             image.load()  # complete, decodable files
 
 
+def test_sigterm_stops_like_ctrl_c_with_a_message_and_no_part_files(models, tmp_path):
+    count = 120
+    make_folder(tmp_path / "in", count, size=(192, 160))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "nstcli", "apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out),
+               "--workers", "1", "--batch-size", "1", "--threads", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(outputs(out)) < 5):
+        time.sleep(0.002)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.decode().strip().splitlines()[-1] == "nst: interrupted" and b"Traceback" not in stderr
+    written = outputs(out)
+    assert 5 <= len(written) < count and not list(out.rglob("*.part")), written
+    for path in out.rglob("*.png"):
+        with Image.open(path) as image:
+            image.load()  # every file there is complete
+
+
 def test_fail_fast_stops_at_first_failure(models, tmp_path):
     make_folder(tmp_path, 6)
     (tmp_path / "img000.png").write_bytes(b"broken")  # first in sorted order
@@ -270,3 +291,14 @@ def test_images_of_mixed_sizes_are_all_written_correctly(models, tmp_path):
         written = np.asarray(Image.open(out / f"m{index}.png"), dtype=np.float32) / 255
         assert written.shape[1::-1] == size
         assert np.abs(written - alone).max() <= 1.5 / 255  # batching changes nothing
+
+
+def test_globs_with_dotdot_never_write_outside_the_output_folder(models, tmp_path):
+    make_folder(tmp_path / "photos" / "a", 2)
+    make_folder(tmp_path / "elsewhere", 2)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*.png")}
+    pattern = str(tmp_path / "photos" / "*" / ".." / ".." / "elsewhere" / "*.png")
+    result = nst("apply", str(models["single"]), pattern, "-o", str(tmp_path / "out"), "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["img001.png"]  # deep/img000 is not matched
+    assert {path: path.read_bytes() for path in before} == before  # nothing outside out/ changed
