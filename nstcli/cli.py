@@ -517,6 +517,15 @@ def bench(
     print(json.dumps(report.to_dict(), indent=1) if json_output else bench_engine.format_table(report))
 
 
+def describe_os_error(error: OSError) -> str:
+    """'PATH: reason' in one line, a long path shortened in the middle."""
+    name = str(error.filename) if error.filename is not None else ""
+    if len(name) > 120:
+        name = f"{name[:60]}...{name[-50:]}"
+    reason = error.strerror or str(error)
+    return f"{name}: {reason}" if name else reason
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -554,6 +563,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_FAILED)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as error:  # a path the user gave that the system refuses: too long, no permission, ...
+        print(f"nst: error: {describe_os_error(error)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code 130
         print("nst: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

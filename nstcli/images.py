@@ -176,6 +176,16 @@ def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: b
         raise UsageError(f"{out}: already exists (use --overwrite to replace it)")
     if not out.parent.exists() and str(out.parent) != "":
         raise UsageError(f"{out.parent}: output folder does not exist")
+    check_writable_folder(out.parent)
+
+
+def check_writable_folder(folder: str | Path) -> None:
+    """The folder (or the nearest part of it that exists, where it will be created) accepts new files."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{existing}: cannot write there (permission denied)")
 
 
 def check_outputs(outputs: list[str | Path], inputs: list[str | Path], overwrite: bool) -> None:

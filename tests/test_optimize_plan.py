@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nstcli.errors import UsageError
+from nstcli.errors import InputError, UsageError
 from nstcli.optimize_plan import plan_optimize, snapshot_paths
 from nstcli.settings import OptimizeConfig
 from tests.conftest import gradient_image, stripes_image
@@ -55,3 +55,13 @@ def test_snapshots_are_named_up_front():
     assert snapshot_paths("out/r.png", 3, 10) == {3: Path("out/r.00003.png"), 6: Path("out/r.00006.png"),
                                                   9: Path("out/r.00009.png")}  # fmt: skip
     assert snapshot_paths("r.png", 0, 10) == {}
+
+
+def test_an_unwritable_folder_is_refused_before_work(files, monkeypatch):
+    import os
+
+    (files / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
+    with pytest.raises(InputError, match="locked: cannot write there"):
+        plan(loss_log="locked/log.csv")

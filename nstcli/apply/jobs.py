@@ -12,6 +12,7 @@ import glob
 import hashlib
 import os
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -38,6 +39,9 @@ def check_template(template: str) -> None:
         raise UsageError("--name: a file name template must not contain / or \\ (outputs stay in -o's folder tree)")
 
 
+MAX_NAME_BYTES = 255  # one path component on Linux, macOS and Windows file systems
+
+
 def output_name(template: str, source: Path, style: str, model: str, image_format: str | None) -> str:
     """Fill the --name template; the result is one plain file name (no path escapes)."""
     suffix = source.suffix.lower()
@@ -51,15 +55,19 @@ def output_name(template: str, source: Path, style: str, model: str, image_forma
         raise UsageError(f"--name: bad template {template!r} ({error})") from None
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise UsageError(f"--name: {template!r} gives {name!r} for {source}, which is not a plain file name")
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise UsageError(f"--name: {template!r} gives a file name of {len(os.fsencode(name))} bytes for {source} "
+                         f"(the limit is {MAX_NAME_BYTES})")  # fmt: skip
     return name
 
 
-def find_inputs(inputs: list[str], skip_dir: Path | None) -> Iterator[tuple[Path, Path]]:
-    """(file, path relative to its input root) for files, folders (recursive) and globs."""
+def find_inputs(inputs: list[str], skip_dir: Path | None, unreadable: list[str]) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to its input root) for files, folders (recursive) and globs; folders that
+    cannot be listed are added to ``unreadable`` (as ``find`` does, the walk goes on without them)."""
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
-            yield from walk_folder(path, skip_dir)
+            yield from walk_folder(path, skip_dir, unreadable)
         elif path.is_file() or path.exists():
             yield path, Path(path.name)
         elif glob.has_magic(entry):
@@ -92,9 +100,13 @@ def glob_root(pattern: str) -> str:
     return str(Path(*fixed)) if fixed else "."
 
 
-def walk_folder(folder: Path, skip_dir: Path | None) -> Iterator[tuple[Path, Path]]:
+def walk_folder(folder: Path, skip_dir: Path | None, unreadable: list[str]) -> Iterator[tuple[Path, Path]]:
     """Image files under ``folder`` in sorted order, skipping hidden entries and the output folder."""
-    for root, dirs, files in os.walk(folder):
+
+    def cannot_list(error: OSError) -> None:
+        unreadable.append(f"{error.filename}: cannot read this folder ({error.strerror or error})")
+
+    for root, dirs, files in os.walk(folder, onerror=cannot_list):
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _same(here / d, skip_dir))
         for name in sorted(files):
@@ -128,8 +140,16 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
     return digest % count == index - 1
 
 
-def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
-    """All (source, target) pairs to process and the number skipped as already done."""
+@dataclass
+class JobPlan:
+    jobs: list[Job]  # what to do
+    skipped: int  # outputs that already exist (--skip-existing)
+    unreadable: list[str] = field(default_factory=list)  # folders that could not be listed: failures
+
+
+def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
+    """All (source, target) pairs to process, the number skipped as already done, and the folders
+    that could not be read."""
     check_template(config.name)
     model_stem = Path(config.model).stem
     stdin = images.STDIO in config.inputs
@@ -138,7 +158,7 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
     if config.output == images.STDIO:
         if len(config.inputs) != 1 or not (stdin or Path(config.inputs[0]).is_file()):
             raise UsageError("-o - (stdout) takes exactly one input image")
-        return [Job(config.inputs[0], images.STDIO, "-")], 0
+        return JobPlan([Job(config.inputs[0], images.STDIO, "-")], 0)
     if stdin and not single_file_output(config):
         raise UsageError("reading stdin (-) needs -o - or -o FILE")
     if single_file_output(config):
@@ -148,7 +168,8 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
             raise UsageError(f"{config.output}: output is also an input; choose another output path")
         if not Path(config.output).parent.is_dir():
             raise UsageError(f"{Path(config.output).parent}: output folder does not exist")
-        return _resolve_existing([Job(source, config.output, Path(config.output).name)], config)
+        images.check_writable_folder(Path(config.output).parent)
+        return JobPlan(*_resolve_existing([Job(source, config.output, Path(config.output).name)], config))
 
     out_dir = Path(config.output)
     if out_dir.exists() and not out_dir.is_dir():
@@ -156,7 +177,8 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     input_paths: set[Path] = set()
-    for source, relative in find_inputs(config.inputs, out_dir):
+    unreadable: list[str] = []
+    for source, relative in find_inputs(config.inputs, out_dir, unreadable):
         input_paths.add(source.resolve())
         name = output_name(config.name, source, style_label, model_stem, config.image_format)
         key = (relative.parent / name).as_posix()
@@ -167,7 +189,7 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
         seen[key] = str(source)
         if in_shard(key, config.shard):
             jobs.append(Job(str(source), str(out_dir / key), key))
-    if not seen:
+    if not seen and not unreadable:
         raise UsageError("no input images found")
     inside = out_dir.resolve()
     for job in jobs:
@@ -176,7 +198,8 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> tuple[list[Job], int]:
             raise UsageError(f"{job.target}: would be written outside {out_dir}; use --name or other inputs")
         if Path(job.target).resolve() in input_paths:
             raise UsageError(f"{job.target}: output would overwrite an input; choose another -o or --name")
-    return _resolve_existing(jobs, config)
+    images.check_writable_folder(out_dir)
+    return JobPlan(*_resolve_existing(jobs, config), unreadable)
 
 
 def _resolve_existing(jobs: list[Job], config: ApplyConfig) -> tuple[list[Job], int]:

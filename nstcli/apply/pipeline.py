@@ -48,6 +48,8 @@ def describe(error: Exception, where: str) -> str:
     """One line for a failure: NstError messages as they are, anything else prefixed with ``where``."""
     if isinstance(error, NstError):
         return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"{where}: {error.filename + ': ' if error.filename else ''}{error.strerror}"
     text = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     return f"{where}: {text}"
 
@@ -252,10 +254,12 @@ def run_apply(
         region_plan = _RegionPlan(style_weights, regions.RegionWeights(loaded))
     else:
         label = model.select_style(config.style, config.mix)
-    jobs, skipped = plan_jobs(config, label)
+    plan = plan_jobs(config, label)
+    jobs, skipped = plan.jobs, plan.skipped
     shard = f"{config.shard[0]}/{config.shard[1]}" if config.shard else None
-    summary = Summary(config.model, model.providers[0], model.info.styles, len(jobs) + skipped, skipped=skipped, shard=shard)
-    progress = Progress(total=len(jobs))
+    total = len(jobs) + skipped + len(plan.unreadable)
+    summary = Summary(config.model, model.providers[0], model.info.styles, total, skipped=skipped, shard=shard)
+    progress = Progress(total=len(jobs) + len(plan.unreadable))
     lock = threading.Lock()
     pipeline: _Pipeline
 
@@ -274,6 +278,8 @@ def run_apply(
             if on_progress:
                 on_progress(progress)
 
+    for folder_error in plan.unreadable:  # counted as failed inputs, like unreadable files
+        report(Job(folder_error.partition(": ")[0], "", ""), folder_error)
     pipeline = _Pipeline(model, config, jobs, report, region_plan)
     try:
         pipeline.run()

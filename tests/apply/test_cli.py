@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -302,3 +303,36 @@ def test_globs_with_dotdot_never_write_outside_the_output_folder(models, tmp_pat
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["img001.png"]  # deep/img000 is not matched
     assert {path: path.read_bytes() for path in before} == before  # nothing outside out/ changed
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(models, tmp_path, monkeypatch):
+    """Root may write anywhere, so the permission is refused the way os.access reports it for other users."""
+    make_folder(tmp_path / "in", 2)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    for output in (locked / "out", locked / "one.png"):
+        inputs = tmp_path / "in" if output.suffix == "" else tmp_path / "in" / "img001.png"
+        result = nst("apply", str(models["single"]), str(inputs), "-o", str(output))
+        assert result.returncode == 1 and result.stderr.strip() == f"nst: error: {locked}: cannot write there (permission denied)"
+    assert not any(locked.iterdir())
+
+
+def test_a_folder_that_cannot_be_listed_is_a_failed_input_not_a_silent_skip(models, tmp_path, monkeypatch):
+    make_folder(tmp_path / "in", 2)
+    hidden = tmp_path / "in" / "locked"
+    hidden.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == hidden:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 1
+    assert f"nst: {hidden}: cannot read this folder (Permission denied)" in result.stderr.splitlines()
+    summary = json.loads(result.stdout)
+    assert summary["written"] == 2 and summary["failed"] == 1
