@@ -20,14 +20,11 @@ import torch
 
 from nstcli import generators, images
 from nstcli.errors import InputError
-from nstcli.settings import TrainConfig
+from nstcli.settings import TrainConfig, check_types
 
 CHECKPOINT_FORMAT = "nst-train"
 CHECKPOINT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-# What a checkpoint holds besides format, version, config and model, for --resume to continue exactly.
-TRAINING_STATE_KEYS = ("optimizer", "step", "items_seen", "world", "rng", "cuda_rng", "history", "seconds", "data",
-                       "style_digests")  # fmt: skip
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -55,18 +52,46 @@ def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]
         raise InputError(f"{path}: checkpoint version {state.get('version')} is not supported")
     if not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
         raise InputError(f"{path}: damaged nst checkpoint (no model weights or configuration)")
-    state["config"] = TrainConfig.from_dict(state["config"]).to_dict()
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        check_types(config)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path}: damaged nst checkpoint (configuration: {error})") from None
+    state["config"] = config.to_dict()
     build_trained_generator(state, str(path))  # weights that do not fit their own configuration: refuse now
-    missing = [key for key in TRAINING_STATE_KEYS if key not in state] if resumable else []
+    if resumable:
+        _check_training_state(state, str(path))
+    return state
+
+
+# What a checkpoint holds besides format, version, config and model, for --resume to continue exactly,
+# with the types the trainer reads back (see nstcli.train.Trainer._load).
+TRAINING_STATE_TYPES = {
+    "optimizer": dict, "step": int, "items_seen": int, "world": int, "rng": list, "cuda_rng": (list, type(None)),
+    "history": list, "seconds": (int, float), "data": dict, "style_digests": list,
+}  # fmt: skip
+TRAINING_STATE_KEYS = tuple(TRAINING_STATE_TYPES)
+DATA_STATE_TYPES = {"count": int, "fingerprint": str, "skipped": int}
+
+
+def _check_training_state(state: dict[str, Any], path: str) -> None:
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
     if missing:
         raise InputError(f"{path}: holds no training state ({', '.join(missing)}): it can be exported, not resumed")
-    return state
+    wrong = [key for key, kind in TRAINING_STATE_TYPES.items() if not isinstance(state[key], kind)]
+    wrong += [f"data.{key}" for key, kind in DATA_STATE_TYPES.items()
+              if isinstance(state["data"], dict) and not isinstance(state["data"].get(key), kind)]  # fmt: skip
+    if wrong:
+        raise InputError(f"{path}: damaged nst checkpoint (training state {', '.join(wrong)} of the wrong type)")
 
 
 def build_trained_generator(state: dict[str, Any], name: str = "checkpoint") -> tuple[torch.nn.Module, TrainConfig, int]:
     """The generator of a checkpoint, in eval mode on the CPU, with its config and size multiple."""
     config = TrainConfig.from_dict(state["config"])
-    options = generators.make_options(config.arch, config.arch_options)
+    try:
+        options = generators.make_options(config.arch, config.arch_options)
+    except TypeError as error:  # an option of the wrong type (a damaged or hand-made file)
+        raise InputError(f"{name}: damaged nst checkpoint (generator options: {error})") from None
     model = generators.build_generator(config.arch, options)
     try:
         model.load_state_dict(state["model"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -526,6 +527,10 @@ def describe_os_error(error: OSError) -> str:
     return f"{name}: {reason}" if name else reason
 
 
+def _show_warning(message: Warning | str, *args: object) -> None:
+    print(f"nst: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -534,9 +539,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app on ``argv`` (default: sys.argv[1:]), turning every expected failure into
     one line and an exit code; raises SystemExit with that code (tests call it in-process)."""
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops like Ctrl-C: partial files removed, exit 130
-    argv, warnings = replace_deprecated(sys.argv[1:] if argv is None else argv)
-    for warning in warnings:
-        print(warning, file=sys.stderr)
+    # Libraries' warnings (torch, PIL, onnxruntime) would add lines to what must be one message; nst's
+    # own warnings stay, as one line each.
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"nstcli\.")
+    warnings.showwarning = _show_warning
+    argv, deprecations = replace_deprecated(sys.argv[1:] if argv is None else argv)
+    for deprecation in deprecations:
+        print(deprecation, file=sys.stderr)
     try:
         code = app(args=argv, prog_name="nst", standalone_mode=False)
     except click_errors.UsageError as error:

@@ -6,8 +6,10 @@ Torch is not imported at module level so that commands that never need it (``nst
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     import torch
 
 STDIO = "-"
+# The temporary file write_bytes_atomic renames into place: .NAME.nst-XXXXXXXX.part (tempfile's 8 characters).
+TEMP_NAME = re.compile(r"\.(?P<target>.+)\.nst-[a-z0-9_]{8}\.part")
 # Larger images are refused before decoding (decompression bombs); 16k x 16k.
 MAX_PIXELS = 16384 * 16384
 # Pillow's own bomb check would raise a different error first; ours is the one that counts.
@@ -185,7 +189,9 @@ def check_writable_folder(folder: str | Path) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{existing}: cannot write there (permission denied)")
+        read_only = existing.is_dir() and os.statvfs(existing).f_flag & os.ST_RDONLY
+        reason = os.strerror(errno.EROFS if read_only else errno.EACCES)  # name the real cause
+        raise InputError(f"{existing}: cannot write there ({reason})")
 
 
 def check_outputs(outputs: list[str | Path], inputs: list[str | Path], overwrite: bool) -> None:
@@ -215,7 +221,7 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
     folder = target.parent if str(target.parent) else Path(".")
     temp_name = None
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.", suffix=".part", delete=False) as temp:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.nst-", suffix=".part", delete=False) as temp:
             temp_name = temp.name
             os.fchmod(temp.fileno(), FILE_MODE)
             temp.write(data)

@@ -279,8 +279,10 @@ class TrainConfig:
         values = migrate_train(values)
         known = {item.name for item in fields(cls)}
         loss_known = {item.name for item in fields(LossSettings)}
-        loss = _train_loss()
-        loss = replace(loss, **{key: value for key, value in values.get("loss", {}).items() if key in loss_known})
+        loss_values = values.get("loss", {})
+        if not isinstance(loss_values, dict):
+            raise ValueError(f"loss is {loss_values!r}, not a table of settings")
+        loss = replace(_train_loss(), **{key: value for key, value in loss_values.items() if key in loss_known})
         return cls(**{key: value for key, value in values.items() if key in known and key != "loss"}, loss=loss)
 
 
@@ -300,6 +302,42 @@ def migrate_train(values: dict[str, Any]) -> dict[str, Any]:
         if key not in loss_names:
             migrated[TRAIN_RENAMES_V1.get(key, key)] = value
     return migrated
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` has the declared type (ints count as floats; bools are not numbers)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if origin is list:
+        return isinstance(value, list) and all(_fits(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if is_dataclass(annotation):
+        return isinstance(value, annotation)
+    return isinstance(value, annotation)
+
+
+def check_types(config: Any) -> None:
+    """Every field of ``config`` (and of its nested settings) has its declared type: a config read
+    from a file (a checkpoint, model metadata) is data, and wrong types must stop here, not crash later.
+    Raises ValueError naming the first field that does not fit."""
+    hints = typing.get_type_hints(type(config))
+    for item in fields(config):
+        value = getattr(config, item.name)
+        if is_dataclass(hints[item.name]):
+            check_types(value)
+        elif not _fits(value, hints[item.name]):
+            expected = hints[item.name]
+            raise ValueError(f"{item.name} is {value!r}, not {getattr(expected, '__name__', str(expected))}")
 
 
 # ---------------------------------------------------------------- flat views, for the CLI and sweeps

@@ -300,6 +300,12 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path):
         "no-model": {key: value for key, value in state.items() if key != "model"},
         "wrong-shapes": dict(state, model={key: value[:1] for key, value in state["model"].items()}),
         "other-config": dict(state, config={"arch": "johnson"}),  # default width: weights do not fit
+        # safe to load (plain values), but of the wrong types: refused when read, not a crash later
+        "options-a-string": dict(state, config={**state["config"], "arch_options": "wide"}),
+        "option-a-string": dict(state, config={**state["config"], "arch_options": {"width": "big"}}),
+        "loss-a-string": dict(state, config={**state["config"], "loss": "x"}),
+        "weight-a-string": dict(state, config={**state["config"], "loss": {"style_weight": "x"}}),
+        "styles-a-number": dict(state, config={**state["config"], "style": 5}),
     }
     for name, value in damaged.items():
         torch.save(value, tmp_path / f"{name}.pt")
@@ -308,6 +314,17 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path):
         result = nst("export", str(tmp_path / f"{name}.pt"), "-o", str(tmp_path / f"{name}.onnx"))
         assert result.returncode == 1 and one_line(result.stderr), (name, result.stderr)
         assert not (tmp_path / f"{name}.onnx").exists()
+
+
+def test_training_state_of_the_wrong_types_is_a_one_line_error(tmp_path):
+    import torch
+
+    state = dict(valid_checkpoint(), optimizer={}, step="x", items_seen=0, world=1, rng=[], cuda_rng=None, history=[],
+                 seconds=0.0, data={}, style_digests=[])  # fmt: skip
+    torch.save(state, tmp_path / "odd.pt")
+    result = nst("train", "--resume", str(tmp_path / "odd.pt"), "-o", str(tmp_path / "more.pt"))
+    assert result.returncode == 1 and one_line(result.stderr), result.stderr
+    assert "training state step, data.count" in result.stderr and not (tmp_path / "more.pt").exists()
 
 
 def test_resuming_weights_without_training_state_is_a_one_line_error(tmp_path):
@@ -368,12 +385,12 @@ def test_real_disk_full_and_read_only_folder(model, tmp_path):
 def test_out_of_memory_is_one_line(good, tmp_path, monkeypatch):
     import torch
 
-    from nstcli import optimize
+    from nstcli import optimize_plan
 
     def exhausted(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(optimize, "run_optimize", exhausted)
+    monkeypatch.setattr(optimize_plan, "run_optimize", exhausted)
     result = nst("optimize", str(good), str(good), "-o", str(tmp_path / "o.png"), "--size", "32")
     assert result.returncode == 1 and one_line(result.stderr) and "out of memory" in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,6 @@ removal of temporary files a killed run left behind.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import glob
 import hashlib
 import os
@@ -53,7 +52,7 @@ def output_name(template: str, source: Path, style: str, model: str, image_forma
         name = template.format(stem=source.stem, ext=ext, style=style, name=source.name, model=model)
     except ValueError as error:  # a bad format spec or conversion, e.g. {stem:%s} or {stem!x}
         raise UsageError(f"--name: bad template {template!r} ({error})") from None
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:  # a '\\' from a source name is a legal character
         raise UsageError(f"--name: {template!r} gives {name!r} for {source}, which is not a plain file name")
     if len(os.fsencode(name)) > MAX_NAME_BYTES:
         raise UsageError(f"--name: {template!r} gives a file name of {len(os.fsencode(name))} bytes for {source} "
@@ -125,10 +124,15 @@ def single_file_output(config: ApplyConfig) -> bool:
     out = Path(config.output)
     return (
         len(config.inputs) == 1
-        and (config.inputs[0] == images.STDIO or Path(config.inputs[0]).is_file())
+        and (config.inputs[0] == images.STDIO or _is_single_input(Path(config.inputs[0])))
         and out.suffix.lower() in images.FORMATS
         and not out.is_dir()
     )
+
+
+def _is_single_input(path: Path) -> bool:
+    """A file, or another readable non-folder (a FIFO, /dev/stdin): read as one image, as cat would."""
+    return path.exists() and not path.is_dir()
 
 
 def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
@@ -218,7 +222,11 @@ def _resolve_existing(jobs: list[Job], config: ApplyConfig) -> tuple[list[Job], 
 
 
 def remove_stale_temps(jobs: list[Job]) -> None:
-    """A killed run can leave the temporary files of write_bytes_atomic; remove ours before writing."""
+    """A killed run can leave the temporary files of write_bytes_atomic; remove ours before writing.
+
+    Only names write_bytes_atomic makes for these targets match (``.NAME.nst-XXXXXXXX.part``), so a
+    user's own hidden file that merely starts the same way is never touched.
+    """
     by_folder: dict[Path, set[str]] = {}
     for job in jobs:
         if job.target != images.STDIO:
@@ -227,8 +235,7 @@ def remove_stale_temps(jobs: list[Job]) -> None:
         if not folder.is_dir():
             continue
         for entry in os.scandir(folder):
-            if entry.name.startswith(".") and entry.name.endswith(".part"):
-                original = entry.name[1:].rsplit(".", 2)[0]
-                if original in names and fnmatch.fnmatch(entry.name, f".{original}.*.part"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+            match = images.TEMP_NAME.fullmatch(entry.name)
+            if match and match["target"] in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)

@@ -181,11 +181,14 @@ def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
     process.wait()
     done_before = len(outputs(out))
     assert 5 <= done_before < count, "the run must be killed part-way for this test to mean anything"
-    (out / ".img001.png.abc123.part").write_bytes(b"half a png")  # what a kill during a write leaves
+    (out / ".img001.png.nst-abc12345.part").write_bytes(b"half a png")  # what a kill during a write leaves
+    (out / ".img001.png.mine.part").write_bytes(b"a user's own file")  # only looks similar: kept
     result = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out), "--skip-existing", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["skipped"] >= done_before - 1 and summary["written"] + summary["skipped"] == count
+    assert (out / ".img001.png.mine.part").read_bytes() == b"a user's own file"
+    (out / ".img001.png.mine.part").unlink()
     assert outputs(out) == outputs(tmp_path / "in")  # every output once, no temporary files left
     for path in out.rglob("*.png"):
         with Image.open(path) as image:
@@ -315,7 +318,7 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(models, tmp_path
     for output in (locked / "out", locked / "one.png"):
         inputs = tmp_path / "in" if output.suffix == "" else tmp_path / "in" / "img001.png"
         result = nst("apply", str(models["single"]), str(inputs), "-o", str(output))
-        assert result.returncode == 1 and result.stderr.strip() == f"nst: error: {locked}: cannot write there (permission denied)"
+        assert result.returncode == 1 and result.stderr.strip() == f"nst: error: {locked}: cannot write there (Permission denied)"
     assert not any(locked.iterdir())
 
 
@@ -336,3 +339,23 @@ def test_a_folder_that_cannot_be_listed_is_a_failed_input_not_a_silent_skip(mode
     assert f"nst: {hidden}: cannot read this folder (Permission denied)" in result.stderr.splitlines()
     summary = json.loads(result.stdout)
     assert summary["written"] == 2 and summary["failed"] == 1
+
+
+def test_a_backslash_in_a_file_name_is_just_a_character(models, tmp_path):
+    make_folder(tmp_path / "in", 2)
+    photo(48, 32, seed=9).save(tmp_path / "in" / "odd\\name.png")
+    result = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["written"] == 3 and (tmp_path / "out" / "odd\\name.png").is_file()
+
+
+def test_a_fifo_input_with_a_file_output_stays_a_file(models, tmp_path):
+    """A FIFO is read like a file (as cat reads it): -o out.png is the output file, not a folder."""
+    make_folder(tmp_path / "in", 2)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {tmp_path / 'in' / 'img001.png'} > {fifo}"])
+    result = nst("apply", str(models["single"]), str(fifo), "-o", str(tmp_path / "out.png"))
+    writer.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.png").is_file()
