@@ -167,18 +167,24 @@ def test_shards_cover_every_file_exactly_once(models, tmp_path):
     assert bad.returncode == 2 and "--shard" in bad.stderr
 
 
-def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
-    count = 120
+def signal_a_run_part_way(models, tmp_path: Path, signum: int, count: int = 120) -> tuple[subprocess.Popen, Path]:
+    """Start nst apply over ``count`` photos in a real process and send it ``signum`` after 5 outputs."""
     make_folder(tmp_path / "in", count, size=(192, 160))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "nstcli", "apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out),
                "--workers", "1", "--batch-size", "1", "--threads", "1"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(outputs(out)) < 5):
         time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(signum)
+    return process, out
+
+
+def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
+    count = 120
+    process, out = signal_a_run_part_way(models, tmp_path, signal.SIGKILL, count)
+    process.communicate()
     done_before = len(outputs(out))
     assert 5 <= done_before < count, "the run must be killed part-way for this test to mean anything"
     (out / ".img001.png.nst-abc12345.part").write_bytes(b"half a png")  # what a kill during a write leaves
@@ -197,15 +203,7 @@ def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
 
 def test_sigterm_stops_like_ctrl_c_with_a_message_and_no_part_files(models, tmp_path):
     count = 120
-    make_folder(tmp_path / "in", count, size=(192, 160))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "nstcli", "apply", str(models["single"]), str(tmp_path / "in"), "-o", str(out),
-               "--workers", "1", "--batch-size", "1", "--threads", "1"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or len(outputs(out)) < 5):
-        time.sleep(0.002)
-    process.send_signal(signal.SIGTERM)
+    process, out = signal_a_run_part_way(models, tmp_path, signal.SIGTERM, count)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.decode().strip().splitlines()[-1] == "nst: interrupted" and b"Traceback" not in stderr
