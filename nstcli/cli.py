@@ -43,9 +43,14 @@ PANEL_STYLE = "Style"  # nst apply: which style, how strong
 PANEL_SPEED = "Size and speed"  # nst apply: tiling, runtime, threads
 
 
+def one_line(message: str) -> str:
+    """A message as one line: a newline inside it (from a file name) is shown as \\n."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def say(message: str, quiet: bool = False) -> None:
     if not quiet:
-        stderr.print(message, markup=False, soft_wrap=True)  # one message, one line (never wrapped)
+        stderr.print(one_line(message), markup=False, soft_wrap=True)  # one message, one line (never wrapped)
 
 
 @contextmanager
@@ -551,16 +556,16 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="nst", standalone_mode=False)
     except click_errors.UsageError as error:
         hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
-        print(f"nst: error: {error.format_message()}{hint}", file=sys.stderr)
+        print(one_line(f"nst: error: {error.format_message()}{hint}"), file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except typer.Abort:  # typer vendors click; its Abort lives in typer.exceptions
         print("nst: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except click_errors.ClickException as error:
-        print(f"nst: error: {error.format_message()}", file=sys.stderr)
+        print(one_line(f"nst: error: {error.format_message()}"), file=sys.stderr)
         sys.exit(error.exit_code)
     except NstError as error:
-        print(f"nst: error: {error}", file=sys.stderr)
+        print(one_line(f"nst: error: {error}"), file=sys.stderr)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         print("nst: interrupted", file=sys.stderr)
@@ -574,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(1)
     except OSError as error:  # a path the user gave that the system refuses: too long, no permission, ...
-        print(f"nst: error: {describe_os_error(error)}", file=sys.stderr)
+        print(one_line(f"nst: error: {describe_os_error(error)}"), file=sys.stderr)
         sys.exit(EXIT_FAILED)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code 130
         print("nst: interrupted", file=sys.stderr)

@@ -37,5 +37,5 @@ def test_table_layout() -> None:
 
 
 def test_bad_flags() -> None:
-    assert_one_line_error(nst("bench", "--train-steps", "1"), 2, "--train-steps must be at least 2")
+    assert_one_line_error(nst("bench", "--train-steps", "1"), 2, "--train-steps must be in 2..100000, got 1")
     assert_one_line_error(nst("bench", "--arch", "nope"), 2, "unknown --arch")

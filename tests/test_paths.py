@@ -46,13 +46,13 @@ PATHS = st.sampled_from([
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A tiny trained model's bytes, for export's input."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained model, for export's input."""
     folder = tmp_path_factory.mktemp("trained")
     _fill(folder)
     result = nst("train", "--style-image", "style.png", "--data", "photos", *TINY_TRAIN, "-o", "t.pt", cwd=folder)
     assert result.returncode == 0, result.stderr
-    return (folder / "t.pt").read_bytes()
+    return folder / "t.pt"
 
 
 def _fill(folder: Path) -> None:
@@ -78,7 +78,7 @@ def test_a_path_flag_never_crashes_or_replaces_a_file(tmp_path_factory, trained,
     outside.mkdir()
     (outside / "theirs.png").write_bytes(b"someone else's")
     _fill(sandbox)
-    (sandbox / "trained.pt").write_bytes(trained)
+    (sandbox / "trained.pt").write_bytes(trained.read_bytes())
     args = CASES[case] + [path] if not case.startswith("apply input") else CASES[case][:3] + [path] + CASES[case][3:]
     before = _snapshot(root)
     result = nst(*args, cwd=sandbox)
