@@ -134,10 +134,11 @@ def optimize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Optimise an image against content and style losses (Gatys et al.)."""
+    config = settings.from_flags(OptimizeConfig, ctx.params)
+    settings.check_ranges(config)  # before an engine (and torch) is imported: a typo is refused at once
+    config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
     from nstcli import optimize as optimize_engine, optimize_plan
 
-    config = settings.from_flags(OptimizeConfig, ctx.params)
-    config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
     if sweep:
         if save_every or loss_log or plot or output == "-":
             raise UsageError("--sweep writes a contact sheet to -o FILE.png; --save-every, --loss-log, --plot do not apply")
@@ -429,13 +430,14 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or a style bank (Chen et al.)."""
+    arch_options = {ARCH_FLAGS[flag]: ctx.params[flag] for flag in ARCH_FLAGS if ctx.params[flag] is not None}
+    config = replace(settings.from_flags(TrainConfig, ctx.params), arch_options=arch_options)
+    settings.check_ranges(config)  # before the engine (and torch) is imported
+    typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    given = frozenset(ARCH_FLAGS.get(name, name) for name in typed)
     from nstcli import train as train_engine, train_plan
 
     quiet = quiet or not train_engine.is_main_process()
-    arch_options = {ARCH_FLAGS[flag]: ctx.params[flag] for flag in ARCH_FLAGS if ctx.params[flag] is not None}
-    config = replace(settings.from_flags(TrainConfig, ctx.params), arch_options=arch_options)
-    typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
-    given = frozenset(ARCH_FLAGS.get(name, name) for name in typed)
     plan = train_plan.plan_train(
         config, output, given=given, resume=resume, add_styles=add_style, tune_styles=tune_style, loss_log=loss_log,
         plot=plot, export=export, overwrite=overwrite,

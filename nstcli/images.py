@@ -169,12 +169,16 @@ def encode_image(image: Image.Image, format_name: str, quality: int = 95, icc_pr
 
 
 def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: bool) -> None:
-    """Refuse to write over an input, or over an existing file without ``overwrite``."""
+    """Refuse to write over an input (or a file inside an input folder), or over an existing file
+    without ``overwrite``."""
     if str(output) == STDIO:
         return
     out = Path(output)
     for source in inputs:
-        if str(source) != STDIO and Path(source).exists() and out.exists() and out.samefile(source):
+        if str(source) == STDIO or not Path(source).exists() or not out.exists():
+            continue
+        inside_folder = Path(source).is_dir() and out.resolve().is_relative_to(Path(source).resolve())
+        if inside_folder or out.samefile(source):  # a folder of inputs (training photos) counts whole
             raise UsageError(f"{out}: output is also an input; choose another output path")
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists (use --overwrite to replace it)")

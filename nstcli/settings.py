@@ -452,7 +452,14 @@ def check_range(flag: str, value: float | None, low: float | None, high: float |
     if not math.isfinite(value):
         raise UsageError(f"{flag} must be a finite number, got {value}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise UsageError(f"{flag} must be in {low:g}..{high:g}, got {value:g}")
+        raise UsageError(f"{flag} must be in {_number(low)}..{_number(high)}, got {_number(value)}")
+
+
+def _number(value: float | None) -> str:
+    """10000000000 as such, not 1e+10; 0.05 as 0.05."""
+    if value is not None and float(value).is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:g}"
 
 
 def check_ranges(config: Any) -> None:

@@ -195,7 +195,9 @@ def _check_outputs(plan: TrainPlan, resume: str | None, overwrite: bool) -> None
     if resume is None or Path(resume).resolve() != plan.checkpoint.resolve():  # resuming from it replaces it
         outputs.append(plan.checkpoint)
     outputs += [path for path in (plan.loss_log, plan.plot, plan.export) if path]
-    images.check_outputs(outputs, [*plan.config.style] + ([resume] if resume else []), overwrite)
+    config = plan.config
+    inputs = [*config.style, *([config.data] if config.data else []), *([config.preview] if config.preview else [])]
+    images.check_outputs(outputs, inputs + ([resume] if resume else []), overwrite)
 
 
 def split_named_style(text: str) -> tuple[str, str]:

@@ -68,3 +68,12 @@ def test_resume_needs_a_real_checkpoint(config):
     Path("junk.pt").write_bytes(b"junk")
     with pytest.raises(InputError, match="not an nst model"):
         plan_train(TrainConfig(), "m.pt", resume="junk.pt")
+
+
+def test_training_photos_and_the_preview_image_are_inputs_even_with_overwrite(config):
+    stripes_image().save("photos/p1.png")
+    stripes_image().save("preview.png")
+    with pytest.raises(UsageError, match="photos/p1.png: output is also an input"):
+        plan_train(config, "m.pt", plot="photos/p1.png", overwrite=True)
+    with pytest.raises(UsageError, match="preview.png: output is also an input"):
+        plan_train(replace(config, preview="preview.png"), "m.pt", plot="preview.png", overwrite=True)

@@ -187,8 +187,8 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
         name = output_name(config.name, source, style_label, model_stem, config.image_format)
         key = (relative.parent / name).as_posix()
         if key in seen:
-            if seen[key] == str(source):
-                continue  # the same file named twice
+            if Path(seen[key]).resolve() == source.resolve():
+                continue  # the same file named twice, or reached by two paths ('a/../x', 'b/../x')
             raise UsageError(f"{seen[key]} and {source} would both be written to {out_dir / key}; use --name")
         seen[key] = str(source)
         if in_shard(key, config.shard):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from nstcli import tiling
-from tests.apply.test_model import models  # noqa: F401  (the session fixture)
 
 
 def scene(size: int = 192) -> np.ndarray:
