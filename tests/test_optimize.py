@@ -127,3 +127,15 @@ def test_score_is_zero_content_loss_at_the_content_and_zero_style_loss_at_the_st
     at_style = score(STYLE, STYLE, STYLE, size=32)
     assert at_style["style"] == pytest.approx(0, abs=1e-6)
     assert at_content["size"] == [32, 21]
+
+
+def test_coverage_spread_shows_a_picture_styled_only_in_part() -> None:
+    """The painting everywhere but the bottom-right quarter, which stayed the photo: that tile lags."""
+    size = (64, 64)
+    content, style = CONTENT.resize(size), STYLE.resize(size)
+    mostly = style.copy()
+    mostly.paste(content.crop((32, 32, 64, 64)), (32, 32))
+    whole, part = (score(content, style, image, size=64, grid=2) for image in (style, mostly))
+    assert len(part["style_tiles"]) == 2 and len(part["style_tiles"][0]) == 2
+    assert part["style_tiles"][1][1] > 5 * part["style_tiles"][0][0]  # the photo's quarter is far from the painting
+    assert part["coverage_spread"] > 3 * whole["coverage_spread"]
