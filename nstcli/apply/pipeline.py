@@ -12,6 +12,7 @@ the same ``Renderer`` and ``finish``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import threading
@@ -45,6 +46,20 @@ class _Stylised:
 
 
 _DONE = object()
+
+
+def put(target: queue.Queue[object], item: object, stop: threading.Event, force: bool = False) -> bool:
+    """Put ``item`` unless ``stop`` is set; ``force``: even then (into a full queue that nobody reads any
+    more, by dropping its oldest item). False when stopped."""
+    while force or not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            if force and stop.is_set():
+                with contextlib.suppress(queue.Empty):
+                    target.get_nowait()
+    return False
 
 
 def describe(error: Exception, where: str) -> str:
@@ -141,13 +156,7 @@ class _Pipeline:
             self.stop.set()
 
     def _put(self, target: queue.Queue[object], item: object, force: bool = False) -> bool:
-        while force or not self.stop.is_set():
-            try:
-                target.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put(target, item, self.stop, force)
 
     def _decode_loop(self) -> None:
         try:

@@ -35,6 +35,7 @@ from nstcli import images
 from nstcli.apply import temporal
 from nstcli.apply.config import VIDEO_FORMATS, ApplyConfig, Job
 from nstcli.apply.jobs import video_format
+from nstcli.apply.pipeline import put
 from nstcli.errors import InputError, NstError, UsageError
 
 # Encoders used when the input's codec cannot be written here or --format asks for another container.
@@ -319,15 +320,7 @@ class _VideoRun:
             self._fail(error)
 
     def _put(self, target: queue.Queue[object], item: object, force: bool = False) -> bool:
-        while force or not self.stop.is_set():
-            try:
-                target.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                if force and self.stop.is_set():
-                    with contextlib.suppress(queue.Empty):
-                        target.get_nowait()  # nobody reads any more: make room for the marker
-        return False
+        return put(target, item, self.stop, force)
 
     def _get(self, source: queue.Queue[object]) -> object:
         while True:
