@@ -32,7 +32,8 @@ def scene(width: int, height: int, seed: int) -> np.ndarray:
 
 
 def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fps: int = 24, codec: str = "libx264",
-              pix_fmt: str = "yuv420p", audio: bool = False, rotation: int = 0, cut_at: int | None = None) -> Path:  # fmt: skip
+              pix_fmt: str = "yuv420p", audio: bool = False, rotation: int = 0, cut_at: int | None = None,
+              bt709: bool = False) -> Path:  # fmt: skip
     """A clip panning 2 px a frame across a picture (a second picture from ``cut_at``: a scene cut)."""
     width, height = size
     pictures = [scene(width + 2 * frames + 8, height + 8, seed) for seed in (1, 2)]
@@ -41,10 +42,15 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fp
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if rotation:
             stream.set_display_rotation(rotation)
+        if bt709:
+            stream.codec_context.colorspace = stream.codec_context.color_primaries = stream.codec_context.color_trc = 1
         sound = container.add_stream("aac", rate=16000) if audio else None
         for index in range(frames):
             picture = pictures[cut_at is not None and index >= cut_at]
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[4 : 4 + height, 2 * index : 2 * index + width]), format="rgb24")
+            if bt709:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace="itu709")
+                frame.colorspace = 1
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -136,6 +142,15 @@ def test_pixel_formats_and_odd_sizes(tmp_path, pix_fmt, max_size, written):
         assert (stream.width, stream.height, stream.codec_context.pix_fmt) == (*size, written)
     if max_size:
         assert "odd frame size 95x63" in result.stderr
+
+
+@pytest.mark.parametrize("bt709", [False, True])
+def test_colours_survive_the_round_trip(tmp_path, bt709):
+    """--strength 0 writes the input back: decode and encode use the clip's own colour matrix."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=3, bt709=bt709)
+    assert nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "out.mp4"), "--strength", "0").returncode == 0
+    for before, after in zip(read_frames(clip), read_frames(tmp_path / "out.mp4")):
+        assert np.abs(before.mean((0, 1)) - after.mean((0, 1))).max() < 2.0
 
 
 def test_folder_of_images_and_videos_format_and_skip_existing(tmp_path):

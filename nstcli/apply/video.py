@@ -43,6 +43,8 @@ DEFAULT_CODEC = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "web
 # Encoders whose quality is a constant rate factor (--quality 95 -> CRF 18, visually lossless for x264).
 CRF_CODECS = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libsvtav1": 63}
 QUEUE_DEPTH = 4
+# FFmpeg's colour-space tag (AVColorSpace) -> swscale's matrix for RGB -> YUV (None: its default, BT.601).
+SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 
 
 def require_av():
@@ -133,6 +135,7 @@ class _Encoder:
         self.container = None
         self.stream = None
         self.codec = self.pixel_format = ""
+        self.matrix: int | None = None
         self.audio_map: dict[int, object] = {}
         self.warnings: list[str] = []
         folder = Path(job.target).parent
@@ -152,10 +155,13 @@ class _Encoder:
         stream.pix_fmt = self._pixel_format(codec, width, height)
         stream.time_base = in_stream.time_base
         stream.codec_context.time_base = in_stream.time_base
+        # The input's colour tags, and RGB -> YUV by its matrix (swscale's default is BT.601, which would
+        # shift the colours of BT.709 video). The range is not copied: frames are written limited-range.
         context = in_stream.codec_context
-        for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        for name in ("colorspace", "color_primaries", "color_trc"):
             with contextlib.suppress(AttributeError, ValueError, TypeError):
                 setattr(stream.codec_context, name, getattr(context, name))
+        self.matrix = SWS_MATRIX.get(int(getattr(context, "colorspace", 2) or 2))
         if codec in CRF_CODECS:
             crf = min(CRF_CODECS[codec], max(0, round(18 + (95 - self.config.quality) * 0.4)))
             stream.options = {"crf": str(crf), **({"b:v": "0"} if codec.startswith("libvpx") else {})}
@@ -222,6 +228,7 @@ class _Encoder:
             frame = self.av.VideoFrame.from_ndarray((np.clip(pixels, 0, 1) * 65535 + 0.5).astype(np.uint16), format="rgb48le")
         else:
             frame = self.av.VideoFrame.from_ndarray(to_uint8(pixels), format="rgb24")
+        frame = frame.reformat(format=self.pixel_format, dst_colorspace=self.matrix)
         frame.pts, frame.time_base = pts, self.in_stream.time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
