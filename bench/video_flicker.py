@@ -44,7 +44,7 @@ PHOTOS = ("kodim05.png", "kodim13.png", "kodim21.png", "kodim03.png")
 
 
 def make_clip(photo: Path, path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> Path:
-    """Pan (40% of the width), zoom (x1.35) and bob across ``photo``; a fresh clip only if missing."""
+    """Pan (30% of the width), zoom (x1.35) and bob across ``photo``; a fresh clip only if missing."""
     import av
     import cv2
     from PIL import Image
