@@ -140,7 +140,7 @@ class _Encoder:
         self.warnings: list[str] = []
         folder = Path(job.target).parent
         folder.mkdir(parents=True, exist_ok=True)
-        handle, self.temp = tempfile.mkstemp(dir=folder, prefix=f".{Path(job.target).name}.", suffix=".part")
+        handle, self.temp = tempfile.mkstemp(dir=folder, prefix=f".{Path(job.target).name}.nst-", suffix=".part")
         os.close(handle)
 
     def open(self, width: int, height: int, rotation: int) -> None:
