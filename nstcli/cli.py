@@ -237,12 +237,15 @@ def apply(
     paths: list[str] = typer.Argument(
         ...,
         metavar="[MODEL.onnx] INPUTS...",
-        help="An nst ONNX model (from nst export; leave out for a bundled --style), then images, folders "
+        help="An nst ONNX model (from nst export; leave out for a bundled --style), then images, videos, folders "
         "(recursive), globs, or - for stdin.",
     ),
     output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -.", rich_help_panel=PANEL_IO),
     name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}.", rich_help_panel=PANEL_IO),
-    image_format: Optional[str] = typer.Option(None, "--format", help="png, jpg, webp, bmp, tiff (default: the input's).", rich_help_panel=PANEL_IO),
+    image_format: Optional[str] = typer.Option(
+        None, "--format", help="png, jpg, webp, bmp, tiff for images; mp4, mkv, mov, webm, avi for videos (default: the input's).",
+        rich_help_panel=PANEL_IO,
+    ),
     quality: int = number_option(95, low=1, high=100, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
     style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index.", rich_help_panel=PANEL_STYLE),
     mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5.", rich_help_panel=PANEL_STYLE),
@@ -255,6 +258,13 @@ def apply(
     kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson.", rich_help_panel=PANEL_STYLE),
     strength: float = number_option(1.0, low=0, high=1, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram.", rich_help_panel=PANEL_STYLE),
+    temporal: str = typer.Option(
+        "flow", help="Videos: flow (carry the last frame along the motion), blend (with the last frame) or off.",
+        rich_help_panel=PANEL_STYLE,
+    ),
+    temporal_weight: float = number_option(
+        0.6, low=0, high=1, help="Videos: the last frame's share where it carries over (0..1).", rich_help_panel=PANEL_STYLE
+    ),
     max_size: Optional[int] = number_option(None, low=16, high=65536, help="Downscale inputs whose long side is larger.", rich_help_panel=PANEL_SPEED),
     tile: Optional[int] = number_option(None, low=0, high=65536, help="Tile size in px for large images (default: auto above 4 MP; 0 = off).", rich_help_panel=PANEL_SPEED),
     tile_overlap: int = number_option(64, low=0, high=4096, help="Overlap of neighbouring tiles in px.", rich_help_panel=PANEL_SPEED),
@@ -285,14 +295,20 @@ def apply(
         quality=quality, provider=provider, threads=threads, batch_size=batch_size, workers=workers,
         max_size=max_size, tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength,
         style=resolved.style, mix=mix_weights, regions=resolved.regions, skip_existing=skip_existing,
-        overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast,
+        overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast, temporal=temporal,
+        temporal_weight=temporal_weight, measure_flicker=json_summary,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:
 
         def on_progress(progress: Progress) -> None:
-            if bar is not None:
-                done, rate = progress.written + progress.failed, progress.images_per_second
-                bar.update(bar.task_ids[0], total=progress.total, completed=done, status=f"{rate:.1f} img/s")
+            if bar is None:
+                return
+            if progress.frame_total or progress.frames:  # a video: frames, fps and (the bar's) ETA
+                bar.update(bar.task_ids[0], total=progress.frame_total or None, completed=progress.frames,
+                           description=Path(progress.last).name, status=f"{progress.frames_per_second:.1f} fps")  # fmt: skip
+                return
+            done, rate = progress.written + progress.failed, progress.images_per_second
+            bar.update(bar.task_ids[0], total=progress.total, completed=done, description="apply", status=f"{rate:.1f} img/s")
 
         summary = run_apply(
             config, on_progress, on_failure=lambda message: say(f"nst: {message}"), on_warning=lambda m: say(f"nst: warning: {m}")

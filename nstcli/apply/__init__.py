@@ -1,6 +1,6 @@
 """The ``nst apply`` engine: stylise many images with an exported nst ONNX model (onnxruntime).
 
-Deliberately torch-free (onnxruntime, Pillow, numpy): a one-image run must start in well under a
+Deliberately torch-free (onnxruntime, Pillow, numpy; PyAV and OpenCV for videos): a one-image run must start in well under a
 second. The modules:
 
   config       ApplyConfig, Job, Progress, Summary; validate, parse_shard, parse_mix
@@ -8,6 +8,8 @@ second. The modules:
   runtime      onnxruntime: installed runtimes, providers and their options, create_session
   model        Model: metadata, style selection and mixing, padding, IO binding, tiled runs
   jobs         plan_jobs: inputs to (source, target) jobs, names, shards, existing outputs
-  pipeline     run_apply: the threaded decode -> infer -> encode pipeline
+  pipeline     run_apply: the threaded decode -> infer -> encode pipeline (Renderer: the model on a batch)
+  video        stylise_video: a video streamed through decode -> stylise -> encode (PyAV; the video extra)
+  temporal     --temporal off|blend|flow: optical flow, warping, occlusion masks, scene cuts, the flicker figure
   environment  environment_report for ``nst info``
 """

@@ -10,8 +10,13 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from nstcli import color, images
+from nstcli.apply.temporal import DEFAULT_MODE, DEFAULT_WEIGHT, check_mode
 from nstcli.errors import UsageError
 from nstcli.settings import check_range
+
+
+# Video containers nst writes: file extension (or --format) -> FFmpeg muxer.
+VIDEO_FORMATS = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm", "avi": "avi"}
 
 
 @dataclass
@@ -20,7 +25,7 @@ class ApplyConfig:
     inputs: list[str]
     output: str  # a folder, a single output file, or '-' (stdout)
     name: str = "{stem}.{ext}"  # output file name template, see jobs.TEMPLATE_FIELDS
-    image_format: str | None = None  # png, jpg, webp, ... (default: the input's, else png)
+    image_format: str | None = None  # --format: png, jpg, webp, ... for images; mp4, mkv, ... for videos (default: the input's)
     quality: int = 95
     provider: str = "auto"  # auto | cpu | cuda | tensorrt (or an onnxruntime provider name)
     threads: int = 0  # onnxruntime intra-op threads; 0 = its default
@@ -39,6 +44,9 @@ class ApplyConfig:
     overwrite: bool = False
     shard: tuple[int, int] | None = None  # (I, N), 1 <= I <= N
     fail_fast: bool = False
+    temporal: str = DEFAULT_MODE  # videos: off | blend | flow (see temporal)
+    temporal_weight: float = DEFAULT_WEIGHT  # videos: the previous frame's share where it carries over
+    measure_flicker: bool = False  # videos: compute the flicker figure (costs the flow in off and blend modes)
 
 
 @dataclass(frozen=True)
@@ -55,10 +63,17 @@ class Progress:
     failed: int = 0
     last: str = ""
     started: float = field(default_factory=time.perf_counter)
+    frames: int = 0  # the video being stylised: frames written, of frame_total (0: unknown), since video_started
+    frame_total: int = 0
+    video_started: float = 0.0
 
     @property
     def images_per_second(self) -> float:
         return self.written / max(time.perf_counter() - self.started, 1e-9)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / max(time.perf_counter() - self.video_started, 1e-9)
 
 
 @dataclass
@@ -74,6 +89,7 @@ class Summary:
     seconds: float = 0.0
     images_per_second: float = 0.0
     shard: str | None = None
+    videos: list[dict[str, object]] = field(default_factory=list)  # per video: frames, fps, flicker, ... (video.VideoResult)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -108,8 +124,9 @@ def validate(config: ApplyConfig) -> None:
         index, count = config.shard
         if not 1 <= index <= count:
             raise UsageError(f"--shard I/N needs 1 <= I <= N, got {index}/{count}")
-    if config.image_format:
+    if config.image_format and config.image_format.lower().lstrip(".") not in VIDEO_FORMATS:
         images.format_for("-", config.image_format)
+    check_mode(config.temporal, config.temporal_weight)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Iterator
 
 from nstcli import images
-from nstcli.apply.config import ApplyConfig, Job
+from nstcli.apply.config import VIDEO_FORMATS, ApplyConfig, Job
 from nstcli.errors import UsageError
 
 # Extensions picked up when walking folders (explicit files may have any name).
 IMAGE_SUFFIXES = frozenset(images.FORMATS) | {".gif"}
+VIDEO_SUFFIXES = frozenset("." + ext for ext in VIDEO_FORMATS)
 EXT_FOR_FORMAT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 TEMPLATE_FIELDS = ("stem", "ext", "style", "name", "model")
 
@@ -41,11 +42,32 @@ def check_template(template: str) -> None:
 MAX_NAME_BYTES = 255  # one path component on Linux, macOS and Windows file systems
 
 
-def output_name(template: str, source: Path, style: str, model: str, image_format: str | None) -> str:
-    """Fill the --name template; the result is one plain file name (no path escapes)."""
+def is_video(path: str | Path) -> bool:
+    """A video input or output, by its extension ('-' is always an image)."""
+    return str(path) != images.STDIO and Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_format(format_name: str | None) -> str | None:
+    """--format when it names a video container (mp4, mkv, ...), else None."""
+    key = (format_name or "").lower().lstrip(".")
+    return key if key in VIDEO_FORMATS else None
+
+
+def image_format(format_name: str | None) -> str | None:
+    """--format when it names an image format (png, jpg, ...), else None."""
+    return None if video_format(format_name) else format_name
+
+
+def output_name(template: str, source: Path, style: str, model: str, format_name: str | None) -> str:
+    """Fill the --name template; the result is one plain file name (no path escapes).
+
+    --format changes the extension of the inputs of its kind: an image format the images', a video
+    container the videos'."""
     suffix = source.suffix.lower()
-    if image_format:
-        ext = EXT_FOR_FORMAT[images.format_for("-", image_format)]
+    if is_video(source):
+        ext = video_format(format_name) or suffix.lstrip(".")
+    elif image_format(format_name):
+        ext = EXT_FOR_FORMAT[images.format_for("-", format_name)]
     else:
         ext = suffix.lstrip(".") if suffix in images.FORMATS else "png"
     try:
@@ -100,7 +122,7 @@ def glob_root(pattern: str) -> str:
 
 
 def walk_folder(folder: Path, skip_dir: Path | None, unreadable: list[str]) -> Iterator[tuple[Path, Path]]:
-    """Image files under ``folder`` in sorted order, skipping hidden entries and the output folder."""
+    """Image and video files under ``folder`` in sorted order, skipping hidden entries and the output folder."""
 
     def cannot_list(error: OSError) -> None:
         unreadable.append(f"{error.filename}: cannot read this folder ({error.strerror or error})")
@@ -111,7 +133,8 @@ def walk_folder(folder: Path, skip_dir: Path | None, unreadable: list[str]) -> I
         for name in sorted(files):
             path = here / name
             # Regular files only: reading a FIFO or device found in a folder would block forever.
-            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            suffix = path.suffix.lower()
+            if not name.startswith(".") and (suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES) and path.is_file():
                 yield path, path.relative_to(folder)
 
 
@@ -120,12 +143,12 @@ def _same(path: Path, other: Path | None) -> bool:
 
 
 def single_file_output(config: ApplyConfig) -> bool:
-    """``-o out.jpg`` for one input file: the output is that file, not a folder."""
+    """``-o out.jpg`` (or ``out.mp4``) for one input file: the output is that file, not a folder."""
     out = Path(config.output)
     return (
         len(config.inputs) == 1
         and (config.inputs[0] == images.STDIO or _is_single_input(Path(config.inputs[0])))
-        and out.suffix.lower() in images.FORMATS
+        and (out.suffix.lower() in images.FORMATS or is_video(out))
         and not out.is_dir()
     )
 
@@ -160,14 +183,14 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     if stdin and len(config.inputs) != 1:
         raise UsageError("- (stdin) must be the only input")
     if config.output == images.STDIO:
-        if len(config.inputs) != 1 or not (stdin or Path(config.inputs[0]).is_file()):
-            raise UsageError("-o - (stdout) takes exactly one input image")
+        if len(config.inputs) != 1 or not (stdin or Path(config.inputs[0]).is_file()) or is_video(config.inputs[0]):
+            raise UsageError("-o - (stdout) takes exactly one input image (videos are written to files)")
         return JobPlan([Job(config.inputs[0], images.STDIO, "-")], 0)
     if stdin and not single_file_output(config):
         raise UsageError("reading stdin (-) needs -o - or -o FILE")
     if single_file_output(config):
         source = config.inputs[0]
-        images.format_for(config.output, config.image_format)
+        check_target(source, config.output, config.image_format)
         if source != images.STDIO and Path(config.output).exists() and os.path.samefile(source, config.output):
             raise UsageError(f"{config.output}: output is also an input; choose another output path")
         if not Path(config.output).parent.is_dir():
@@ -197,13 +220,22 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
         raise UsageError("no input images found")
     inside = out_dir.resolve()
     for job in jobs:
-        images.format_for(job.target, config.image_format)
+        check_target(job.source, job.target, config.image_format)
         if not Path(job.target).resolve().is_relative_to(inside):  # the rule: every output stays inside -o
             raise UsageError(f"{job.target}: would be written outside {out_dir}; use --name or other inputs")
         if Path(job.target).resolve() in input_paths:
             raise UsageError(f"{job.target}: output would overwrite an input; choose another -o or --name")
     images.check_writable_folder(out_dir)
     return JobPlan(*_resolve_existing(jobs, config), unreadable)
+
+
+def check_target(source: str, target: str, format_name: str | None) -> None:
+    """An image is written as an image and a video as a video (UsageError otherwise)."""
+    if is_video(source) != is_video(target):
+        kind, other = ("a video", "an image") if is_video(source) else ("an image", "a video")
+        raise UsageError(f"{source} is {kind}; {target} would be {other} (use a matching extension)")
+    if not is_video(target):
+        images.format_for(target, image_format(format_name))
 
 
 def _resolve_existing(jobs: list[Job], config: ApplyConfig) -> tuple[list[Job], int]:

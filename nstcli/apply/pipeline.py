@@ -6,10 +6,14 @@ Flow of one run (``run_apply``):
   inference   this thread: equal sizes batched; large images tiled (``tiling``) -> bounded queue
   encode      worker threads: strength, preserve-colour, encode, atomic write
 Bounded queues keep memory flat whatever the folder size. Progress goes to a callback.
+Videos among the inputs go, one after another once the images are done, through ``video`` with
+the same ``Renderer`` and ``finish``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import queue
 import threading
 import time
@@ -21,7 +25,7 @@ import numpy as np
 
 from nstcli import color, images, regions
 from nstcli.apply.config import ApplyConfig, Job, Progress, Summary, validate
-from nstcli.apply.jobs import EXT_FOR_FORMAT, plan_jobs
+from nstcli.apply.jobs import EXT_FOR_FORMAT, image_format, is_video, plan_jobs
 from nstcli.apply.model import Model
 from nstcli.apply.runtime import provider_warning
 from nstcli.errors import NstError
@@ -44,6 +48,20 @@ class _Stylised:
 _DONE = object()
 
 
+def put(target: queue.Queue[object], item: object, stop: threading.Event, force: bool = False) -> bool:
+    """Put ``item`` unless ``stop`` is set; ``force``: even then (into a full queue that nobody reads any
+    more, by dropping its oldest item). False when stopped."""
+    while force or not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            if force and stop.is_set():
+                with contextlib.suppress(queue.Empty):
+                    target.get_nowait()
+    return False
+
+
 def describe(error: Exception, where: str) -> str:
     """One line for a failure: NstError messages as they are, anything else prefixed with ``where``."""
     if isinstance(error, NstError):
@@ -60,14 +78,59 @@ class _RegionPlan:
     shares: regions.RegionWeights
 
 
+class Renderer:
+    """The model run on a batch of equal-sized images: tiled when large, one rendering per region with --region."""
+
+    def __init__(self, model: Model, config: ApplyConfig, region_plan: _RegionPlan | None = None) -> None:
+        self.model, self.config, self.region_plan = model, config, region_plan
+        self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
+
+    def needs_tiles(self, pixels: np.ndarray) -> bool:
+        tile = self.config.tile
+        if tile == 0:
+            return False
+        height, width = pixels.shape[:2]
+        if tile is None:
+            return height * width > self.config.auto_tile_pixels
+        return max(height, width) > tile
+
+    def render(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
+        """The stylised batch (one image when tiled); with --region, one rendering per region, blended."""
+        plan = self.region_plan
+        if plan is None:
+            return self._run(batch, tiled)
+        renderings = []
+        for weights in plan.style_weights:
+            self.model.style_weights = weights
+            renderings.append(self._run(batch, tiled))
+        return [
+            regions.blend(photo, [rendering[index] for rendering in renderings], plan.shares.at(*photo.shape[:2]))
+            for index, photo in enumerate(batch)
+        ]
+
+    def _run(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
+        if tiled:
+            return [self.model.run_tiled(batch[0], self.config.tile or 1024, self.config.tile_overlap, self.batch_size)]
+        return list(self.model.run(batch))
+
+
+def finish(config: ApplyConfig, pixels: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The post-processes of a stylised image: --preserve-color, then --strength."""
+    if config.preserve_color == "luminance":
+        pixels = color.transfer_luminance(pixels, content)
+    elif config.preserve_color == "histogram":
+        pixels = color.match_color(pixels, content)
+    if config.strength < 1.0:
+        pixels = config.strength * pixels + (1.0 - config.strength) * content
+    return pixels
+
+
 class _Pipeline:
     """Decode workers -> batched inference (caller's thread) -> encode workers, with bounded queues."""
 
-    def __init__(self, model: Model, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None],
-                 region_plan: _RegionPlan | None = None):  # fmt: skip
-        self.model, self.config, self.jobs, self.report = model, config, jobs, report
-        self.region_plan = region_plan
-        self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
+    def __init__(self, renderer: Renderer, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None]):
+        self.renderer, self.config, self.jobs, self.report = renderer, config, jobs, report
+        self.batch_size = renderer.batch_size
         self.stop = threading.Event()
         depth = self.batch_size * 2
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -95,13 +158,7 @@ class _Pipeline:
             self.stop.set()
 
     def _put(self, target: queue.Queue[object], item: object, force: bool = False) -> bool:
-        while force or not self.stop.is_set():
-            try:
-                target.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put(target, item, self.stop, force)
 
     def _decode_loop(self) -> None:
         try:
@@ -139,7 +196,7 @@ class _Pipeline:
                 finished += 1
                 continue
             assert isinstance(item, _Decoded)
-            if self._needs_tiles(item.pixels):
+            if self.renderer.needs_tiles(item.pixels):
                 self._infer([item], tiled=True)
                 continue
             shape = item.pixels.shape[:2]
@@ -153,19 +210,10 @@ class _Pipeline:
             if not self.stop.is_set():
                 self._infer(items, tiled=False)
 
-    def _needs_tiles(self, pixels: np.ndarray) -> bool:
-        tile = self.config.tile
-        if tile == 0:
-            return False
-        height, width = pixels.shape[:2]
-        if tile is None:
-            return height * width > self.config.auto_tile_pixels
-        return max(height, width) > tile
-
     def _infer(self, items: list[_Decoded], tiled: bool) -> None:
         try:
             batch = items[0].pixels[None] if tiled else np.stack([item.pixels for item in items])
-            outputs = self._render(batch, tiled)
+            outputs = self.renderer.render(batch, tiled)
         except Exception as error:  # onnxruntime errors (e.g. out of memory): fail these images only
             for item in items:
                 self.report(item.job, describe(error, f"{item.job.source}: inference failed"))
@@ -173,25 +221,6 @@ class _Pipeline:
         for item, pixels in zip(items, outputs):
             if not self._put(self.stylised, _Stylised(item, pixels)):
                 return
-
-    def _render(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
-        """The stylised batch (one image when tiled); with --region, one rendering per region, blended."""
-        plan = self.region_plan
-        if plan is None:
-            return self._run(batch, tiled)
-        renderings = []
-        for weights in plan.style_weights:
-            self.model.style_weights = weights
-            renderings.append(self._run(batch, tiled))
-        return [
-            regions.blend(photo, [rendering[index] for rendering in renderings], plan.shares.at(*photo.shape[:2]))
-            for index, photo in enumerate(batch)
-        ]
-
-    def _run(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
-        if tiled:
-            return [self.model.run_tiled(batch[0], self.config.tile or 1024, self.config.tile_overlap, self.batch_size)]
-        return list(self.model.run(batch))
 
     def _encode_loop(self) -> None:
         while True:
@@ -213,22 +242,25 @@ class _Pipeline:
             self.report(job, None)
 
     def _encode(self, result: _Stylised) -> None:
-        content, pixels = result.item.pixels, result.pixels
-        if self.config.preserve_color == "luminance":
-            pixels = color.transfer_luminance(pixels, content)
-        elif self.config.preserve_color == "histogram":
-            pixels = color.match_color(pixels, content)
-        if self.config.strength < 1.0:
-            pixels = self.config.strength * pixels + (1.0 - self.config.strength) * content
+        pixels = finish(self.config, result.pixels, result.item.pixels)
         job = result.item.job
-        if job.target == images.STDIO and not self.config.image_format:
+        requested = image_format(self.config.image_format)
+        if job.target == images.STDIO and not requested:
             format_name = result.item.source_format if result.item.source_format in EXT_FOR_FORMAT else "PNG"
         else:
-            format_name = images.format_for(job.target, self.config.image_format)
+            format_name = images.format_for(job.target, requested)
         data = images.encode_image(images.from_array(pixels), format_name, self.config.quality, result.item.icc_profile)
         if job.target != images.STDIO:
             Path(job.target).parent.mkdir(parents=True, exist_ok=True)
         images.write_bytes_atomic(data, job.target)
+
+
+def _video_engine() -> Callable:
+    """``video.stylise_video``, once PyAV and OpenCV are known to be there (UsageError naming the extra)."""
+    from nstcli.apply import video
+
+    video.require_av()
+    return video.stylise_video
 
 
 def run_apply(
@@ -280,11 +312,37 @@ def run_apply(
 
     for folder_error in plan.unreadable:  # counted as failed inputs, like unreadable files
         report(Job(folder_error.partition(": ")[0], "", ""), folder_error)
-    pipeline = _Pipeline(model, config, jobs, report, region_plan)
+    videos = [job for job in jobs if is_video(job.source)]
+    stylise_video = _video_engine() if videos else None  # the one-line "pip install" error before any work
+    renderer = Renderer(model, config, region_plan)
+    pipeline = _Pipeline(renderer, config, [job for job in jobs if not is_video(job.source)], report)
     try:
         pipeline.run()
     finally:
         pipeline.stop.set()
+    for job in videos:
+        if config.fail_fast and progress.failed:
+            break
+
+        def on_frame(done: int, total: int) -> None:
+            with lock:
+                progress.frames, progress.frame_total, progress.last = done, total, job.source
+                if on_progress:
+                    on_progress(progress)
+
+        progress.frames, progress.frame_total, progress.video_started = 0, 0, time.perf_counter()
+        try:
+            result = stylise_video(job, config, renderer, functools.partial(finish, config), on_frame)
+        except Exception as error:  # one bad video must not stop the others
+            progress.frames = progress.frame_total = 0
+            report(job, describe(error, job.source))
+            continue
+        progress.frames = progress.frame_total = 0
+        summary.videos.append(result.to_dict())
+        for message in result.warnings:
+            if on_warning:
+                on_warning(f"{job.source}: {message}")
+        report(job, None)
     summary.written, summary.failed = progress.written, progress.failed
     summary.seconds = time.perf_counter() - started
     summary.images_per_second = summary.written / summary.seconds if summary.seconds > 0 else 0.0
