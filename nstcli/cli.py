@@ -22,7 +22,7 @@ except ImportError:
 import typer
 from rich.console import Console
 
-from nstcli import __version__, settings
+from nstcli import __version__, extras, settings
 from nstcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
 from nstcli.options import number_option, replace_deprecated, setting_option
 from nstcli.settings import PANEL_GENERATOR, PANEL_IO, PANEL_LOGGING, OptimizeConfig, TrainConfig
@@ -134,6 +134,7 @@ def optimize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Optimise an image against content and style losses (Gatys et al.)."""
+    extras.require_torch("optimize")
     config = settings.from_flags(OptimizeConfig, ctx.params)
     settings.check_ranges(config)  # before an engine (and torch) is imported: a typo is refused at once
     config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
@@ -198,6 +199,7 @@ def score(
     grid: int = number_option(4, low=1, high=16, help="Coverage: the style loss per tile of a GRID x GRID split."),
 ) -> None:
     """Print the judged losses (content at relu4_2, Gram style at relu1_1..relu5_1) and the style's coverage as JSON."""
+    extras.require_torch("score")
     from nstcli import images, optimize as optimize_engine
 
     if [content, style, image].count(images.STDIO) > 1:
@@ -345,7 +347,7 @@ def styles_command(json_output: bool = typer.Option(False, "--json", help="Print
 
 @app.command(rich_help_panel="Measure")
 def info(json_output: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
-    """Versions, the onnxruntime providers that actually load here, and devices."""
+    """Versions, the onnxruntime providers that actually load here, devices, and the commands this install runs."""
     from nstcli.apply.environment import environment_report
 
     report = environment_report()
@@ -449,6 +451,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
     """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or a style bank (Chen et al.)."""
+    extras.require_torch("train")
     arch_options = {ARCH_FLAGS[flag]: ctx.params[flag] for flag in ARCH_FLAGS if ctx.params[flag] is not None}
     config = replace(settings.from_flags(TrainConfig, ctx.params), arch_options=arch_options)
     settings.check_ranges(config)  # before the engine (and torch) is imported
@@ -504,6 +507,7 @@ def export_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
     """Export a trained generator to ONNX (for nst apply), checked against PyTorch with onnxruntime."""
+    extras.require_torch("export")
     from nstcli import images
 
     if Path(output).suffix.lower() != ".onnx":
@@ -534,6 +538,7 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages on stderr."),
 ) -> None:
     """Time each family on this machine: training s/step and total, s per generated image (the study's table)."""
+    extras.require_torch("bench")
     from nstcli import bench as bench_engine
 
     config = bench_engine.BenchConfig(
@@ -542,6 +547,9 @@ def bench(
     )  # fmt: skip
     report = bench_engine.run_bench(config, on_step=lambda text: say(f"timing {text}", quiet))
     print(json.dumps(report.to_dict(), indent=1) if json_output else bench_engine.format_table(report))
+
+
+extras.mark_unavailable(app)  # nst --help: the commands that need the torch extra, when it is missing
 
 
 def describe_os_error(error: OSError) -> str:

