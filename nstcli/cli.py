@@ -213,25 +213,38 @@ def score(
 @app.command(rich_help_panel="Stylise")
 def demo(
     output: str = typer.Option("demo.png", "-o", "--output", help="Output image."),
-    size: int = number_option(256, low=16, high=4096, help="Output long side in pixels."),
-    iterations: int = number_option(100, low=1, high=100_000, help="Budget in descriptor evaluations."),
+    style: str = typer.Option("starry-night", help="A bundled style with a model (see nst styles)."),
+    size: Optional[int] = number_option(None, low=16, high=2048, help="Output long side in pixels (default 768; with --optimize 256)."),
+    optimize: bool = typer.Option(False, "--optimize", help="Gatys optimisation against the bundled swirls style image instead (needs the torch extra)."),
+    iterations: Optional[int] = number_option(None, low=1, high=100_000, help="With --optimize: budget in descriptor evaluations (default 100)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
-    """Stylise a generated scene with a bundled style: a one-command check that nst works."""
+    """Stylise a generated landscape with a bundled style: a one-command check that nst works (no torch needed)."""
     from nstcli import demo as demo_engine, images
 
+    if optimize:
+        extras.require_torch("demo --optimize")
+    elif iterations is not None:
+        raise UsageError("--iterations counts the evaluations of --optimize; the default demo runs a trained model")
+    size = size or (256 if optimize else 768)
     images.format_for(output)
     images.check_output_path(output, [], overwrite)
-    with progress_bar("demo", iterations, quiet) as bar:
+    if optimize:
+        iterations = 100 if iterations is None else iterations
+        with progress_bar("demo", iterations, quiet) as bar:
 
-        def on_progress(evaluation: int) -> None:
-            if bar is not None:
-                bar.update(bar.task_ids[0], completed=evaluation)
+            def on_progress(evaluation: int) -> None:
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=evaluation)
 
-        result = demo_engine.run_demo(size, iterations, on_progress)
+            result = demo_engine.run_optimize_demo(size, iterations, on_progress)
+        what = f"{iterations} evaluations against the {demo_engine.DEMO_STYLE} style image"
+    else:
+        result = demo_engine.run_demo(size, style)
+        what = f"the bundled {style} model"
     images.write_image(result.image, output)
-    say(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s", quiet)
+    say(f"wrote {output} ({result.image.width}x{result.image.height}, {what}) in {result.seconds:.1f} s", quiet)
 
 
 @app.command(rich_help_panel="Stylise")

@@ -143,6 +143,6 @@ def test_score_prints_json(content_path: Path, style_path: Path) -> None:
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:
-    result = nst("demo", "-o", str(tmp_path / "demo.png"), "--size", "48", "--iterations", "3")
+    result = nst("demo", "--optimize", "-o", str(tmp_path / "demo.png"), "--size", "48", "--iterations", "3")
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "demo.png").size == (48, 32)
