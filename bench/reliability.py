@@ -373,7 +373,7 @@ def number_flags(kit: Kit) -> list[tuple[list[str], str, list[str], tuple[str, .
     optimize = ["optimize", kit.good.name, kit.style.name, "-o", "o.png", *TINY_OPTIMIZE]
     train = ["train", "--style-image", kit.style.name, "--data", "data", "-o", "m.pt", *TINY_TRAIN, "-q"]
     apply = APPLY + [kit.good.name, "-o", "out.png"]
-    demo = ["demo", "-o", "d.png", "--size", "16", "--iterations", "1", "-q"]
+    demo = ["demo", "--optimize", "-o", "d.png", "--size", "16", "--iterations", "1", "-q"]
     bench = ["bench", "--size", "32", "--iterations", "1", "--train-size", "32", "--batch-size", "1",
              "--train-steps", "2", "--repeats", "1", "--arch", "texture", "-q"]  # fmt: skip
     score = ["score", kit.good.name, kit.style.name, kit.good.name]
@@ -425,7 +425,7 @@ def file_system(kit: Kit, checkpoint: Path) -> list[Case]:
          ("o.png",)),
         (["train", "--style-image", kit.style.name, "--data", "in", "-o", long_name + ".pt", *TINY_TRAIN, "-q"], ()),
         (["export", checkpoint.name, "-o", long_name + ".onnx", "-q"], ()),
-        (["demo", "-o", long_name + ".png", "--size", "16", "--iterations", "1", "-q"], ()),
+        (["demo", "-o", long_name + ".png", "--size", "16", "-q"], ()),
         (["score", kit.good.name, kit.style.name, long_name + ".png"], ()),
         (APPLY + ["in", "-o", "out", "--name", "{stem}-{stem}.{ext}"], ("out/*",)),  # 2 x a 200-byte stem
         (APPLY + ["in", "-o", "out", "--name", "é" * 130 + ".{ext}"], ("out/*",)),  # 130 characters, 260 bytes

@@ -22,7 +22,7 @@ from tests.conftest import nst
 BASE_ARGS = {
     "optimize": ["missing.png", "missing.png", "-o", "out.png"],
     "score": ["missing.png", "missing.png", "missing.png"],
-    "demo": ["-o", "missing-folder/out.png"],
+    "demo": ["--optimize", "-o", "missing-folder/out.png"],  # --iterations counts only with --optimize
     "apply": ["missing.png", "-o", "out.png", "--style", "starry-night"],
     "train": ["-o", "m.pt", "--style-image", "missing.png", "--data", "missing-folder"],
     "bench": ["--arch", "nope"],

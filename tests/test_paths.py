@@ -28,7 +28,7 @@ CASES = {
     "optimize --content-mask": ["optimize", "content.png", "style.png", "-o", "result.png", *TINY_OPTIMIZE,
                                 "--content-mask"],  # fmt: skip
     "score content": ["score", "style.png", "style.png"],
-    "demo -o": ["demo", "--size", "16", "--iterations", "1", "-o"],
+    "demo -o": ["demo", "--size", "16", "-o"],
     "apply -o": ["apply", "--style", "starry-night", "photos", "-o"],
     "apply input": ["apply", "--style", "starry-night", "-o", "styled"],
     "train -o": ["train", "--style-image", "style.png", "--data", "photos", *TINY_TRAIN, "-o"],
