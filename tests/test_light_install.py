@@ -108,6 +108,15 @@ def test_apply_styles_info_and_help_work_without_the_extra(tmp_path: Path) -> No
     assert not any(re.search(rf"│ {command}\s", panel) for command in extras.LIGHT_COMMANDS), help_text
 
 
+def test_apply_on_a_video_works_without_the_extra(tmp_path: Path) -> None:
+    from tests.apply.test_video import make_clip  # the video extra (PyAV, OpenCV) is in the test install
+
+    make_clip(tmp_path / "clip.mp4", frames=6)
+    result = without_torch("apply", "--style", "starry-night", "clip.mp4", "-o", "styled.mp4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "styled.mp4").stat().st_size > 0
+
+
 def test_full_install_runs_every_command() -> None:
     report = extras.commands_report()
     assert report == {"commands": [*extras.LIGHT_COMMANDS, *extras.TORCH_COMMANDS]}
