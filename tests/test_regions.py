@@ -121,3 +121,18 @@ def test_cli_region_fusion_with_bundled_styles_and_its_errors(tmp_path):
     for extra, code, message in errors:
         assert_one_line_error(nst("apply", str(photo), *extra, "-o", str(tmp_path / "x.png")), code, message)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_output_never_replaces_a_region_mask(tmp_path):
+    photo, left = tmp_path / "in" / "photo.png", tmp_path / "left.png"
+    photo.parent.mkdir()
+    gradient_image(48, 32).save(photo)
+    Image.new("L", (48, 32), 255).save(left)
+    before = left.read_bytes()
+    regions = ["--region", f"starry-night={left}", "--region", "great-wave", "--overwrite"]
+    as_file = nst("apply", str(photo), *regions, "-o", str(left))
+    in_folder = nst("apply", str(photo.parent), *regions, "-o", str(tmp_path), "--name", "left.png")
+    for result in (as_file, in_folder):
+        assert result.returncode == 2, result.stderr
+        assert "is also an input" in result.stderr or "would overwrite an input" in result.stderr
+    assert left.read_bytes() == before

@@ -191,7 +191,7 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     if single_file_output(config):
         source = config.inputs[0]
         check_target(source, config.output, config.image_format)
-        if source != images.STDIO and Path(config.output).exists() and os.path.samefile(source, config.output):
+        if Path(config.output).exists() and any(os.path.samefile(path, config.output) for path in _input_files(config)):
             raise UsageError(f"{config.output}: output is also an input; choose another output path")
         if not Path(config.output).parent.is_dir():
             raise UsageError(f"{Path(config.output).parent}: output folder does not exist")
@@ -203,7 +203,7 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
         raise UsageError(f"{out_dir}: exists and is not a folder (an output file needs exactly one input)")
     jobs: list[Job] = []
     seen: dict[str, str] = {}
-    input_paths: set[Path] = set()
+    input_paths: set[Path] = {Path(path).resolve() for path in _input_files(config)}
     unreadable: list[str] = []
     for source, relative in find_inputs(config.inputs, out_dir, unreadable):
         input_paths.add(source.resolve())
@@ -236,6 +236,12 @@ def check_target(source: str, target: str, format_name: str | None) -> None:
         raise UsageError(f"{source} is {kind}; {target} would be {other} (use a matching extension)")
     if not is_video(target):
         images.format_for(target, image_format(format_name))
+
+
+def _input_files(config: ApplyConfig) -> list[str]:
+    """The files a run reads that no output may replace: input files named directly and region masks."""
+    masks = [mask for _, mask in config.regions or [] if mask]
+    return [path for path in [*config.inputs, *masks] if path != images.STDIO and Path(path).is_file()]
 
 
 def _resolve_existing(jobs: list[Job], config: ApplyConfig) -> tuple[list[Job], int]:
