@@ -255,7 +255,7 @@ def main() -> None:
     previous = json.loads((work / "results.json").read_text()) if (work / "results.json").exists() else {}
     (work / "results.json").write_text(json.dumps({**previous, **results}, indent=1))
     if "table" in results:
-        print(f"\n| clip | mode | flicker (warping error x1000) | drift from off (0..255) | frames/s | peak RSS MB |")
+        print("\n| clip | mode | flicker (warping error x1000) | drift from off (0..255) | frames/s | peak RSS MB |")
         print("|---|---|---|---|---|---|")
         for row in results["table"]:
             drift = "-" if row["drift"] is None else f"{row['drift']:.1f}"
