@@ -38,6 +38,25 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
 
 
+def mean_covariance(features: torch.Tensor) -> torch.Tensor:
+    """Each layer's feature covariance (C x C) with the feature mean as one more row: (N, C + 1, C).
+
+    A Gram matrix mixes the two (G = covariance + mean mean^T); matching them apart is the statistic of
+    Li et al.'s universal style transfer and of crowsonkb's style loss, and it leaves the mean free to be
+    matched on its own, so a painting's average colour does not have to be bought with its texture.
+    """
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    mean = flat.mean(dim=2, keepdim=True)
+    centred = flat - mean
+    covariance = torch.bmm(centred, centred.transpose(1, 2)) / (h * w)
+    return torch.cat([covariance, mean.transpose(1, 2)], dim=1)
+
+
+# --style-loss: the statistic of each style layer that the output must match
+STYLE_STATISTICS = {"gram": gram, "meancov": mean_covariance}
+
+
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A (N, 1, H, W) mask at a layer's (height, width); antialiased, so thin regions fade rather than vanish."""
     if tuple(mask.shape[-2:]) == tuple(size):
@@ -83,6 +102,7 @@ class LossWeights:
     style_weight: float = 1e3
     tv_weight: float = 0.0
     style_blend: list[float] | None = None
+    style_loss: str = "gram"  # a key of STYLE_STATISTICS
 
     def content_factors(self) -> dict[str, float]:
         return _per_layer(self.content_layers, self.content_layer_weights, "content")
@@ -103,6 +123,7 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
         style_weight=settings.style_weight,
         tv_weight=settings.tv_weight,
         style_blend=settings.style_blend,
+        style_loss=settings.style_loss,
     )
 
 
@@ -115,6 +136,8 @@ def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative")
     if settings.style_blend is not None and any(value < 0 for value in settings.style_blend):
         raise UsageError("--style-blend weights must not be negative")
+    if settings.style_loss not in STYLE_STATISTICS:
+        raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {' or '.join(STYLE_STATISTICS)})")
     check_layers(settings.net, weights.content_layers + weights.style_layers)
     weights.content_factors()
     weights.style_factors()
@@ -158,6 +181,7 @@ class PerceptualLoss(torch.nn.Module):
         self.style_targets: list[dict[str, torch.Tensor]] = []
         self.style_blend: list[float] = []
         self.style_masks: list[torch.Tensor] | None = None  # None: every style over the whole image
+        self.statistic = STYLE_STATISTICS[weights.style_loss]
 
     def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
         """Descriptor activations at ``layers``, as float32 whatever precision the net ran in."""
@@ -173,14 +197,14 @@ class PerceptualLoss(torch.nn.Module):
 
     @torch.no_grad()
     def set_styles(self, styles: list[torch.Tensor]) -> None:
-        """Gram targets for each style image (each may have its own size)."""
+        """Style targets (Gram or mean/covariance, see ``--style-loss``) for each style image (each may have its own size)."""
         blend = self.weights.style_blend or [1.0 / len(styles)] * len(styles)
         if len(blend) != len(styles):
             raise UsageError(f"--style-blend has {len(blend)} weights for {len(styles)} style images")
         self.style_blend = list(blend)
         layers = frozenset(self.weights.style_layers)
         self.style_targets = [
-            {name: gram(value) for name, value in self.features(style, layers).items()} for style in styles
+            {name: self.statistic(value) for name, value in self.features(style, layers).items()} for style in styles
         ]
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
@@ -189,6 +213,8 @@ class PerceptualLoss(torch.nn.Module):
         ``style_masks``: one region per style (None: each style everywhere); ``content_mask``: pixels
         where no style is applied. Call after :meth:`set_styles`; both None restores the plain objective.
         """
+        if (style_masks is not None or content_mask is not None) and self.weights.style_loss != "gram":
+            raise UsageError("--style-mask and --content-mask work with --style-loss gram only")
         if style_masks is not None and len(style_masks) != len(self.style_targets):
             raise UsageError(f"{len(style_masks)} style masks given for {len(self.style_targets)} style images")
         if content_mask is None:
@@ -201,9 +227,9 @@ class PerceptualLoss(torch.nn.Module):
             self.style_masks = [mask * resize_mask(free, mask.shape[-2:]) for mask in style_masks]
 
     def _style_grams(self, features: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """The output's Gram matrices compared with each style's targets (guided per style when masked)."""
+        """The output's style statistics compared with each style's targets (guided Grams per style when masked)."""
         if self.style_masks is None:
-            grams = {name: gram(features[name]) for name in self.style_factors}
+            grams = {name: self.statistic(features[name]) for name in self.style_factors}
             return [grams] * len(self.style_targets)
         return [{name: guided_gram(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
 

@@ -95,6 +95,11 @@ class LossSettings:
         low=0,
         high=1e6,
     )
+    style_loss: str = setting(
+        "gram",
+        help="Style statistic per layer: gram (Gatys et al.) or meancov (feature mean and covariance, matched apart).",
+        panel=PANEL_LOSS,
+    )
     style_scale: float = setting(
         1.0,
         help="Style image long side relative to the image it styles (optimize: --size; train: --image-size).",

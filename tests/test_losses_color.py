@@ -9,7 +9,7 @@ import torch
 from nstcli import color
 from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
-from nstcli.losses import LossWeights, PerceptualLoss, gram, total_variation
+from nstcli.losses import LossWeights, PerceptualLoss, gram, mean_covariance, total_variation
 
 
 def test_gram_is_normalised_by_positions() -> None:
@@ -42,6 +42,28 @@ def test_losses_vanish_at_their_targets_and_blend_weights_styles() -> None:
     assert at_style.style == 0 and at_style.content > 0  # blend 1,0: only style A counts
     single = _loss(LossWeights(["relu2_2"], ["relu1_1", "relu2_1"]), [style_a], content)
     assert torch.allclose(single(content).total, at_content.total)
+
+
+def test_mean_covariance_separates_the_mean_from_the_gram() -> None:
+    features = torch.rand(2, 4, 6, 5, generator=torch.Generator().manual_seed(3))
+    statistic = mean_covariance(features)
+    covariance, mean = statistic[:, :4], statistic[:, 4]
+    assert statistic.shape == (2, 5, 4)
+    assert torch.allclose(mean, features.mean(dim=(2, 3)))
+    # G = covariance + mean mean^T: the Gram matrix is the two mixed
+    assert torch.allclose(gram(features), covariance + mean[:, :, None] * mean[:, None, :], atol=1e-6)
+
+
+def test_meancov_style_loss_vanishes_at_the_style_and_is_not_the_gram_loss() -> None:
+    generator = torch.Generator().manual_seed(2)
+    content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
+    layers = (["relu2_2"], ["relu1_1", "relu2_1"])
+    meancov = _loss(LossWeights(*layers, style_loss="meancov"), [style], content)
+    plain = _loss(LossWeights(*layers), [style], content)
+    assert meancov(style).style == 0 and meancov(content).style > 0
+    assert not torch.isclose(meancov(content).style, plain(content).style)
+    with pytest.raises(UsageError, match="--style-loss gram only"):
+        meancov.set_masks([torch.ones(1, 1, 32, 32)])
 
 
 def test_per_layer_weights_must_match_layers() -> None:

@@ -139,3 +139,11 @@ def test_coverage_spread_shows_a_picture_styled_only_in_part() -> None:
     assert len(part["style_tiles"]) == 2 and len(part["style_tiles"][0]) == 2
     assert part["style_tiles"][1][1] > 5 * part["style_tiles"][0][0]  # the photo's quarter is far from the painting
     assert part["coverage_spread"] > 3 * whole["coverage_spread"]
+
+
+def test_the_meancov_style_loss_optimises_too() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(style_loss="meancov", iterations=12), keep_history=True)
+    totals = [row["total"] for row in result.history]
+    assert totals[-1] < totals[0] and result.image.size == (48, 32)
+    with pytest.raises(UsageError, match="unknown --style-loss"):
+        run_optimize(CONTENT, [STYLE], tiny(style_loss="wasserstein"))
