@@ -13,11 +13,12 @@ StyleBank train (``--add-style``, ``--tune-style``).
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from nstcli.errors import UsageError
 
@@ -69,12 +70,16 @@ class LossSettings:
         panel=PANEL_DESCRIPTOR,
     )
     content_layer_weights: list[float] | None = setting(
-        None, help="Per content layer, comma-separated (default: 1 each).", panel=PANEL_LOSS,
+        None,
+        help="Per content layer, comma-separated (default: 1 each).",
+        panel=PANEL_LOSS,
         low=0,
         high=1e6,
     )
     style_layer_weights: list[float] | None = setting(
-        None, help="Per style layer, comma-separated (default: 1 each).", panel=PANEL_LOSS,
+        None,
+        help="Per style layer, comma-separated (default: 1 each).",
+        panel=PANEL_LOSS,
         low=0,
         high=1e6,
     )
@@ -83,7 +88,10 @@ class LossSettings:
     )
     style_weight: float = setting(10.0, help="Weight of the style loss.", panel=PANEL_LOSS, role=BANK, low=0, high=1e12)
     tv_weight: float = setting(
-        0.0, help="Weight of the total-variation loss (0..1 image scale).", panel=PANEL_LOSS, role=BANK,
+        0.0,
+        help="Weight of the total-variation loss (0..1 image scale).",
+        panel=PANEL_LOSS,
+        role=BANK,
         low=0,
         high=1e12,
     )
@@ -116,7 +124,9 @@ class OptimizeConfig:
 
     size: int = setting(512, help="Output long side in pixels.", panel=PANEL_IO, low=16, high=MAX_SIDE)
     style_crop: float = setting(
-        1.0, help="Use only the central fraction of each style image's width and height (e.g. 0.5).", panel=PANEL_IO,
+        1.0,
+        help="Use only the central fraction of each style image's width and height (e.g. 0.5).",
+        panel=PANEL_IO,
         low=0.01,
         high=1,
     )
@@ -125,23 +135,31 @@ class OptimizeConfig:
     content_mask: str | None = None  # path of the mask passed as content_mask
     init: str = setting("content", help="Start image: content, noise or an image file.", panel=PANEL_OPTIMISER)
     noise_ratio: float = setting(
-        0.0, help="Mix of noise into the start image: 0 = none, 1 = pure noise.", panel=PANEL_OPTIMISER,
+        0.0,
+        help="Mix of noise into the start image: 0 = none, 1 = pure noise.",
+        panel=PANEL_OPTIMISER,
         low=0,
         high=1,
     )
     seed: int | None = setting(
-        None, help="Random seed (CPU runs are then bit-for-bit reproducible).", panel=PANEL_OPTIMISER,
+        None,
+        help="Random seed (CPU runs are then bit-for-bit reproducible).",
+        panel=PANEL_OPTIMISER,
         low=0,
         high=MAX_SEED,
     )
     optimizer: str = setting("lbfgs", help="lbfgs or adam.", panel=PANEL_OPTIMISER)
     lr: float | None = setting(
-        None, help="Learning rate, 0..255 pixel units (default: lbfgs 1, adam 10).", panel=PANEL_OPTIMISER,
+        None,
+        help="Learning rate, 0..255 pixel units (default: lbfgs 1, adam 10).",
+        panel=PANEL_OPTIMISER,
         low=1e-12,
         high=1e6,
     )
     iterations: int = setting(
-        300, help="Budget in descriptor evaluations (forward+backward), all scales.", panel=PANEL_OPTIMISER,
+        300,
+        help="Budget in descriptor evaluations (forward+backward), all scales.",
+        panel=PANEL_OPTIMISER,
         low=1,
         high=1_000_000,
     )
@@ -204,10 +222,18 @@ class TrainConfig:
         None, help="Total optimiser steps (overrides --epochs).", panel=PANEL_SCHEDULE, role=RUN, low=1, high=1e9
     )
     epochs: float = setting(
-        2.0, help="Passes over the data (when --steps is not given).", panel=PANEL_SCHEDULE, role=RUN, low=0.001, high=1e6
+        2.0,
+        help="Passes over the data (when --steps is not given).",
+        panel=PANEL_SCHEDULE,
+        role=RUN,
+        low=0.001,
+        high=1e6,
     )
     workers: int = setting(
-        4, help="DataLoader worker processes (0 = decode in the main process).", panel=PANEL_DATA, role=RUN,
+        4,
+        help="DataLoader worker processes (0 = decode in the main process).",
+        panel=PANEL_DATA,
+        role=RUN,
         low=0,
         high=256,
     )
@@ -216,22 +242,32 @@ class TrainConfig:
         1e-3, help="Adam learning rate of the style phase.", panel=PANEL_SCHEDULE, role=BANK, low=1e-12, high=10
     )
     warmup_steps: int = setting(
-        0, help="First steps with style weight 0: the net learns to reproduce its input.", panel=PANEL_SCHEDULE, role=BANK,
+        0,
+        help="First steps with style weight 0: the net learns to reproduce its input.",
+        panel=PANEL_SCHEDULE,
+        role=BANK,
         low=0,
         high=1e9,
     )
     warmup_lr: float | None = setting(
-        None, help="Learning rate of the warm-up steps (default: 10 x --lr).", panel=PANEL_SCHEDULE, role=BANK,
+        None,
+        help="Learning rate of the warm-up steps (default: 10 x --lr).",
+        panel=PANEL_SCHEDULE,
+        role=BANK,
         low=1e-12,
         high=10,
     )
     lr_decay: float = setting(
-        1.0, help="Multiply the learning rate by this every --lr-decay-every steps.", panel=PANEL_SCHEDULE,
+        1.0,
+        help="Multiply the learning rate by this every --lr-decay-every steps.",
+        panel=PANEL_SCHEDULE,
         low=1e-6,
         high=1,
     )
     lr_decay_every: int = setting(
-        1250, help="Steps between learning-rate decays (counted after warm-up).", panel=PANEL_SCHEDULE,
+        1250,
+        help="Steps between learning-rate decays (counted after warm-up).",
+        panel=PANEL_SCHEDULE,
         low=1,
         high=1e9,
     )
@@ -239,7 +275,12 @@ class TrainConfig:
         "default", help="Weight initialisation: default (PyTorch's), xavier or he.", panel=PANEL_GENERATOR
     )
     seed: int = setting(
-        0, help="Random seed (CPU runs are reproducible bit-for-bit).", panel=PANEL_DATA, role=BANK, low=0, high=MAX_SEED
+        0,
+        help="Random seed (CPU runs are reproducible bit-for-bit).",
+        panel=PANEL_DATA,
+        role=BANK,
+        low=0,
+        high=MAX_SEED,
     )
     device: str = setting("auto", help="auto, cpu, cuda or cuda:N.", panel=PANEL_DEVICE, role=RUN)
     precision: str = setting(
@@ -249,7 +290,10 @@ class TrainConfig:
         10, help="Average and record the losses every N steps.", panel=PANEL_LOGGING, role=RUN, low=1, high=1e9
     )
     checkpoint_every: int = setting(
-        1000, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C).", panel=PANEL_LOGGING, role=RUN,
+        1000,
+        help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C).",
+        panel=PANEL_LOGGING,
+        role=RUN,
         low=0,
         high=1e9,
     )
@@ -348,37 +392,49 @@ def check_types(config: Any) -> None:
 # ---------------------------------------------------------------- flat views, for the CLI and sweeps
 
 
-def flat_fields(config_type: type) -> dict[str, tuple[str, ...]]:
-    """Flag name (``style_weight``) -> path in the config (``("loss", "style_weight")``), for every declared setting."""
-    paths: dict[str, tuple[str, ...]] = {}
-    hints = typing.get_type_hints(config_type)
-    for item in fields(config_type):
-        if is_dataclass(hints[item.name]):
-            paths.update({name: (item.name, *path) for name, path in flat_fields(hints[item.name]).items()})
-        elif "help" in item.metadata:
-            paths[item.name] = (item.name,)
-    return paths
+class Declaration(typing.NamedTuple):
+    """One setting as a config type declares it: where it sits, its type, the config's default, its metadata."""
+
+    path: tuple[str, ...]  # ("loss", "style_weight")
+    annotation: Any
+    default: Any
+    metadata: Mapping[str, Any]
 
 
-def declaration(config_type: type, name: str) -> tuple[Any, Any, dict[str, Any]]:
+@functools.cache
+def declarations(config_type: type) -> Mapping[str, Declaration]:
+    """Every declared setting of ``config_type`` by flat name, nested settings included. Computed once per
+    type: the CLI asks for them while building its options, on every start."""
+    found: dict[str, Declaration] = {}
+
+    def collect(owner: type, instance: Any, parents: tuple[str, ...]) -> None:
+        hints = typing.get_type_hints(owner)
+        for item in fields(owner):
+            value = getattr(instance, item.name)
+            if is_dataclass(hints[item.name]):
+                collect(hints[item.name], value, (*parents, item.name))
+            elif "help" in item.metadata:
+                found[item.name] = Declaration((*parents, item.name), hints[item.name], value, item.metadata)
+
+    collect(config_type, config_type(), ())  # the defaults are this config's own (train's style weight)
+    return types.MappingProxyType(found)
+
+
+def declaration(config_type: type, name: str) -> tuple[Any, Any, Mapping[str, Any]]:
     """(type, default, metadata) of flat setting ``name`` of ``config_type``; the default is the config's own
     (``TrainConfig``'s style weight, not ``LossSettings``')."""
-    *parents, last = flat_fields(config_type)[name]
-    owner, value = config_type, config_type()
-    for parent in parents:
-        owner, value = typing.get_type_hints(owner)[parent], getattr(value, parent)
-    item = next(item for item in fields(owner) if item.name == last)
-    return typing.get_type_hints(owner)[last], getattr(value, last), dict(item.metadata)
+    declared = declarations(config_type)[name]
+    return declared.annotation, declared.default, declared.metadata
 
 
 def flag_of(config_type: type, name: str) -> str:
     """The command-line flag of setting ``name``: ``style_weight`` -> ``--style-weight``."""
-    return declaration(config_type, name)[2]["flag"] or "--" + name.replace("_", "-")
+    return declarations(config_type)[name].metadata["flag"] or "--" + name.replace("_", "-")
 
 
 def get_setting(config: Any, name: str) -> Any:
     value = config
-    for part in flat_fields(type(config))[name]:
+    for part in declarations(type(config))[name].path:
         value = getattr(value, part)
     return value
 
@@ -386,11 +442,11 @@ def get_setting(config: Any, name: str) -> Any:
 def with_settings(config: Config, values: dict[str, Any]) -> Config:
     """A copy of ``config`` with settings changed by flat name (``{"style_weight": 3.0}`` reaches
     ``config.loss``); other fields of ``config`` itself change too (``arch_options``)."""
-    paths = flat_fields(type(config))
+    settings = declarations(type(config))
     nested: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for name, value in values.items():
-        *parents, last = paths.get(name, (name,))
+        *parents, last = settings[name].path if name in settings else (name,)
         if parents:
             nested.setdefault(parents[0], {})[last] = value
         else:
@@ -435,15 +491,14 @@ def from_flags(config_type: type[Config], flags: dict[str, Any], base: Config | 
 
     Keys that are not settings of ``config_type`` are ignored (the CLI's own flags: output, quiet...).
     """
-    paths = flat_fields(config_type)
+    settings = declarations(config_type)
     values = {}
     for name, value in flags.items():
-        if name not in paths:
+        if name not in settings:
             continue
-        annotation, default, _ = declaration(config_type, name)
-        if value is None and default is not None:  # a repeatable option given no time: its default ([])
+        if value is None and settings[name].default is not None:  # a repeatable option given no time: its default ([])
             continue
-        scalar, is_list = value_type(annotation)
+        scalar, is_list = value_type(settings[name].annotation)
         if is_list and isinstance(value, str):
             value = parse_list(value, scalar, flag_of(config_type, name))
         values[name] = value
@@ -469,9 +524,8 @@ def _number(value: float | None) -> str:
 
 def check_ranges(config: Any) -> None:
     """Every numeric setting of ``config`` (and every item of a list of numbers) within its declared range."""
-    for name in flat_fields(type(config)):
-        _, _, metadata = declaration(type(config), name)
-        low, high = metadata["range"]
+    for name, declared in declarations(type(config)).items():
+        low, high = declared.metadata["range"]
         value = get_setting(config, name)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, (int, float)):
@@ -480,4 +534,4 @@ def check_ranges(config: Any) -> None:
 
 def roles(config_type: type, role: str) -> frozenset[str]:
     """Flat names of the settings of ``config_type`` with resume role ``role``."""
-    return frozenset(name for name in flat_fields(config_type) if declaration(config_type, name)[2]["role"] == role)
+    return frozenset(name for name, declared in declarations(config_type).items() if declared.metadata["role"] == role)

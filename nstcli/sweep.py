@@ -62,12 +62,11 @@ class SweepPlan:
 
 def sweepable_fields() -> dict[str, tuple[type, bool]]:
     """Setting name -> (scalar type, is a list) of every OptimizeConfig setting a sweep may vary."""
-    found = {}
-    for name in settings.flat_fields(OptimizeConfig):
-        if name not in NOT_SWEEPABLE:
-            annotation, _, _ = settings.declaration(OptimizeConfig, name)
-            found[name] = settings.value_type(annotation)
-    return found
+    return {
+        name: settings.value_type(declared.annotation)
+        for name, declared in settings.declarations(OptimizeConfig).items()
+        if name not in NOT_SWEEPABLE
+    }
 
 
 def parse_axis(text: str) -> Axis:

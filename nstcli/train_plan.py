@@ -25,7 +25,7 @@ from nstcli import generators, images, report
 from nstcli.checkpoint import load_checkpoint
 from nstcli.devices import check_precision
 from nstcli.errors import UsageError, reject_first
-from nstcli.settings import BANK, RUN, TrainConfig, check_ranges, flag_of, flat_fields, get_setting, roles, with_settings
+from nstcli.settings import BANK, RUN, TrainConfig, check_ranges, declarations, flag_of, get_setting, roles, with_settings
 
 RUN_SETTINGS = roles(TrainConfig, RUN)  # may differ on --resume
 BANK_SETTINGS = RUN_SETTINGS | roles(TrainConfig, BANK)  # may differ when only some banks train
@@ -139,7 +139,7 @@ def plan_train(
         raise UsageError(f"{bank_flag} needs --resume BANK.pt (the trained style bank)")
     if bank_flag and config.style:
         raise UsageError(f"with {bank_flag} the bank keeps its styles: give no --style-image")
-    settings = flat_fields(TrainConfig)
+    settings = declarations(TrainConfig)
     values: dict[str, Any] = {name: get_setting(config, name) for name in given if name in settings}
     values["arch_options"] = {name: value for name, value in config.arch_options.items() if name in given}
     resume_state = base_state = None
