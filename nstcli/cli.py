@@ -167,8 +167,6 @@ def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], o
     """``nst optimize --sweep``: every combination, a contact sheet at ``output`` and a CSV beside it."""
     from nstcli import images, optimize, optimize_plan, sweep as sweep_engine
 
-    if judge_size < 16:
-        raise UsageError("--judge-size must be at least 16 pixels")
     optimize.validate(config)
     plan = sweep_engine.plan_sweep(config, sweep_engine.parse_axes(sweep), output)
     inputs = optimize_plan.read_inputs(config, content, styles)

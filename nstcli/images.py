@@ -182,7 +182,7 @@ def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: b
             raise UsageError(f"{out}: output is also an input; choose another output path")
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists (use --overwrite to replace it)")
-    if not out.parent.exists() and str(out.parent) != "":
+    if not out.parent.is_dir() and str(out.parent) != "":
         raise UsageError(f"{out.parent}: output folder does not exist")
     check_writable_folder(out.parent)
 

@@ -128,14 +128,8 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
 
 
 def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
-    """Reject bad loss settings (``weights``: the same resolved) before any weight is loaded."""
-    if settings.style_scale <= 0:
-        raise UsageError("--style-scale must be positive")
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(settings, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative")
-    if settings.style_blend is not None and any(value < 0 for value in settings.style_blend):
-        raise UsageError("--style-blend weights must not be negative")
+    """Reject bad loss settings (``weights``: the same resolved) before any weight is loaded; their
+    numbers' ranges are checked with the rest of the config (:func:`nstcli.settings.check_ranges`)."""
     if settings.style_loss not in STYLE_STATISTICS:
         raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {' or '.join(STYLE_STATISTICS)})")
     check_layers(settings.net, weights.content_layers + weights.style_layers)

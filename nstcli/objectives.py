@@ -27,6 +27,7 @@ from nstcli.losses import PerceptualLoss
 from nstcli.settings import TrainConfig
 
 STYLE_TERMS = ("content", "style", "tv", "total")
+Autocast = Callable[[], AbstractContextManager]  # a fresh autocast context per forward pass
 IDENTITY_TERM = "identity"
 
 
@@ -51,7 +52,7 @@ class PerceptualObjective:
         """Extra generator inputs after the image for a preview (none)."""
         return ()
 
-    def step(self, network: torch.nn.Module, batch: torch.Tensor, step: int, autocast: Callable[[], AbstractContextManager]) -> StepLoss:
+    def step(self, network: torch.nn.Module, batch: torch.Tensor, step: int, autocast: Autocast) -> StepLoss:
         self.loss_fn.set_content(batch)
         with autocast():
             output = network(batch)
@@ -89,7 +90,7 @@ class StyleBankObjective(PerceptualObjective):
         banks = self.config.train_banks or range(self.styles)
         return banks[int(torch.randint(len(banks), ()).item())]
 
-    def step(self, network: torch.nn.Module, batch: torch.Tensor, step: int, autocast: Callable[[], AbstractContextManager]) -> StepLoss:
+    def step(self, network: torch.nn.Module, batch: torch.Tensor, step: int, autocast: Autocast) -> StepLoss:
         style = self.branch(step)
         if style is None:
             with autocast():

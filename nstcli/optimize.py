@@ -54,27 +54,19 @@ class OptimizeResult:
 
 
 def validate(config: OptimizeConfig) -> None:
-    """Reject bad settings before any image is read or any weight is loaded."""
+    """Reject bad settings before any image is read or any weight is loaded. Each number's own range
+    is declared with it (:func:`nstcli.settings.check_ranges`); the checks here involve choices or
+    several settings at once."""
     check_ranges(config)
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r} (choose lbfgs or adam)")
-    if config.iterations < 1:
-        raise UsageError("--iterations must be at least 1")
-    if config.size < 16:
-        raise UsageError("--size must be at least 16 pixels")
-    if not 1 <= config.scales <= 6 or config.size / 2 ** (config.scales - 1) < 16:
+    if config.size / 2 ** (config.scales - 1) < 16:
         raise UsageError(f"--scales {config.scales} is out of range for --size {config.size}")
     if config.iterations < config.scales:
         raise UsageError("--iterations must be at least --scales")
-    if not 0.0 <= config.noise_ratio <= 1.0:
-        raise UsageError("--noise-ratio must be between 0 and 1")
     if config.preserve_color not in (None, *color.METHODS):
         raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
     check_precision(config.precision)
-    if config.lr is not None and config.lr <= 0:
-        raise UsageError("--lr must be positive")
-    if not 0.0 < config.style_crop <= 1.0:
-        raise UsageError("--style-crop must be in (0, 1]: the kept central fraction of the style image")
     losses.validate_settings(config.loss, loss_weights(config))
 
 

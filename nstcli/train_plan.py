@@ -54,36 +54,21 @@ class TrainPlan:
 
 
 def validate(config: TrainConfig) -> None:
-    """Reject bad settings before any image is read or any weight is loaded."""
+    """Reject bad settings before any image is read or any weight is loaded. Each number's own range
+    is declared with it (:func:`nstcli.settings.check_ranges`); the checks here involve choices, the
+    architecture or several settings at once."""
     from nstcli import losses, train  # torch: only once the flags are parsed
 
     check_ranges(config)
     options = generators.make_options(config.arch, config.arch_options)
     if not config.style:
-        raise UsageError("--style is required")
+        raise UsageError(f"{flag_of(TrainConfig, 'style')} is required")
     blend = config.loss.style_blend
     if blend is not None and len(blend) != len(config.style):
         raise UsageError(f"--style-blend has {len(blend)} weights for {len(config.style)} style images")
     multiple = options.size_multiple()
-    if config.image_size < 16 or config.image_size % multiple:
+    if config.image_size % multiple:
         raise UsageError(f"--image-size must be at least 16 and a multiple of {multiple} for --arch {config.arch}")
-    checks = {
-        "--crop-scale must be in (0, 1]": not 0 < config.crop_scale <= 1,
-        "--batch-size must be at least 1": config.batch_size < 1,
-        "--steps must be at least 1": config.steps is not None and config.steps < 1,
-        "--epochs must be positive": config.epochs <= 0,
-        "--max-images must be at least 1": config.max_images is not None and config.max_images < 1,
-        "--workers must not be negative": config.workers < 0,
-        "--lr must be positive": config.lr <= 0,
-        "--warmup-lr must be positive": config.warmup_lr is not None and config.warmup_lr <= 0,
-        "--warmup-steps must not be negative": config.warmup_steps < 0,
-        "--lr-decay must be in (0, 1]": not 0 < config.lr_decay <= 1,
-        "--lr-decay-every must be at least 1": config.lr_decay_every < 1,
-        "--log-every must be at least 1": config.log_every < 1,
-        "--checkpoint-every must not be negative": config.checkpoint_every < 0,
-        "--preview-every must be at least 1": config.preview_every < 1,
-    }
-    reject_first(checks)
     if config.arch == "stylebank":
         _validate_stylebank(config, options.styles)
     if config.weight_init not in generators.INITS:
@@ -102,7 +87,6 @@ def _validate_stylebank(config: TrainConfig, banks: int) -> None:
         f"--arch stylebank has {banks} banks for {len(config.style)} styles": banks != len(config.style),
         "--style-image names must be unique": len(set(names)) != len(names),
         f"{len(names)} style names for {len(config.style)} style images": len(names) != len(config.style),
-        "--steps-per-identity must be at least 1": config.steps_per_identity < 1,
         "the banks to train must be distinct banks of the model": bad_train_banks,
         "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
     }  # fmt: skip

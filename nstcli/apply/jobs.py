@@ -191,11 +191,8 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     if single_file_output(config):
         source = config.inputs[0]
         check_target(source, config.output, config.image_format)
-        if Path(config.output).exists() and any(os.path.samefile(path, config.output) for path in _input_files(config)):
-            raise UsageError(f"{config.output}: output is also an input; choose another output path")
-        if not Path(config.output).parent.is_dir():
-            raise UsageError(f"{Path(config.output).parent}: output folder does not exist")
-        images.check_writable_folder(Path(config.output).parent)
+        # the shared output rule; an existing output is --skip-existing's or --overwrite's (below)
+        images.check_output_path(config.output, _input_files(config), overwrite=True)
         return JobPlan(*_resolve_existing([Job(source, config.output, Path(config.output).name)], config))
 
     out_dir = Path(config.output)
