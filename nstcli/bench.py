@@ -105,8 +105,9 @@ def _synthetic(size: int, seed: int) -> Image.Image:
 
 
 def bench_optimize(config: BenchConfig) -> BenchRow:
+    """One scale at the benchmark size: the study times evaluations at that size, not a schedule."""
     content, style = _synthetic(config.size, 0), _synthetic(config.size, 1)
-    run = OptimizeConfig(size=config.size, iterations=config.iterations, device=config.device,
+    run = OptimizeConfig(size=config.size, min_size=config.size, iterations=config.iterations, device=config.device,
                          precision=config.precision, seed=0)  # fmt: skip
     run_optimize(content, [style], replace(run, iterations=2))  # warm-up: weights, kernels
     result = run_optimize(content, [style], run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import replace
@@ -53,11 +54,47 @@ def say(message: str, quiet: bool = False) -> None:
         stderr.print(one_line(message), markup=False, soft_wrap=True)  # one message, one line (never wrapped)
 
 
+PLAIN_PROGRESS_SECONDS = 5.0  # between progress lines when stderr is not a terminal (logs, CI)
+
+
+class ProgressLines:
+    """Progress as plain lines on stderr, at most one every ``PLAIN_PROGRESS_SECONDS``: what a script's
+    log or a CI job shows where a live bar would print nothing. Takes the calls of rich's ``Progress``."""
+
+    task_ids = [0]
+
+    def __init__(self, description: str, total: int):
+        self.description, self.total, self.completed, self.status = description, total, 0, ""
+        self.start = time.monotonic()
+        self.last_line = self.start
+
+    def update(self, task_id: int, *, total: int | None = None, completed: int | None = None,
+               description: str | None = None, status: str | None = None) -> None:  # fmt: skip
+        self.total = self.total if total is None else total
+        self.completed = self.completed if completed is None else completed
+        self.description = description or self.description
+        self.status = self.status if status is None else status
+        now = time.monotonic()
+        if now - self.last_line >= PLAIN_PROGRESS_SECONDS:
+            self.last_line = now
+            say(self.line(now - self.start))
+
+    def line(self, elapsed: float) -> str:
+        parts = [f"{self.description} {self.completed}/{self.total}" if self.total else f"{self.description} {self.completed}"]
+        if self.status:
+            parts.append(self.status)
+        parts.append(f"{elapsed:.0f} s")
+        if self.total and 0 < self.completed < self.total:
+            parts[-1] += f", ~{elapsed * (self.total - self.completed) / self.completed:.0f} s left"
+        return "  ".join(parts)
+
+
 @contextmanager
-def progress_bar(description: str, total: int, quiet: bool) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr, only when stderr is a terminal and not --quiet."""
+def progress_bar(description: str, total: int, quiet: bool, lines: bool = True) -> Iterator[Progress | ProgressLines | None]:
+    """A rich progress bar on stderr when it is a terminal; else, with ``lines``, a plain line every
+    few seconds; nothing with --quiet."""
     if quiet or not stderr.is_terminal:
-        yield None
+        yield ProgressLines(description, total) if lines and not quiet else None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -120,7 +157,7 @@ def optimize(
     optimizer: str = setting_option(OptimizeConfig, "optimizer"),
     lr: Optional[float] = setting_option(OptimizeConfig, "lr"),
     iterations: int = setting_option(OptimizeConfig, "iterations"),
-    scales: int = setting_option(OptimizeConfig, "scales"),
+    min_size: int = setting_option(OptimizeConfig, "min_size"),
     device: str = setting_option(OptimizeConfig, "device"),
     precision: str = setting_option(OptimizeConfig, "precision"),
     save_every: int = number_option(0, low=0, high=1_000_000, help="Also write a snapshot every N evaluations (OUT.<N>.png).", rich_help_panel=PANEL_LOGGING),
@@ -152,10 +189,13 @@ def optimize(
     )  # fmt: skip
     with progress_bar("optimize", config.iterations, quiet) as bar:
 
+        latest: dict[str, float] = {}  # the losses are reported every 10 evaluations
+
         def on_progress(step: optimize_engine.Progress) -> None:
             if bar is not None:
-                status = f"loss {step.losses['total']:.4g}" if step.losses else None
-                bar.update(bar.task_ids[0], completed=step.evaluation, **({"status": status} if status else {}))
+                latest.update(step.losses or {})
+                loss = f"  loss {latest['total']:.4g}" if latest else ""
+                bar.update(bar.task_ids[0], completed=step.evaluation, status=f"{step.size[0]}x{step.size[1]}{loss}")
 
         result = optimize_plan.run_plan(plan, on_progress)
     where = "stdout" if output == "-" else output
@@ -478,7 +518,7 @@ def train(
         plot=plot, export=export, overwrite=overwrite,
     )  # fmt: skip
 
-    with progress_bar("train", plan.config.steps or 0, quiet) as bar:
+    with progress_bar("train", plan.config.steps or 0, quiet, lines=False) as bar:  # its own line per log event
 
         def on_progress(progress: train_engine.Progress) -> None:
             losses = progress.losses
@@ -591,10 +631,10 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
     warnings.filterwarnings("default", module=r"nstcli\.")
     warnings.showwarning = _show_warning
-    argv, deprecations = replace_deprecated(sys.argv[1:] if argv is None else argv)
-    for deprecation in deprecations:
-        print(deprecation, file=sys.stderr)
     try:
+        argv, deprecations = replace_deprecated(sys.argv[1:] if argv is None else argv)
+        for deprecation in deprecations:
+            print(deprecation, file=sys.stderr)
         code = app(args=argv, prog_name="nst", standalone_mode=False)
     except click_errors.UsageError as error:
         hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""

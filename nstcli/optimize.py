@@ -1,10 +1,11 @@
 """Image optimisation (Gatys et al. 2016): optimise the pixels of one image against the losses.
 
 The budget is counted in descriptor evaluations (one forward + backward pass), so L-BFGS, Adam
-and other tools compare at equal cost. With ``scales > 1`` the image is first optimised at lower
-resolutions (coarse to fine, each result upsampled to start the next scale); the budget is then
-split so every scale gets the same number of evaluations, which costs far less than running them
-all at full size.
+and other tools compare at equal cost. The image is optimised coarse to fine: first at
+``min_size`` (long side), then at sizes sqrt(2) apart up to ``size``, each scale starting from the
+last one's result upsampled. At a small size the style's features span a large part of the
+picture, so strokes reach every region before the fine scales add detail; and a small scale's
+evaluation costs a fraction of a full one (see ``evaluations_per_scale`` for the split).
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 10.0}  # in 0..255 pixel units
 PIXEL_SCALE = 255.0
 LBFGS_HISTORY = 100
+# L-BFGS keeps 2 x history copies of the image: 6.7 GB at 2048 px for 100 pairs, half of the run's memory.
+# Above ~1100 px the history shrinks to fit this budget (a shorter history barely slows convergence).
+LBFGS_MEMORY = 2 * 2**30
+LBFGS_MIN_HISTORY = 10
 LOSS_NAMES = ("content", "style", "tv", "total")
+SCALE_STEP = 2**0.5  # between coarse-to-fine scales: small enough that each result is a good start
 
 
 @dataclass
@@ -60,10 +66,6 @@ def validate(config: OptimizeConfig) -> None:
     check_ranges(config)
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r} (choose lbfgs or adam)")
-    if config.size / 2 ** (config.scales - 1) < 16:
-        raise UsageError(f"--scales {config.scales} is out of range for --size {config.size}")
-    if config.iterations < config.scales:
-        raise UsageError("--iterations must be at least --scales")
     if config.preserve_color not in (None, *color.METHODS):
         raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
     check_precision(config.precision)
@@ -76,16 +78,27 @@ def loss_weights(config: OptimizeConfig) -> LossWeights:
     return losses.loss_weights(config.loss, info.content_layers, info.style_layers)
 
 
-def scale_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
-    """(width, height) per scale, coarse to fine, each half the next."""
+def scale_sides(size: int, min_size: int) -> list[int]:
+    """Long side of each scale, coarse to fine: ``size`` divided by sqrt(2) while it stays >= ``min_size``."""
+    sides = [size]
+    while size / SCALE_STEP ** len(sides) >= min_size * (1 - 1e-9):
+        sides.append(round(size / SCALE_STEP ** len(sides)))
+    return sides[::-1]
+
+
+def scale_sizes(size: tuple[int, int], min_size: int) -> list[tuple[int, int]]:
+    """(width, height) per scale, coarse to fine (see :func:`scale_sides`)."""
     width, height = size
+    long_side = max(size)
     return [
-        (max(1, round(width / 2**level)), max(1, round(height / 2**level))) for level in reversed(range(scales))
+        (max(1, round(width * side / long_side)), max(1, round(height * side / long_side)))
+        for side in scale_sides(long_side, min_size)
     ]
 
 
 def evaluations_per_scale(iterations: int, scales: int) -> list[int]:
-    """Equal shares of the budget; the finest scale gets the remainder."""
+    """Equal shares of the budget; the finest scale gets the remainder (a budget smaller than the
+    number of scales leaves the coarsest ones out)."""
     share = iterations // scales
     return [share] * (scales - 1) + [iterations - share * (scales - 1)]
 
@@ -192,7 +205,7 @@ def _iteration(loss_fn: PerceptualLoss, pixels: torch.Tensor, config: OptimizeCo
     lr = config.lr or DEFAULT_LR[config.optimizer]
     use_graph = pixels.is_cuda and config.cuda_graph
     if config.optimizer == "lbfgs":
-        update = LBFGS(pixels.detach(), history=LBFGS_HISTORY, lr=lr).step
+        update = LBFGS(pixels.detach(), history=lbfgs_history(pixels.numel()), lr=lr).step
     else:
         adam = torch.optim.Adam([pixels], lr=lr, capturable=use_graph)
 
@@ -216,6 +229,12 @@ def _iteration(loss_fn: PerceptualLoss, pixels: torch.Tensor, config: OptimizeCo
     if not use_graph:
         return iterate
     return _graphed(iterate, evaluate)
+
+
+def lbfgs_history(numel: int) -> int:
+    """Stored (s, y) pairs for an image of ``numel`` float32 values: 100, or what fits ``LBFGS_MEMORY``."""
+    fits = LBFGS_MEMORY // (2 * 4 * numel)
+    return max(LBFGS_MIN_HISTORY, min(LBFGS_HISTORY, fits))
 
 
 def _graphed(iterate: Callable[[], torch.Tensor], evaluate: Callable[[], tuple]) -> Callable[[], torch.Tensor]:
@@ -307,10 +326,12 @@ def run_optimize(
     content = images.resize_long_side(content, config.size)
     region_masks, protect_mask = _masks(style_masks, content_mask, len(styles), content.size)
     spatial = region_masks is not None or protect_mask is not None
-    sizes = scale_sizes(content.size, config.scales)
+    sizes = scale_sizes(content.size, config.min_size)
     budget = _Budget(config.iterations, on_progress, log_every, keep_history)
     image = None
-    for scale, (size, evaluations) in enumerate(zip(sizes, evaluations_per_scale(config.iterations, config.scales))):
+    for scale, (size, evaluations) in enumerate(zip(sizes, evaluations_per_scale(config.iterations, len(sizes)))):
+        if evaluations == 0:
+            continue
         content_at_scale = content.resize(size, Image.Resampling.LANCZOS) if size != content.size else content
         content_tensor = images.to_tensor(content_at_scale).to(device)
         loss_fn.set_content(content_tensor)

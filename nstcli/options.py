@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from nstcli.errors import UsageError
 from nstcli.settings import check_range, declaration, flag_of, value_type
 
 # Flags renamed for clarity: (command, old flag) -> new flag. The old one still works for one
@@ -22,6 +23,11 @@ DEPRECATED_FLAGS = {
     ("train", "--init"): "--weight-init",
     ("train", "--scales"): "--texture-scales",
     ("train", "--t"): "--steps-per-identity",
+}
+# Flags whose meaning changed, so no rename can carry them: refused with what replaces them.
+REPLACED_FLAGS = {
+    ("optimize", "--scales"): "--scales N was replaced by --min-size PX: the scales now run sqrt(2) apart "
+    "from PX up to --size (default 128: coarse to fine)",
 }
 
 
@@ -50,11 +56,14 @@ def number_option(default: Any, *flags: str, low: float, high: float, help: str,
 
 
 def replace_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``argv`` with deprecated flags renamed, and one warning per renamed flag."""
+    """``argv`` with deprecated flags renamed, and one warning per renamed flag; a replaced flag is a
+    UsageError."""
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     renamed, warnings = [], []
     for arg in argv:
         flag, equals, value = arg.partition("=")
+        if (command, flag) in REPLACED_FLAGS:
+            raise UsageError(REPLACED_FLAGS[command, flag])
         new = DEPRECATED_FLAGS.get((command, flag))
         if new is None:
             renamed.append(arg)

@@ -105,7 +105,8 @@ class LossSettings:
     )
     style_loss: str = setting(
         "gram",
-        help="Style statistic per layer: gram (Gatys et al.) or meancov (feature mean and covariance, matched apart).",
+        help="Style loss per layer: gram (Gatys et al.), meancov (feature mean and covariance, matched apart) or "
+        "patch (each 3x3 feature patch against the most similar patch of the painting, Li & Wand; layers relu3_1,relu4_1).",
         panel=PANEL_LOSS,
     )
     style_scale: float = setting(
@@ -157,14 +158,19 @@ class OptimizeConfig:
         high=1e6,
     )
     iterations: int = setting(
-        300,
+        500,
         help="Budget in descriptor evaluations (forward+backward), all scales.",
         panel=PANEL_OPTIMISER,
         low=1,
         high=1_000_000,
     )
-    scales: int = setting(
-        1, help="Coarse-to-fine pyramid levels (each half the next).", panel=PANEL_OPTIMISER, low=1, high=6
+    min_size: int = setting(
+        128,
+        help="Coarse to fine: the first scale's long side; each next scale is sqrt(2) larger, up to --size "
+        "(at or above --size: one scale).",
+        panel=PANEL_OPTIMISER,
+        low=16,
+        high=MAX_SIDE,
     )
     preserve_color: str | None = setting(
         None, help="Keep the content's colours: luminance or histogram.", panel=PANEL_IO

@@ -47,6 +47,22 @@ def test_quiet_prints_nothing(tmp_path: Path, content_path: Path, style_path: Pa
     assert result.returncode == 0 and result.stderr == ""
 
 
+def test_progress_lines_when_stderr_is_not_a_terminal(
+    tmp_path: Path, content_path: Path, style_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nstcli import cli
+
+    monkeypatch.setattr(cli, "PLAIN_PROGRESS_SECONDS", 0.0)  # a line per update instead of one every few seconds
+    args = ("optimize", str(content_path), str(style_path), "-o", str(tmp_path / "o.png"), "--size", "48")
+    result = nst(*args, "--iterations", "20", "--min-size", "24", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("optimize ")]
+    assert lines[0].startswith("optimize 1/20  ") and lines[-1].startswith("optimize 20/20  ")
+    assert "24x16" in lines[0] and "48x32  loss " in lines[-1]  # the scale's size, then the loss
+    assert "s left" in lines[9]
+    assert "optimize " not in nst(*args, "--iterations", "2", "--overwrite", "-q").stderr
+
+
 def test_logs_plot_snapshots_and_config(tmp_path: Path, content_path: Path, style_path: Path) -> None:
     out = tmp_path / "out.png"
     result = nst(

@@ -9,7 +9,7 @@ import torch
 from nstcli import color
 from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
-from nstcli.losses import LossWeights, PerceptualLoss, gram, mean_covariance, total_variation
+from nstcli.losses import LossWeights, PerceptualLoss, gram, mean_covariance, patch_loss, style_patches, total_variation
 
 
 def test_gram_is_normalised_by_positions() -> None:
@@ -64,6 +64,34 @@ def test_meancov_style_loss_vanishes_at_the_style_and_is_not_the_gram_loss() -> 
     assert not torch.isclose(meancov(content).style, plain(content).style)
     with pytest.raises(UsageError, match="--style-loss gram only"):
         meancov.set_masks([torch.ones(1, 1, 32, 32)])
+
+
+def test_patch_loss_lets_each_region_take_the_part_of_the_style_like_it() -> None:
+    a, b = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 3.0, 1.0])
+    style = torch.cat([a.view(1, 3, 1, 1).expand(1, 3, 8, 8), b.view(1, 3, 1, 1).expand(1, 3, 8, 8)], dim=3)
+    only_a = a.view(1, 3, 1, 1).expand(1, 3, 8, 8).clone()
+    # all of the output looks like the style's left half: a perfect match, though the Gram (the mix) differs
+    assert patch_loss(only_a, style_patches(style)) == 0
+    assert not torch.allclose(gram(only_a), gram(style))
+    near_b = only_a * 0.1 + b.view(1, 3, 1, 1) * 0.9  # pulled to b, the most similar patch, not to a
+    assert patch_loss(near_b, style_patches(style)) == pytest.approx(float((near_b[0, :, 0, 0] - b).pow(2).mean()))
+    assert style_patches(style).shape == (3 * 7, 3 * 9)  # every other 3x3 window of the 8 x 16 map
+
+
+def test_patch_style_loss_uses_its_own_layers_and_no_masks() -> None:
+    from nstcli.losses import loss_weights
+    from nstcli.settings import LossSettings
+
+    defaults = (["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    assert loss_weights(LossSettings(style_loss="patch"), *defaults).style_layers == ["relu3_1", "relu4_1"]
+    assert loss_weights(LossSettings(style_loss="patch", style_layers=["relu2_1"]), *defaults).style_layers == ["relu2_1"]
+    assert loss_weights(LossSettings(style_loss="patch"), ["layer3"], ["layer1", "layer2"]).style_layers == ["layer1", "layer2"]
+    generator = torch.Generator().manual_seed(4)
+    content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
+    patch = _loss(LossWeights(["relu2_2"], ["relu2_1"], style_loss="patch"), [style], content)
+    assert patch(content).style > 0
+    with pytest.raises(UsageError, match="--style-loss gram only"):
+        patch.set_masks([torch.ones(1, 1, 32, 32)])
 
 
 def test_per_layer_weights_must_match_layers() -> None:

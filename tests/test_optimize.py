@@ -7,7 +7,7 @@ import pytest
 
 from nstcli import color, images
 from nstcli.errors import UsageError
-from nstcli.optimize import evaluations_per_scale, run_optimize, scale_sizes, score
+from nstcli.optimize import evaluations_per_scale, lbfgs_history, run_optimize, scale_sides, scale_sizes, score
 from nstcli.settings import OptimizeConfig, with_settings
 from tests.conftest import gradient_image, stripes_image
 
@@ -50,11 +50,26 @@ def test_init_image_is_the_starting_point() -> None:
     assert result.history[0]["content"] > 0
 
 
-def test_pyramid_splits_the_budget_over_scales() -> None:
-    assert scale_sizes((48, 32), 3) == [(12, 8), (24, 16), (48, 32)]
+def test_scales_grow_by_sqrt2_from_min_size_and_share_the_budget() -> None:
+    assert scale_sides(512, 128) == [128, 181, 256, 362, 512]
+    assert scale_sides(100, 128) == [100]
+    assert scale_sizes((48, 32), 24) == [(24, 16), (34, 23), (48, 32)]
     assert evaluations_per_scale(10, 3) == [3, 3, 4]
-    result = run_optimize(CONTENT, [STYLE], tiny(size=64, scales=2, iterations=8), keep_history=True)
-    assert [row["scale"] for row in result.history] == [0] * 4 + [1] * 4
+    assert evaluations_per_scale(2, 3) == [0, 0, 2]
+    result = run_optimize(CONTENT, [STYLE], tiny(size=64, min_size=32, iterations=9), keep_history=True)
+    assert [row["scale"] for row in result.history] == [0] * 3 + [1] * 3 + [2] * 3
+    assert result.image.size == (64, 43)
+
+
+def test_lbfgs_history_shrinks_only_for_large_images() -> None:
+    assert lbfgs_history(3 * 1024 * 683) == 100
+    assert lbfgs_history(3 * 2048 * 1365) == 32  # 2 GiB of history instead of 6.7 GB
+    assert lbfgs_history(3 * 8192 * 8192) == 10
+
+
+def test_a_budget_below_the_number_of_scales_runs_only_the_finest() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(size=64, min_size=32, iterations=1), keep_history=True)
+    assert [row["scale"] for row in result.history] == [2]
     assert result.image.size == (64, 43)
 
 
@@ -107,7 +122,7 @@ def test_pixels_stay_in_range_so_saving_loses_nothing() -> None:
         ({"optimizer": "sgd"}, "unknown optimizer"),
         ({"iterations": 0}, "--iterations"),
         ({"noise_ratio": 1.5}, "--noise-ratio"),
-        ({"scales": 9}, "--scales"),
+        ({"min_size": 8}, "--min-size"),
         ({"style_layers": ["relu9_1"]}, "no layer 'relu9_1'"),
         ({"net": "alexnet"}, "unknown descriptor"),
         ({"preserve_color": "sepia"}, "--preserve-color"),
@@ -141,8 +156,9 @@ def test_coverage_spread_shows_a_picture_styled_only_in_part() -> None:
     assert part["coverage_spread"] > 3 * whole["coverage_spread"]
 
 
-def test_the_meancov_style_loss_optimises_too() -> None:
-    result = run_optimize(CONTENT, [STYLE], tiny(style_loss="meancov", iterations=12), keep_history=True)
+@pytest.mark.parametrize("style_loss", ["meancov", "patch"])
+def test_the_other_style_losses_optimise_too(style_loss: str) -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(style_loss=style_loss, iterations=12), keep_history=True)
     totals = [row["total"] for row in result.history]
     assert totals[-1] < totals[0] and result.image.size == (48, 32)
     with pytest.raises(UsageError, match="unknown --style-loss"):

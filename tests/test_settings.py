@@ -77,3 +77,12 @@ def test_deprecated_flags_are_renamed_with_one_warning_each():
         "nst: warning: train --t is deprecated; use --steps-per-identity",
     ]
     assert replace_deprecated(["apply", "--style", "starry-night"]) == (["apply", "--style", "starry-night"], [])
+
+
+def test_a_replaced_flag_is_one_line_saying_what_replaces_it(tmp_path):
+    from tests.conftest import nst
+
+    result = nst("optimize", "a.png", "b.png", "-o", str(tmp_path / "o.png"), "--scales", "3")
+    assert result.returncode == 2 and not (tmp_path / "o.png").exists()
+    assert result.stderr.startswith("nst: error: --scales N was replaced by --min-size PX") and result.stderr.count("\n") == 1
+    assert nst("train", "--scales", "3", "--help").returncode == 0  # train's --scales is a deprecated rename, still taken

@@ -35,7 +35,7 @@ ARCHS: dict[str, Arch] = {
 }
 
 
-# Options whose command-line flag is not their name (``nst optimize --scales`` is the pyramid).
+# Options whose command-line flag is not their name (the flag says what the scales are of).
 OPTION_FLAGS = {"scales": "--texture-scales"}
 
 
