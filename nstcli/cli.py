@@ -295,7 +295,7 @@ def apply(
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="local|auto|ADDRESS",
         help="Run on a Ray cluster, one model per CPU: local (start one here), auto (the cluster this machine "
-        "is in) or its address. Images only; every node needs nst[ray] and the same paths. Needs the ray extra.",
+        "is in) or its address. Images only; every node needs nst\\[ray] and the inputs and -o at the same paths.",
         rich_help_panel=PANEL_CLUSTER,
     ),  # fmt: skip
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),

@@ -164,7 +164,7 @@ def _results(config: ApplyConfig, jobs: list[Job], worker: type[Worker]):
     dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / ROWS_PER_TASK))
     painted = dataset.map_batches(
         worker, fn_constructor_args=(config,), batch_size=ROWS_PER_TASK, batch_format="numpy", num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),  # one running, one queued
     )  # fmt: skip
     try:
         yield from painted.iter_batches(batch_size=None, batch_format="numpy")
