@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from dataclasses import replace
 from typing import Callable
@@ -38,6 +39,7 @@ from nstcli.errors import InputError, UsageError
 
 LOCAL = "local"  # --ray local: start a Ray instance on this machine for the run
 ROWS_PER_TASK = 16  # images per block: the unit Ray schedules and retries
+REACH_TIMEOUT_S = 5.0  # --ray ADDRESS: how long to wait for its head node to answer at all
 
 
 class Worker:
@@ -83,6 +85,8 @@ def connect(address: str) -> bool:
     unless this process already has; True when this call started Ray (so the run shuts it down)."""
     if ray.is_initialized():
         return False
+    if address not in (LOCAL, "auto"):
+        check_reachable(address)
     try:
         ray.init(address=None if address == LOCAL else address, logging_level=logging.ERROR, log_to_driver=False,
                  include_dashboard=False)  # fmt: skip
@@ -90,6 +94,15 @@ def connect(address: str) -> bool:
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise UsageError(f"--ray {address}: cannot start or join a Ray cluster ({first})") from None
     return True
+
+
+def check_reachable(address: str) -> None:
+    """Ray retries an address where nothing answers for minutes; one line in seconds instead."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except (OSError, ValueError):
+        raise UsageError(f"--ray {address}: nothing answers there (give the head node's HOST:PORT, auto or local)") from None
 
 
 def quiet_ray_data() -> None:

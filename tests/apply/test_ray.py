@@ -18,7 +18,7 @@ from nstcli import images
 from nstcli.apply.config import ApplyConfig
 from nstcli.apply.pipeline import run_apply
 from tests.apply.test_cli import make_folder, outputs
-from tests.conftest import REPO, SUBPROCESS_ENV, nst
+from tests.conftest import REPO, SUBPROCESS_ENV, assert_one_line_error, gradient_image, nst, run_nst
 
 ray = pytest.importorskip("ray")
 from nstcli.apply.ray_runner import Worker, run_apply_ray  # noqa: E402  (needs ray)
@@ -145,3 +145,13 @@ def test_stdio_and_videos_are_refused_before_ray_starts(models, tmp_path, args, 
     (tmp_path / "clip.mp4").write_bytes(b"")
     result = nst("apply", str(models["single"]), *args, "--ray", "local", cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_an_address_where_nothing_answers_is_one_line_in_seconds(models, tmp_path):
+    gradient_image(32, 24).save(tmp_path / "in.png")
+    started = time.monotonic()
+    result = run_nst("apply", str(models["single"]), str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
+                     "--ray", "127.0.0.1:1")  # fmt: skip
+    assert time.monotonic() - started < 30  # Ray alone retries for minutes
+    assert_one_line_error(result, 2, "--ray 127.0.0.1:1: nothing answers there")
+    assert not (tmp_path / "out.png").exists()
