@@ -42,6 +42,7 @@ stderr = Console(stderr=True, highlight=False)
 PANEL_SWEEP = "Sweeps"  # nst optimize --sweep
 PANEL_STYLE = "Style"  # nst apply: which style, how strong
 PANEL_SPEED = "Size and speed"  # nst apply: tiling, runtime, threads
+PANEL_CLUSTER = "Cluster"  # nst apply --ray
 
 
 def one_line(message: str) -> str:
@@ -331,9 +332,17 @@ def apply(
     shard: Optional[str] = typer.Option(None, help="Process only part I of N (e.g. 2/4), the same split on every machine.", rich_help_panel=PANEL_IO),
     fail_fast: bool = typer.Option(False, help="Stop at the first failed input.", rich_help_panel=PANEL_IO),
     json_summary: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout.", rich_help_panel=PANEL_IO),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="local|auto|ADDRESS",
+        help="Run on a Ray cluster, one model per CPU: local (start one here), auto (the cluster this machine "
+        "is in) or its address. Images only; every node needs nst\\[ray] and the inputs and -o at the same paths.",
+        rich_help_panel=PANEL_CLUSTER,
+    ),  # fmt: skip
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr (errors still shown)."),
 ) -> None:
     """Stylise images with an exported model or a bundled style (onnxruntime; no torch needed)."""
+    if ray is not None:
+        extras.require_ray("apply --ray")
     from nstcli import regions
     from nstcli.apply.bundled import resolve_model
     from nstcli.apply.config import ApplyConfig, Progress, parse_mix, parse_shard
@@ -364,9 +373,15 @@ def apply(
             done, rate = progress.written + progress.failed, progress.images_per_second
             bar.update(bar.task_ids[0], total=progress.total, completed=done, description="apply", status=f"{rate:.1f} img/s")
 
-        summary = run_apply(
-            config, on_progress, on_failure=lambda message: say(f"nst: {message}"), on_warning=lambda m: say(f"nst: warning: {m}")
-        )
+        def on_failure(message: str) -> None:
+            say(f"nst: {message}")
+
+        if ray is None:
+            summary = run_apply(config, on_progress, on_failure, on_warning=lambda m: say(f"nst: warning: {m}"))
+        else:
+            from nstcli.apply.ray_runner import run_apply_ray
+
+            summary = run_apply_ray(config, ray, on_progress, on_failure)
     if json_summary:
         print(json.dumps(summary.to_dict()))
     parts = [f"{summary.written} written", f"{summary.skipped} skipped", f"{summary.failed} failed"]

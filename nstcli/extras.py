@@ -1,7 +1,8 @@
 """Which commands this install can run: ``pip install nst`` is the light install (apply, demo, styles,
-info: onnxruntime, no torch); ``pip install 'nst[torch]'`` adds what the other commands need.
+info: onnxruntime, no torch); ``pip install 'nst[torch]'`` adds what the other commands need, and
+``pip install 'nst[ray]'`` what ``nst apply --ray`` needs.
 
-The one place a command's need for the torch extra is checked. Nothing here imports torch: the
+The one place a command's need for the torch or ray extra is checked. Nothing here imports torch: the
 check asks the import system whether the modules are there (``importlib.util.find_spec``).
 """
 
@@ -17,6 +18,9 @@ INSTALL_TORCH = "pip install 'nst[torch]'"
 # Commands and what they need. ``demo`` itself is light; ``demo --optimize`` needs the extra.
 LIGHT_COMMANDS = ("apply", "demo", "styles", "info")
 TORCH_COMMANDS = ("optimize", "score", "train", "export", "bench")
+# The import names the ``ray`` extra installs (ray[data]: Ray Data needs pyarrow), for ``nst apply --ray``.
+RAY_MODULES = ("ray", "pyarrow")
+INSTALL_RAY = "pip install 'nst[ray]'"
 PANEL_NEEDS_TORCH = f"Not in this install (they need PyTorch: {INSTALL_TORCH})"  # rich markup: escaped when used
 
 
@@ -31,6 +35,13 @@ def require_torch(command: str) -> None:
     if missing:
         names = ", ".join(missing)
         raise UsageError(f"nst {command} needs the torch extra ({names} not installed): {INSTALL_TORCH}")
+
+
+def require_ray(what: str) -> None:
+    """UsageError (exit 2) naming the install command when ``nst WHAT`` (apply --ray) cannot run here."""
+    missing = [name for name in RAY_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"nst {what} needs the ray extra ({', '.join(missing)} not installed): {INSTALL_RAY}")
 
 
 def commands_report() -> dict[str, object]:

@@ -65,6 +65,8 @@ def test_the_torch_extra_is_what_the_check_looks_for() -> None:
     assert names(project["optional-dependencies"]["torch"]) == set(extras.TORCH_MODULES)
     assert not names(project["dependencies"]) & set(extras.TORCH_MODULES)
     assert "onnxruntime" not in names(project["dependencies"])  # onnxruntime-gpu only (it overwrites it)
+    assert names(project["optional-dependencies"]["ray"]) == {"ray"}  # ray[data], which brings pyarrow
+    assert "ray" in names(project["optional-dependencies"]["test"])  # so CI runs tests/apply/test_ray.py
 
 
 @pytest.mark.parametrize("command", extras.TORCH_COMMANDS)
@@ -115,6 +117,18 @@ def test_apply_on_a_video_works_without_the_extra(tmp_path: Path) -> None:
     result = without_torch("apply", "--style", "starry-night", "clip.mp4", "-o", "styled.mp4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "styled.mp4").stat().st_size > 0
+
+
+def test_apply_ray_without_the_ray_extra_exits_2_with_the_install_line(tmp_path: Path) -> None:
+    gradient_image(32, 24).save(tmp_path / "photo.png")
+    without_ray = WITHOUT_TORCH.replace(repr(extras.TORCH_MODULES), repr(extras.RAY_MODULES))
+    result = subprocess.run(
+        [sys.executable, "-c", without_ray, "apply", "--style", "starry-night", "photo.png", "-o", "out", "--ray", "local"],
+        capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "nst: error: nst apply --ray needs the ray extra (ray, pyarrow not installed): pip install 'nst[ray]'\n"
+    assert result.stdout == "" and not (tmp_path / "out").exists()
 
 
 def test_full_install_runs_every_command() -> None:

@@ -6,14 +6,14 @@ Flow of one run (``run_apply``):
   inference   this thread: equal sizes batched; large images tiled (``tiling``) -> bounded queue
   encode      worker threads: strength, preserve-colour, encode, atomic write
 Bounded queues keep memory flat whatever the folder size. Progress goes to a callback.
-Videos among the inputs go, one after another once the images are done, through ``video`` with
-the same ``Renderer`` and ``finish``.
+Every image is painted by a ``stylizer.Stylizer``; videos among the inputs go, one after another once
+the images are done, through ``video`` with the same stylizer. ``decode_job`` and ``write_result`` are
+the per-image ends the Ray workers (``ray_runner``) share.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import queue
 import threading
 import time
@@ -23,16 +23,16 @@ from typing import Callable
 
 import numpy as np
 
-from nstcli import color, images, regions
-from nstcli.apply.config import ApplyConfig, Job, Progress, Summary, validate
+from nstcli import images
+from nstcli.apply.config import ApplyConfig, Job, Progress, Summary
 from nstcli.apply.jobs import EXT_FOR_FORMAT, image_format, is_video, plan_jobs
-from nstcli.apply.model import Model
 from nstcli.apply.runtime import provider_warning
+from nstcli.apply.stylizer import Stylizer, make_stylizer
 from nstcli.errors import NstError
 
 
 @dataclass
-class _Decoded:
+class Decoded:
     job: Job
     pixels: np.ndarray  # (H, W, 3) float32 0..1
     source_format: str | None
@@ -41,7 +41,7 @@ class _Decoded:
 
 @dataclass
 class _Stylised:
-    item: _Decoded
+    item: Decoded
     pixels: np.ndarray
 
 
@@ -72,65 +72,35 @@ def describe(error: Exception, where: str) -> str:
     return f"{where}: {text}"
 
 
-@dataclass
-class _RegionPlan:
-    style_weights: list[np.ndarray | None]  # per region, the model's style weights (None: a one-style model)
-    shares: regions.RegionWeights
+def decode_job(config: ApplyConfig, job: Job) -> Decoded:
+    """Read one input image, upright, downscaled to --max-size."""
+    decoded = images.decode_image(job.source)
+    image = decoded.image
+    if config.max_size and max(image.size) > config.max_size:
+        image = images.resize_long_side(image, config.max_size)
+    return Decoded(job, images.to_array(image), decoded.format, decoded.icc_profile)
 
 
-class Renderer:
-    """The model run on a batch of equal-sized images: tiled when large, one rendering per region with --region."""
-
-    def __init__(self, model: Model, config: ApplyConfig, region_plan: _RegionPlan | None = None) -> None:
-        self.model, self.config, self.region_plan = model, config, region_plan
-        self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
-
-    def needs_tiles(self, pixels: np.ndarray) -> bool:
-        tile = self.config.tile
-        if tile == 0:
-            return False
-        height, width = pixels.shape[:2]
-        if tile is None:
-            return height * width > self.config.auto_tile_pixels
-        return max(height, width) > tile
-
-    def render(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
-        """The stylised batch (one image when tiled); with --region, one rendering per region, blended."""
-        plan = self.region_plan
-        if plan is None:
-            return self._run(batch, tiled)
-        renderings = []
-        for weights in plan.style_weights:
-            self.model.style_weights = weights
-            renderings.append(self._run(batch, tiled))
-        return [
-            regions.blend(photo, [rendering[index] for rendering in renderings], plan.shares.at(*photo.shape[:2]))
-            for index, photo in enumerate(batch)
-        ]
-
-    def _run(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
-        if tiled:
-            return [self.model.run_tiled(batch[0], self.config.tile or 1024, self.config.tile_overlap, self.batch_size)]
-        return list(self.model.run(batch))
-
-
-def finish(config: ApplyConfig, pixels: np.ndarray, content: np.ndarray) -> np.ndarray:
-    """The post-processes of a stylised image: --preserve-color, then --strength."""
-    if config.preserve_color == "luminance":
-        pixels = color.transfer_luminance(pixels, content)
-    elif config.preserve_color == "histogram":
-        pixels = color.match_color(pixels, content)
-    if config.strength < 1.0:
-        pixels = config.strength * pixels + (1.0 - config.strength) * content
-    return pixels
+def write_result(config: ApplyConfig, item: Decoded, pixels: np.ndarray) -> None:
+    """Encode the finished image of ``item`` and write it atomically to its target."""
+    job = item.job
+    requested = image_format(config.image_format)
+    if job.target == images.STDIO and not requested:
+        format_name = item.source_format if item.source_format in EXT_FOR_FORMAT else "PNG"
+    else:
+        format_name = images.format_for(job.target, requested)
+    data = images.encode_image(images.from_array(pixels), format_name, config.quality, item.icc_profile)
+    if job.target != images.STDIO:
+        Path(job.target).parent.mkdir(parents=True, exist_ok=True)
+    images.write_bytes_atomic(data, job.target)
 
 
 class _Pipeline:
     """Decode workers -> batched inference (caller's thread) -> encode workers, with bounded queues."""
 
-    def __init__(self, renderer: Renderer, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None]):
-        self.renderer, self.config, self.jobs, self.report = renderer, config, jobs, report
-        self.batch_size = renderer.batch_size
+    def __init__(self, stylizer: Stylizer, config: ApplyConfig, jobs: list[Job], report: Callable[[Job, str | None], None]):
+        self.stylizer, self.config, self.jobs, self.report = stylizer, config, jobs, report
+        self.batch_size = stylizer.batch_size
         self.stop = threading.Event()
         depth = self.batch_size * 2
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -168,7 +138,7 @@ class _Pipeline:
                 if job is None:
                     break
                 try:
-                    item = self._decode(job)
+                    item = decode_job(self.config, job)
                 except Exception as error:  # one bad file must not stop the others
                     self.report(job, describe(error, job.source))
                     continue
@@ -177,15 +147,8 @@ class _Pipeline:
         finally:
             self._put(self.decoded, _DONE)
 
-    def _decode(self, job: Job) -> _Decoded:
-        decoded = images.decode_image(job.source)
-        image = decoded.image
-        if self.config.max_size and max(image.size) > self.config.max_size:
-            image = images.resize_long_side(image, self.config.max_size)
-        return _Decoded(job, images.to_array(image), decoded.format, decoded.icc_profile)
-
     def _infer_loop(self, producers: int) -> None:
-        buckets: dict[tuple[int, int], list[_Decoded]] = {}
+        buckets: dict[tuple[int, int], list[Decoded]] = {}
         finished = 0
         while finished < producers and not self.stop.is_set():
             try:
@@ -195,8 +158,8 @@ class _Pipeline:
             if item is _DONE:
                 finished += 1
                 continue
-            assert isinstance(item, _Decoded)
-            if self.renderer.needs_tiles(item.pixels):
+            assert isinstance(item, Decoded)
+            if self.stylizer.needs_tiles(item.pixels):
                 self._infer([item], tiled=True)
                 continue
             shape = item.pixels.shape[:2]
@@ -210,10 +173,10 @@ class _Pipeline:
             if not self.stop.is_set():
                 self._infer(items, tiled=False)
 
-    def _infer(self, items: list[_Decoded], tiled: bool) -> None:
+    def _infer(self, items: list[Decoded], tiled: bool) -> None:
         try:
             batch = items[0].pixels[None] if tiled else np.stack([item.pixels for item in items])
-            outputs = self.renderer.render(batch, tiled)
+            outputs = self.stylizer.render(batch, tiled)
         except Exception as error:  # onnxruntime errors (e.g. out of memory): fail these images only
             for item in items:
                 self.report(item.job, describe(error, f"{item.job.source}: inference failed"))
@@ -235,24 +198,11 @@ class _Pipeline:
                 continue
             job = result.item.job
             try:
-                self._encode(result)
+                write_result(self.config, result.item, self.stylizer.finish(result.pixels, result.item.pixels))
             except Exception as error:  # e.g. a full disk: count it, keep the worker alive
                 self.report(job, describe(error, job.target))
                 continue
             self.report(job, None)
-
-    def _encode(self, result: _Stylised) -> None:
-        pixels = finish(self.config, result.pixels, result.item.pixels)
-        job = result.item.job
-        requested = image_format(self.config.image_format)
-        if job.target == images.STDIO and not requested:
-            format_name = result.item.source_format if result.item.source_format in EXT_FOR_FORMAT else "PNG"
-        else:
-            format_name = images.format_for(job.target, requested)
-        data = images.encode_image(images.from_array(pixels), format_name, self.config.quality, result.item.icc_profile)
-        if job.target != images.STDIO:
-            Path(job.target).parent.mkdir(parents=True, exist_ok=True)
-        images.write_bytes_atomic(data, job.target)
 
 
 def _video_engine() -> Callable:
@@ -273,20 +223,13 @@ def run_apply(
 
     Callbacks are called from worker threads, one at a time.
     """
-    validate(config)
     started = time.perf_counter()
-    model = Model(config.model, config.provider, config.threads)
+    stylizer = make_stylizer(config)
+    model = stylizer.model
     warning = provider_warning(config.provider, model.providers)
     if warning and on_warning:
         on_warning(warning)
-    region_plan = None
-    if config.regions:
-        loaded = regions.load_regions(config.regions)
-        style_weights, label = model.region_styles([region.style for region in loaded])
-        region_plan = _RegionPlan(style_weights, regions.RegionWeights(loaded))
-    else:
-        label = model.select_style(config.style, config.mix)
-    plan = plan_jobs(config, label)
+    plan = plan_jobs(config, stylizer.label)
     jobs, skipped = plan.jobs, plan.skipped
     shard = f"{config.shard[0]}/{config.shard[1]}" if config.shard else None
     total = len(jobs) + skipped + len(plan.unreadable)
@@ -314,8 +257,7 @@ def run_apply(
         report(Job(folder_error.partition(": ")[0], "", ""), folder_error)
     videos = [job for job in jobs if is_video(job.source)]
     stylise_video = _video_engine() if videos else None  # the one-line "pip install" error before any work
-    renderer = Renderer(model, config, region_plan)
-    pipeline = _Pipeline(renderer, config, [job for job in jobs if not is_video(job.source)], report)
+    pipeline = _Pipeline(stylizer, config, [job for job in jobs if not is_video(job.source)], report)
     try:
         pipeline.run()
     finally:
@@ -332,7 +274,7 @@ def run_apply(
 
         progress.frames, progress.frame_total, progress.video_started = 0, 0, time.perf_counter()
         try:
-            result = stylise_video(job, config, renderer, functools.partial(finish, config), on_frame)
+            result = stylise_video(job, config, stylizer, stylizer.finish, on_frame)
         except Exception as error:  # one bad video must not stop the others
             progress.frames = progress.frame_total = 0
             report(job, describe(error, job.source))

@@ -4,8 +4,8 @@ Flow of one video (``stylise_video``):
   decode   a thread: demux, decode (any pixel format, to RGB), --max-size, and the motion from the
            previous input frame (``temporal.MotionEstimator``: flow, trusted pixels, scene cuts);
            audio packets ride along with the next video frame
-  stylise  the caller's thread: the model (``pipeline.Renderer``: tiles, regions), --strength and
-           --preserve-color (``pipeline.finish``), then ``temporal.Stabiliser``
+  stylise  the caller's thread: the model (``stylizer.Stylizer``: tiles, regions), --strength and
+           --preserve-color (``Stylizer.finish``), then ``temporal.Stabiliser``
   encode   a thread: the flicker figure, encode, mux (audio copied as it is), into a temporary file
            renamed into place at the end: a failed or killed run leaves no partial video
 Bounded queues keep memory flat for any length. Frame timestamps are the input's (so the frame
@@ -429,7 +429,7 @@ def _resize_long_side(pixels: np.ndarray, max_size: int) -> np.ndarray:
 
 
 def stylise_video(job: Job, config: ApplyConfig, renderer, finish, on_frame: Callable[[int, int], None]) -> VideoResult:
-    """Stylise one video into ``job.target`` (atomically). ``renderer``: a ``pipeline.Renderer``;
+    """Stylise one video into ``job.target`` (atomically). ``renderer``: a ``stylizer.Stylizer``;
     ``finish(stylised, content)``: the post-processes; ``on_frame(done, total)``: progress (total 0 if unknown)."""
     av = require_av()
     try:

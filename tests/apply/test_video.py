@@ -182,7 +182,7 @@ def test_corrupt_and_failing_videos_leave_no_file(tmp_path):
         assert f"{name}: " in result.stderr
         assert not (out / name).exists()
     # A failure half-way (here: the model) leaves no partial output and no temporary file.
-    from nstcli.apply.pipeline import Renderer
+    from nstcli.apply.stylizer import Stylizer
 
     calls = []
 
@@ -192,7 +192,7 @@ def test_corrupt_and_failing_videos_leave_no_file(tmp_path):
             raise RuntimeError("simulated failure")
         return list(batch)
 
-    with mock.patch.object(Renderer, "render", failing):
+    with mock.patch.object(Stylizer, "render", failing):
         result = nst("apply", *STYLE, str(good), "-o", str(out / "good.mp4"))
     assert result.returncode == 1 and "simulated failure" in result.stderr
     assert not (out / "good.mp4").exists() and leftovers(out) == []
