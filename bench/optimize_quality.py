@@ -3,8 +3,10 @@
 For each pair (photo x painting from ../shared/data), whole CLI runs, one after another:
 - ``before``: the previous default (one scale at --size, 300 evaluations): ``--min-size SIZE --iterations 300``;
 - ``now``: today's defaults (coarse to fine from --min-size 128);
-- ``pastiche``: the PyPI peer with its own defaults at --size, its step count set so its wall time
+- ``pastiche``: the PyPI peer with its own defaults at --size, its step count set so its CPU time
   matches ``before`` (calibrated on the first pair: seconds per step and start-up).
+Times are wall and CPU seconds of the whole process; run with OMP_NUM_THREADS=1 the CPU time is the
+cost that other jobs on a shared machine do not change, so the ratios use it.
 Each result is judged with ``nst score`` at the same size (content, style, total, coverage spread =
 worst tile / median tile of the style loss on a 4 x 4 grid). Prints a table with the ratios now/before,
 writes WORK/sheet.png (rows = pairs; photo, painting, before, now, pastiche) and WORK/results.jsonl.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,12 +44,19 @@ BEFORE = ("--iterations", "300")  # plus --min-size SIZE: one scale, as before t
 PASTICHE_CALIBRATION_STEPS = (10, 40)
 
 
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of ``command``: on a shared machine the CPU time of a
+    single-threaded run (OMP_NUM_THREADS=1) is the figure that other jobs do not move."""
+    start, cpu_start = time.perf_counter(), _children_cpu()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu_start
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def nst_command(content: Path, style: Path, output: Path, size: int, *extra: str) -> list[str]:
@@ -60,10 +70,10 @@ def pastiche_command(content: Path, style: Path, output: Path, size: int, steps:
 
 
 def pastiche_steps_for(seconds: float, content: Path, style: Path, size: int, work: Path) -> int:
-    """Steps that take ``seconds`` of pastiche wall time, from two short runs (start-up + rate)."""
+    """Steps that take ``seconds`` of pastiche CPU time, from two short runs (start-up + rate)."""
     low, high = PASTICHE_CALIBRATION_STEPS
-    t_low = timed(pastiche_command(content, style, work / "calibrate.png", size, low))
-    t_high = timed(pastiche_command(content, style, work / "calibrate.png", size, high))
+    t_low = timed(pastiche_command(content, style, work / "calibrate.png", size, low))[1]
+    t_high = timed(pastiche_command(content, style, work / "calibrate.png", size, high))[1]
     per_step = (t_high - t_low) / (high - low)
     return max(1, round((seconds - (t_low - low * per_step)) / per_step))
 
@@ -96,40 +106,41 @@ def main() -> None:
             output = args.work / f"{photo}__{painting}__{tool}.png"
             if tool == "pastiche":
                 if pastiche_steps is None:
-                    before = done[pair, "before"]["seconds"]
+                    before = done[pair, "before"]["cpu_seconds"]
                     pastiche_steps = pastiche_steps_for(before, content, style, args.size, args.work)
                 command = pastiche_command(content, style, output, args.size, pastiche_steps)
             elif tool == "before":
                 command = nst_command(content, style, output, args.size, "--min-size", str(args.size), *BEFORE)
             else:
                 command = nst_command(content, style, output, args.size, *variants.get(tool, []))
-            seconds = timed(command)
+            seconds, cpu_seconds = timed(command)
             judged = score(images.read_image(content), images.read_image(style), images.read_image(output), args.size)
-            row = {"pair": pair, "tool": tool, "seconds": round(seconds, 1), "image": str(output),
+            row = {"pair": pair, "tool": tool, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                   "image": str(output),
                    "steps": pastiche_steps if tool == "pastiche" else None,
                    **{key: judged[key] for key in ("content", "style", "total", "coverage_spread")}}  # fmt: skip
             done[pair, tool] = row
             with results.open("a") as file:
                 file.write(json.dumps(row) + "\n")
-            print(f"{pair:<45} {tool:<9} {seconds:7.1f} s  spread {row['coverage_spread']:.2f}", flush=True)
+            print(f"{pair:<45} {tool:<9} {seconds:7.1f} s, cpu {cpu_seconds:7.1f} s, spread {row['coverage_spread']:.2f}", flush=True)
     print_table(done, args.pairs, tools)
     write_sheet(done, args.pairs, tools, args.work / "sheet.png", args.size)
 
 
 def print_table(done: dict, pairs: list[str], tools: list[str]) -> None:
-    print(f"\n{'pair':<45} {'tool':<9} {'wall s':>7} {'content':>9} {'style':>9} {'total':>9} {'spread':>6}")
+    print(f"\n{'pair':<45} {'tool':<9} {'wall s':>7} {'cpu s':>7} {'content':>9} {'style':>9} {'total':>9} {'spread':>6}")
     ratios, spread_cuts = [], []
     for pair in pairs:
         for tool in tools:
             row = done.get((pair, tool))
             if row:
-                print(f"{pair:<45} {tool:<9} {row['seconds']:7.1f} {row['content']:9.3g} {row['style']:9.3g} "
+                print(f"{pair:<45} {tool:<9} {row['seconds']:7.1f} {row['cpu_seconds']:7.1f} {row['content']:9.3g} {row['style']:9.3g} "
                       f"{row['total']:9.3g} {row['coverage_spread']:6.2f}")  # fmt: skip
         if (pair, "before") in done and (pair, "now") in done:
-            ratios.append(done[pair, "now"]["seconds"] / done[pair, "before"]["seconds"])
+            ratios.append(done[pair, "now"]["cpu_seconds"] / done[pair, "before"]["cpu_seconds"])
             spread_cuts.append(done[pair, "now"]["coverage_spread"] < done[pair, "before"]["coverage_spread"])
     if ratios:
-        print(f"\nwall time now / before: median {statistics.median(ratios):.2f}x (max {max(ratios):.2f}x); "
+        print(f"\nCPU time now / before: median {statistics.median(ratios):.2f}x (max {max(ratios):.2f}x); "
               f"coverage spread cut on {sum(spread_cuts)} of {len(spread_cuts)} pairs")  # fmt: skip
 
 
@@ -142,7 +153,7 @@ def write_sheet(done: dict, pairs: list[str], tools: list[str], path: Path, size
         for tool in tools:
             result = done.get((pair, tool))
             if result:
-                caption = f"{tool} {result['seconds']:.0f} s, spread {result['coverage_spread']:.2f}"
+                caption = f"{tool} {result['cpu_seconds']:.0f} cpu s, spread {result['coverage_spread']:.2f}"
                 rows_caption = [caption, f"content {result['content']:.3g} style {result['style']:.3g}"]
                 row.append((images.read_image(result["image"]), rows_caption))
         rows.append(row)

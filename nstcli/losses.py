@@ -64,9 +64,10 @@ STYLE_STATISTICS = {"gram": gram, "meancov": mean_covariance}
 STYLE_LOSSES = (*STYLE_STATISTICS, "patch")
 PATCH_LAYERS = ["relu3_1", "relu4_1"]  # the patch loss's default style layers on VGG nets (Li & Wand)
 PATCH_STRIDE = 2  # between the style's patches: a quarter of the candidates, ~4x less search
-# The patch loss is ~10x stronger than the Gram loss at the same weight: unscaled, the default
-# --style-weight 10 copied The Starry Night over a portrait (256 px); scaled, it keeps the face.
-PATCH_LOSS_SCALE = 0.1
+# Each style loss scaled so the default --style-weight 10 paints about as strongly with any of them
+# (looked at on kodim04 + The Starry Night and kodim15 + Turner, 256 px): unscaled, meancov is ~18x
+# weaker than the Gram loss on a photo and the patch loss ~10x stronger (it copied the painting).
+STYLE_LOSS_SCALES = {"gram": 1.0, "meancov": 6.0, "patch": 0.1}
 
 
 def style_patches(features: torch.Tensor) -> torch.Tensor:
@@ -105,6 +106,21 @@ def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     flat = (features * region).reshape(n, c, h * w)
     mass = region.pow(2).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(n, 1, 1)
     return torch.bmm(flat, flat.transpose(1, 2)) / mass
+
+
+def guided_mean_covariance(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`mean_covariance` of the region ``mask``, with the guided Gram's weights (mask squared):
+    the region's mean, and its Gram minus the mean's outer product, so Gram = covariance + mean mean^T
+    holds inside a region as over the whole image."""
+    region = resize_mask(mask, features.shape[-2:])
+    weights = region.pow(2)
+    mass = weights.sum(dim=(1, 2, 3)).clamp_min(1e-8).view(-1, 1, 1)
+    mean = (features * weights).sum(dim=(2, 3))[:, :, None] / mass  # (N, C, 1)
+    covariance = guided_gram(features, mask) - mean * mean.transpose(1, 2)
+    return torch.cat([covariance, mean.transpose(1, 2)], dim=1)
+
+
+GUIDED_STATISTICS = {"gram": guided_gram, "meancov": guided_mean_covariance}  # the style statistics inside a mask
 
 
 def mean_squared_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -240,8 +256,8 @@ class PerceptualLoss(torch.nn.Module):
         ``style_masks``: one region per style (None: each style everywhere); ``content_mask``: pixels
         where no style is applied. Call after :meth:`set_styles`; both None restores the plain objective.
         """
-        if (style_masks is not None or content_mask is not None) and self.weights.style_loss != "gram":
-            raise UsageError("--style-mask and --content-mask work with --style-loss gram only")
+        if (style_masks is not None or content_mask is not None) and self.patches:
+            raise UsageError("--style-mask and --content-mask work with --style-loss gram or meancov, not patch")
         if style_masks is not None and len(style_masks) != len(self.style_targets):
             raise UsageError(f"{len(style_masks)} style masks given for {len(self.style_targets)} style images")
         if content_mask is None:
@@ -257,8 +273,10 @@ class PerceptualLoss(torch.nn.Module):
         """One style layer's loss: patches against their nearest style patches, or statistic against
         statistic, divided by C^2."""
         if self.patches:
-            return PATCH_LOSS_SCALE * patch_loss(features[name], targets[name])
-        return mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2
+            distance = patch_loss(features[name], targets[name])
+        else:
+            distance = mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2
+        return STYLE_LOSS_SCALES[self.weights.style_loss] * distance
 
     def _style_grams(self, features: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """The output's style statistics compared with each style's targets (guided Grams per style when
@@ -268,7 +286,8 @@ class PerceptualLoss(torch.nn.Module):
         if self.style_masks is None:
             grams = {name: self.statistic(features[name]) for name in self.style_factors}
             return [grams] * len(self.style_targets)
-        return [{name: guided_gram(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
+        guided = GUIDED_STATISTICS[self.weights.style_loss]
+        return [{name: guided(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
 
     def forward(self, image: torch.Tensor, style: int | None = None) -> LossTerms:
         """The terms for ``image``; ``style``: judge against that style alone, weighted by its blend

@@ -119,6 +119,13 @@ class LossSettings:
     )
 
 
+def _optimize_loss() -> LossSettings:
+    """Optimisation's loss defaults: the mean and covariance loss, which spread the painting's strokes over
+    the whole picture where the Gram loss left regions a photo (README, "Quality"). Training keeps the Gram
+    loss its bundled models were trained with."""
+    return LossSettings(style_loss="meancov")
+
+
 @dataclass
 class OptimizeConfig:
     """Everything that defines one ``nst optimize`` run; written next to outputs so it can be reproduced."""
@@ -131,7 +138,7 @@ class OptimizeConfig:
         low=0.01,
         high=1,
     )
-    loss: LossSettings = field(default_factory=LossSettings)
+    loss: LossSettings = field(default_factory=_optimize_loss)
     style_masks: list[str] | None = None  # paths of the masks passed as style_masks (spatial control)
     content_mask: str | None = None  # path of the mask passed as content_mask
     init: str = setting("content", help="Start image: content, noise or an image file.", panel=PANEL_OPTIMISER)

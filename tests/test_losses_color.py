@@ -9,7 +9,9 @@ import torch
 from nstcli import color
 from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
-from nstcli.losses import LossWeights, PerceptualLoss, gram, mean_covariance, patch_loss, style_patches, total_variation
+from nstcli.losses import (
+    LossWeights, PerceptualLoss, gram, guided_mean_covariance, mean_covariance, patch_loss, style_patches, total_variation,
+)  # fmt: skip
 
 
 def test_gram_is_normalised_by_positions() -> None:
@@ -62,8 +64,18 @@ def test_meancov_style_loss_vanishes_at_the_style_and_is_not_the_gram_loss() -> 
     plain = _loss(LossWeights(*layers), [style], content)
     assert meancov(style).style == 0 and meancov(content).style > 0
     assert not torch.isclose(meancov(content).style, plain(content).style)
-    with pytest.raises(UsageError, match="--style-loss gram only"):
-        meancov.set_masks([torch.ones(1, 1, 32, 32)])
+    unmasked = meancov(content).style
+    meancov.set_masks([torch.ones(1, 1, 32, 32)])  # a white mask: the plain objective
+    assert torch.isclose(meancov(content).style, unmasked, rtol=1e-4)
+
+
+def test_guided_mean_covariance_is_the_region_statistic() -> None:
+    features = torch.rand(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    left = torch.zeros(1, 1, 8, 8)
+    left[..., :4] = 1
+    guided = guided_mean_covariance(features, left)
+    assert torch.allclose(guided, mean_covariance(features[..., :4]), atol=1e-5)
+    assert torch.allclose(guided_mean_covariance(features, torch.ones(1, 1, 8, 8)), mean_covariance(features), atol=1e-5)
 
 
 def test_patch_loss_lets_each_region_take_the_part_of_the_style_like_it() -> None:
@@ -90,7 +102,7 @@ def test_patch_style_loss_uses_its_own_layers_and_no_masks() -> None:
     content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
     patch = _loss(LossWeights(["relu2_2"], ["relu2_1"], style_loss="patch"), [style], content)
     assert patch(content).style > 0
-    with pytest.raises(UsageError, match="--style-loss gram only"):
+    with pytest.raises(UsageError, match="not patch"):
         patch.set_masks([torch.ones(1, 1, 32, 32)])
 
 

@@ -76,7 +76,7 @@ def test_two_styles_each_in_its_half() -> None:
     """The issue's check: left/right masks give each half of the result its own style."""
     content, stripes, noise = gradient_image(64, 48), stripes_image(48, 48), noise_image()
     left, right = half_masks(64, 48)
-    config = OptimizeConfig(size=64, iterations=15, device="cpu", precision="fp32", seed=0)
+    config = OptimizeConfig(size=64, iterations=30, device="cpu", precision="fp32", seed=0)
     result = run_optimize(content, [stripes, noise], config, style_masks=[left, right]).image
     assert region_style_loss(result, stripes, left) < 0.5 * region_style_loss(result, stripes, right)
     assert region_style_loss(result, noise, right) < 0.5 * region_style_loss(result, noise, left)
@@ -85,7 +85,10 @@ def test_two_styles_each_in_its_half() -> None:
 def test_content_mask_protects_its_region() -> None:
     content, stripes = gradient_image(48, 32), stripes_image()
     protect, _ = half_masks(48, 32)
+    # Gram: at 48 px a deep layer sees the whole image, and the stronger meancov default leaks more
+    # change into the protected half (0.49 of the free half's at 30 evaluations, Gram 0.35)
     config = OptimizeConfig(size=48, iterations=10, device="cpu", precision="fp32", seed=0)
+    config.loss.style_loss = "gram"
     result = images.to_array(run_optimize(content, [stripes], config, content_mask=protect).image)
     change = np.abs(result - images.to_array(content)).mean(axis=(0, 2))
     assert change[:24].mean() < 0.5 * change[24:].mean()
