@@ -165,7 +165,7 @@ class OptimizeConfig:
         high=1e6,
     )
     iterations: int = setting(
-        500,
+        450,
         help="Budget in descriptor evaluations (forward+backward), all scales.",
         panel=PANEL_OPTIMISER,
         low=1,
