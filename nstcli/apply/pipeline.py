@@ -28,6 +28,7 @@ from nstcli.apply.config import ApplyConfig, Job, Progress, Summary, validate
 from nstcli.apply.jobs import EXT_FOR_FORMAT, image_format, is_video, plan_jobs
 from nstcli.apply.model import Model
 from nstcli.apply.runtime import provider_warning
+from nstcli.apply.universal import UniversalModel
 from nstcli.errors import NstError
 
 
@@ -81,7 +82,7 @@ class _RegionPlan:
 class Renderer:
     """The model run on a batch of equal-sized images: tiled when large, one rendering per region with --region."""
 
-    def __init__(self, model: Model, config: ApplyConfig, region_plan: _RegionPlan | None = None) -> None:
+    def __init__(self, model: Model | UniversalModel, config: ApplyConfig, region_plan: _RegionPlan | None = None) -> None:
         self.model, self.config, self.region_plan = model, config, region_plan
         self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
 
@@ -120,7 +121,7 @@ def finish(config: ApplyConfig, pixels: np.ndarray, content: np.ndarray) -> np.n
         pixels = color.transfer_luminance(pixels, content)
     elif config.preserve_color == "histogram":
         pixels = color.match_color(pixels, content)
-    if config.strength < 1.0:
+    if config.strength < 1.0 and not config.style_images:  # --style-image blends in feature space instead
         pixels = config.strength * pixels + (1.0 - config.strength) * content
     return pixels
 
@@ -214,9 +215,10 @@ class _Pipeline:
         try:
             batch = items[0].pixels[None] if tiled else np.stack([item.pixels for item in items])
             outputs = self.renderer.render(batch, tiled)
-        except Exception as error:  # onnxruntime errors (e.g. out of memory): fail these images only
+        except Exception as error:  # onnxruntime errors (e.g. out of memory), a refused size: fail these images only
             for item in items:
-                self.report(item.job, describe(error, f"{item.job.source}: inference failed"))
+                where = item.job.source if isinstance(error, NstError) else f"{item.job.source}: inference failed"
+                self.report(item.job, f"{where}: {error}" if isinstance(error, NstError) else describe(error, where))
             return
         for item, pixels in zip(items, outputs):
             if not self._put(self.stylised, _Stylised(item, pixels)):
@@ -255,6 +257,16 @@ class _Pipeline:
         images.write_bytes_atomic(data, job.target)
 
 
+def load_model(config: ApplyConfig) -> Model | UniversalModel:
+    """The model file, or with --style-image the universal models and the paintings' statistics."""
+    if config.style_images:
+        return UniversalModel(
+            config.model, config.style_images, config.style_blend, config.strength, config.levels, config.style_size,
+            config.provider, config.threads,
+        )  # fmt: skip
+    return Model(config.model, config.provider, config.threads)
+
+
 def _video_engine() -> Callable:
     """``video.stylise_video``, once PyAV and OpenCV are known to be there (UsageError naming the extra)."""
     from nstcli.apply import video
@@ -275,7 +287,7 @@ def run_apply(
     """
     validate(config)
     started = time.perf_counter()
-    model = Model(config.model, config.provider, config.threads)
+    model = load_model(config)
     warning = provider_warning(config.provider, model.providers)
     if warning and on_warning:
         on_warning(warning)
