@@ -52,14 +52,14 @@ def part_file(part: str, level: int) -> str:
 
 def codebook(weights: np.ndarray, iterations: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """``weights`` as (uint8 index, float32 table of 256): exact when they take at most 256 values,
-    else a 1-D k-means (quantile start, Lloyd steps)."""
+    else a 1-D k-means (Lloyd steps from an even grid over the range, which keeps the tails covered)."""
     flat = weights.astype(np.float32).ravel()
     values, inverse = np.unique(flat, return_inverse=True)
     if len(values) <= 256:
         table = np.zeros(256, np.float32)
         table[: len(values)] = values
         return inverse.astype(np.uint8).reshape(weights.shape), table
-    table = np.quantile(flat, (np.arange(256) + 0.5) / 256).astype(np.float32)
+    table = np.linspace(flat.min(), flat.max(), 256, dtype=np.float32)
     for _ in range(iterations):
         table = np.unique(table)
         index = np.searchsorted((table[1:] + table[:-1]) / 2, flat)
