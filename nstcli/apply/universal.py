@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from nstcli import images, model_format as fmt, wct
+from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, create_session
 from nstcli.errors import InputError, NstError, UsageError
 
 ALL_LEVELS = (4, 3, 2, 1)  # coarse to fine
 SIZE_MULTIPLE = 8
+# Levels from COARSE_LEVEL up run on the photo at COARSE_SCALE of its size: their features are coarse (a
+# relu4_1 position covers 8 x 8 pixels), decoding them is blurry at any size, and the finer levels that
+# follow at full size paint the detail; it takes three quarters of the work off the two costliest levels.
+COARSE_LEVEL = 3
+COARSE_SCALE = 0.5
 
 
 @dataclass
@@ -61,6 +67,17 @@ def pad(image: np.ndarray) -> np.ndarray:
     return nchw
 
 
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A float (H, W, 3) image at ``size`` (width, height), bilinear (antialiased when shrinking)."""
+    if image.shape[1::-1] == size:
+        return image
+    channels = [
+        np.asarray(images.Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize(size, images.Image.Resampling.BILINEAR))
+        for c in range(image.shape[2])
+    ]  # fmt: skip
+    return np.stack(channels, axis=-1)
+
+
 def read_painting(path: str, size: int) -> np.ndarray:
     """A painting as (H, W, 3) in 0..1, resized so its long side is ``size`` and both sides are multiples of 8.
 
@@ -88,7 +105,7 @@ class UniversalModel:
         folder_path = Path(folder)
         self.encoders = [self._load(folder_path / f"encoder_{level}.onnx", provider, threads) for level in range(1, levels[0] + 1)]
         self.decoders = {level: self._load(folder_path / f"decoder_{level}.onnx", provider, threads) for level in levels}
-        self.providers = self._providers
+        self.providers = self.decoders[levels[0]].get_providers()
         self.on_gpu = self.providers[0] in GPU_PROVIDERS
         meta = self.decoders[levels[0]].get_modelmeta().custom_metadata_map
         self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
@@ -97,7 +114,7 @@ class UniversalModel:
 
     def _load(self, path: Path, provider: str, threads: int) -> object:
         try:
-            session, self._providers = create_session(str(path), provider, threads)
+            session = create_session(str(path), provider, threads)[0]
         except NstError:
             raise
         except Exception as error:  # onnxruntime raises its own exception types for bad files
@@ -129,18 +146,21 @@ class UniversalModel:
         """The label for output file names: the paintings' stems."""
         if style is not None or mix:
             raise UsageError("--style-image paints with the images given: no --style or --mix with it")
-        return "+".join(images_label(name) for name in self.info.styles)
+        return "+".join(safe_label(name) for name in self.info.styles)
 
     def stylise(self, image: np.ndarray) -> np.ndarray:
         """One (H, W, 3) photo in 0..1 -> stylised (H, W, 3) in 0..1."""
         height, width = image.shape[:2]
-        x = pad(image)
+        x = image
         for level in self.levels:
-            features = self._encode(x, level)[level - 1]
+            scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
+            x = resize(x, (max(1, round(width * scale)), max(1, round(height * scale))))
+            features = self._encode(pad(x), level)[level - 1]
             coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
-            x = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0]
-            x = np.clip(x, 0.0, 1.0)  # the next encoder, like the photo, sees a 0..1 image
-        return np.ascontiguousarray(x[0, :, :height, :width].transpose(1, 2, 0))
+            decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0]
+            # the next encoder, like the photo, sees a 0..1 image of the size it was given
+            x = np.clip(decoded[0, :, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+        return np.ascontiguousarray(resize(x, (width, height)))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
@@ -149,7 +169,7 @@ class UniversalModel:
     def run_tiled(self, image: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
         height, width = image.shape[:2]
         raise InputError(
-            f"{width}x{height} is above the size --style-image stylises in one piece (4 MP); add --max-size 2048"
+            f"{width}x{height} is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"
         )
 
 
@@ -161,9 +181,3 @@ def _blend_weights(blend: list[float] | None, count: int) -> list[float]:
     if any(weight < 0 for weight in blend) or sum(blend) <= 0:
         raise UsageError("--style-blend: weights must not be negative nor all zero")
     return [weight / sum(blend) for weight in blend]
-
-
-def images_label(name: str) -> str:
-    """A painting's stem made safe for file names."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".") or "style"
-

@@ -112,7 +112,7 @@ def test_a_photo_over_the_size_limit_fails_alone_with_a_hint(tmp_path, universal
     failures = []
     summary = run_apply(config, on_failure=failures.append)
     assert (summary.written, summary.failed) == (1, 1)
-    assert failures == [f"{tmp_path / 'in' / 'big.png'}: 80x64 is above the size --style-image stylises in one piece (4 MP); add --max-size 2048"]
+    assert failures == [f"{tmp_path / 'in' / 'big.png'}: 80x64 is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"]
 
 
 @pytest.mark.parametrize(
@@ -148,3 +148,13 @@ def test_unreadable_painting_and_missing_levels(tmp_path, universal_models):
     assert_one_line_error(nst(*base, str(partial), "--style-image", str(source), "--levels", "4,1"), 2,
                           "has levels 1, not 4")  # fmt: skip
     assert_one_line_error(nst(*base, str(tmp_path), "--style-image", str(source)), 1, "no universal models")
+
+
+def test_runs_without_torch(tmp_path, universal_models, painting):
+    from tests.test_light_install import without_torch
+
+    photo().save(tmp_path / "photo.png")
+    result = without_torch("apply", "--style-image", str(painting), "--universal-model", str(universal_models), "--style-size",
+                           "64", "--preserve-color", "luminance", "photo.png", "-o", "out.png", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out.png").size == (48, 32)
