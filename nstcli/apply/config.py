@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from nstcli import color, images
+from nstcli import color, images, model_format as fmt
 from nstcli.apply.temporal import DEFAULT_MODE, DEFAULT_WEIGHT, check_mode
 from nstcli.errors import UsageError
 from nstcli.settings import check_range
@@ -49,8 +49,8 @@ class ApplyConfig:
     measure_flicker: bool = False  # videos: compute the flicker figure (costs the flow in off and blend modes)
     style_images: list[str] | None = None  # universal style transfer with these paintings (model: its folder)
     style_blend: list[float] | None = None  # one weight per style image
-    levels: list[int] | None = None  # universal levels to run (4 = relu4_1 ... 1); None: every one the folder has
-    style_size: int = 512  # long side the paintings are measured at
+    levels: list[int] | None = None  # universal levels to run (4 = relu4_1 ... 1); None: universal.DEFAULT_LEVELS
+    style_size: int = fmt.UNIVERSAL_STYLE_SIZE  # long side the paintings are measured at
 
 
 @dataclass(frozen=True)

@@ -261,7 +261,7 @@ def load_model(config: ApplyConfig) -> Model | UniversalModel:
     """The model file, or with --style-image the universal models and the paintings' statistics."""
     if config.style_images:
         return UniversalModel(
-            config.model, config.style_images, config.style_blend, config.strength, config.levels, config.style_size,
+            config.model, config.style_images, config.style_size, config.style_blend, config.strength, config.levels,
             config.provider, config.threads,
         )  # fmt: skip
     return Model(config.model, config.provider, config.threads)

@@ -63,7 +63,7 @@ def test_levels_strength_and_blend_change_the_picture(tmp_path, universal_models
     image = np.asarray(photo(48, 32), dtype=np.float32)[None] / 255
 
     def render(**options) -> np.ndarray:
-        model = UniversalModel(str(universal_models), [str(painting), str(other)], style_size=64, threads=1, **options)
+        model = UniversalModel(str(universal_models), [str(painting), str(other)], 64, threads=1, **options)
         result = model.run(image)
         assert result.shape == image.shape and np.isfinite(result).all()
         assert result.min() >= 0 and result.max() <= 1
@@ -158,3 +158,16 @@ def test_runs_without_torch(tmp_path, universal_models, painting):
                            "64", "--preserve-color", "luminance", "photo.png", "-o", "out.png", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "out.png").size == (48, 32)
+
+
+def test_the_bundled_decoders_run_by_default(tmp_path, painting):
+    from nstcli.apply.universal import DEFAULT_LEVELS, available_levels
+    from nstcli.styles import styles_root
+
+    assert available_levels(styles_root() / "universal") == [4, 3, 2, 1]
+    photo(40, 32).save(tmp_path / "photo.png")
+    result = nst("apply", "--style-image", str(painting), "--style-size", "64", str(tmp_path / "photo.png"),
+                 "-o", str(tmp_path / "out.png"), "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert __import__("json").loads(result.stdout)["styles"] == ["painting"]
+    assert DEFAULT_LEVELS == (3, 2, 1) and Image.open(tmp_path / "out.png").size == (40, 32)
