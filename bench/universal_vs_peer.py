@@ -109,8 +109,12 @@ def main() -> None:
                 for _ in range(args.repeats):
                     for kind, command in commands.items():  # alternating: the machine's load falls on all alike
                         times[kind].append(timed(command))
+        report_times(args, times)
         if args.sheet:
             draw_sheet(args, nst, photos, Path(work))
+
+
+def report_times(args: argparse.Namespace, times: dict[str, list[float]]) -> None:
     peer = statistics.median(times["peer"])
     print(f"\nseconds per 512 px photo, whole CLI run, median of {len(times['peer'])} ({args.threads} threads for nst):")
     print(f"{'run':40} {'seconds':>8} {'/ peer':>7}")
@@ -130,8 +134,8 @@ def draw_sheet(args: argparse.Namespace, nst: list[str], photos: Path, work: Pat
                               ("peer", [args.peer, "stylize", str(photos), "--style-image", painting, "--device", "cpu", "-o"])):  # fmt: skip
             folder = work / f"{tool}-{painting_name}"
             subprocess.run([*command, str(folder)], check=True, capture_output=True)
-            for name in args.photos:
-                results[tool, painting_name, name] = folder / f"{name}.png"
+            for name in args.photos:  # the peer names its outputs its own way: the file that starts with the photo's name
+                results[tool, painting_name, name] = min(folder.glob(f"{name}*"))
     rows = [[(Image.new("RGB", (8, 8), "white"), [""])] + [(Image.open(DATA / "paintings" / f"{p}.jpg"), [p]) for p in args.paintings]]
     for name in args.photos:
         for tool in ("nst", "peer"):
