@@ -14,7 +14,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 try:  # Typer >= 0.25 vendors Click; older releases use the click package
     from typer._click import exceptions as click_errors
@@ -24,9 +24,12 @@ import typer
 from rich.console import Console
 
 from nstcli import __version__, extras, settings
+from nstcli.model_format import UNIVERSAL_STYLE_SIZE
 from nstcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NstError, UsageError
 from nstcli.options import number_option, replace_deprecated, setting_option
-from nstcli.settings import PANEL_GENERATOR, PANEL_IO, PANEL_LOGGING, OptimizeConfig, TrainConfig
+from nstcli.settings import (
+    PANEL_GENERATOR, PANEL_IO, PANEL_LOGGING, OptimizeConfig, TrainConfig, UniversalTrainConfig, parse_list,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -43,6 +46,7 @@ PANEL_SWEEP = "Sweeps"  # nst optimize --sweep
 PANEL_STYLE = "Style"  # nst apply: which style, how strong
 PANEL_SPEED = "Size and speed"  # nst apply: tiling, runtime, threads
 PANEL_CLUSTER = "Cluster"  # nst apply --ray
+PANEL_ANY_STYLE = "Any painting"  # nst apply --style-image: universal style transfer
 
 
 def one_line(message: str) -> str:
@@ -311,6 +315,25 @@ def apply(
         rich_help_panel=PANEL_STYLE,
     ),
     kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson.", rich_help_panel=PANEL_STYLE),
+    style_image: Optional[list[str]] = typer.Option(
+        None, help="Any painting, in one pass (universal style transfer, Li et al. 2017); repeat to blend several.",
+        rich_help_panel=PANEL_ANY_STYLE,
+    ),
+    style_blend: Optional[str] = typer.Option(
+        None, help="--style-image: weights of the paintings, e.g. 0.7,0.3 (default: equal).", rich_help_panel=PANEL_ANY_STYLE
+    ),
+    levels: Optional[str] = typer.Option(
+        None, help="--style-image: feature levels, 4 (relu4_1, coarsest) to 1 (default: 3,2,1; 4,3,2,1 is more abstract; 3,1 "
+        "is faster).",
+        rich_help_panel=PANEL_ANY_STYLE,
+    ),
+    style_size: int = number_option(
+        UNIVERSAL_STYLE_SIZE, low=64, high=4096, help="--style-image: long side the paintings are measured at.", rich_help_panel=PANEL_ANY_STYLE
+    ),
+    universal_model: Optional[str] = typer.Option(
+        None, help="--style-image: folder of universal models (from nst export; default: the bundled one).",
+        rich_help_panel=PANEL_ANY_STYLE,
+    ),
     strength: float = number_option(1.0, low=0, high=1, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram.", rich_help_panel=PANEL_STYLE),
     temporal: str = typer.Option(
@@ -344,7 +367,7 @@ def apply(
     if ray is not None:
         extras.require_ray("apply --ray")
     from nstcli import regions
-    from nstcli.apply.bundled import resolve_model
+    from nstcli.apply.bundled import resolve_model, resolve_universal
     from nstcli.apply.config import ApplyConfig, Progress, parse_mix, parse_shard
     from nstcli.apply.pipeline import run_apply
 
@@ -352,14 +375,21 @@ def apply(
         raise UsageError("--json and -o - both want stdout; write the image to a file")
     mix_weights = parse_mix(mix) if mix else None
     region_specs = [regions.split_region(text) for text in region] if region else None
-    resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
+    if style_image:
+        resolved = resolve_universal(paths, universal_model, style, region_specs)
+    elif universal_model:
+        raise UsageError("--universal-model goes with --style-image")
+    else:
+        resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
     config = ApplyConfig(
         model=resolved.model, inputs=resolved.inputs, output=output, name=name, image_format=image_format,
         quality=quality, provider=provider, threads=threads, batch_size=batch_size, workers=workers,
         max_size=max_size, tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength,
         style=resolved.style, mix=mix_weights, regions=resolved.regions, skip_existing=skip_existing,
         overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast, temporal=temporal,
-        temporal_weight=temporal_weight, measure_flicker=json_summary,
+        temporal_weight=temporal_weight, measure_flicker=json_summary, style_images=style_image or None,
+        style_blend=parse_list(style_blend, float, "--style-blend"), levels=parse_list(levels, int, "--levels"),
+        style_size=style_size,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:
 
@@ -454,7 +484,10 @@ def train(
         "--style-blend: their new style weights).",
         rich_help_panel=PANEL_IO,
     ),
-    export: Optional[str] = typer.Option(None, help="Also export the trained model to FILE.onnx (fp32).", rich_help_panel=PANEL_IO),
+    export: Optional[str] = typer.Option(
+        None, help="Also export the trained model to FILE.onnx (fp32); universal: into folder DIR (decoders fp16).",
+        rich_help_panel=PANEL_IO,
+    ),
     overwrite: bool = typer.Option(
         False, help="Replace existing outputs (model, checkpoint, log, plot, export).", rich_help_panel=PANEL_IO
     ),
@@ -479,6 +512,10 @@ def train(
         None, help="stylebank: 3x3 conv blocks per style bank (default 2).", rich_help_panel=PANEL_GENERATOR
     ),
     steps_per_identity: int = setting_option(TrainConfig, "steps_per_identity"),
+    level_steps: Optional[str] = setting_option(UniversalTrainConfig, "level_steps"),
+    feature_weight: float = setting_option(UniversalTrainConfig, "feature_weight"),
+    holdout: Optional[str] = setting_option(UniversalTrainConfig, "holdout"),
+    eval_size: int = setting_option(UniversalTrainConfig, "eval_size"),
     weight_init: str = setting_option(TrainConfig, "weight_init"),
     image_size: int = setting_option(TrainConfig, "image_size"),
     crop_scale: float = setting_option(TrainConfig, "crop_scale"),
@@ -520,10 +557,16 @@ def train(
 ) -> None:
     """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or a style bank (Chen et al.)."""
     extras.require_torch("train")
+    typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    if arch == "universal":
+        _train_universal(ctx.params, typed, output, resume, export, overwrite, quiet)
+        return
+    universal_only = sorted(typed & (set(settings.declarations(UniversalTrainConfig)) - set(settings.declarations(TrainConfig)) - set(ARCH_FLAGS)))
+    if universal_only:
+        raise UsageError(f"--{universal_only[0].replace('_', '-')} applies to --arch universal only")
     arch_options = {ARCH_FLAGS[flag]: ctx.params[flag] for flag in ARCH_FLAGS if ctx.params[flag] is not None}
     config = replace(settings.from_flags(TrainConfig, ctx.params), arch_options=arch_options)
     settings.check_ranges(config)  # before the engine (and torch) is imported
-    typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
     given = frozenset(ARCH_FLAGS.get(name, name) for name in typed)
     from nstcli import train as train_engine, train_plan
 
@@ -565,11 +608,63 @@ def train(
         say(f"wrote {export} ({exported.nodes} nodes, max abs diff vs PyTorch {exported.max_abs_diff:.2g})", quiet)
 
 
+def _is_universal(path: str) -> bool:
+    """Whether ``path`` is a universal checkpoint (``nst export`` then writes a folder)."""
+    from nstcli import universal_train
+
+    try:
+        universal_train.load(path)
+    except NstError:
+        return False
+    return True
+
+
+def _train_universal(params: dict[str, Any], typed: set[str], output: str, resume: str | None, export: str | None,
+                     overwrite: bool, quiet: bool) -> None:  # fmt: skip
+    """``nst train --arch universal``: the WCT decoders (flags of other architectures are refused)."""
+    known = set(settings.declarations(UniversalTrainConfig)) | {"arch", "output", "resume", "export", "overwrite", "quiet"}
+    foreign = sorted(typed - known)
+    if foreign:
+        raise UsageError(f"--{foreign[0].replace('_', '-')} does not apply to --arch universal")
+    config = settings.from_flags(UniversalTrainConfig, {name: params[name] for name in typed if name in params})
+    settings.check_ranges(config)
+    from nstcli import universal_train
+
+    given = {name: settings.get_setting(config, name) for name in typed if name in settings.declarations(UniversalTrainConfig)}
+    with progress_bar("train", 0, quiet) as bar:
+
+        def on_progress(progress: universal_train.UniversalProgress) -> None:
+            if progress.losses is None:
+                return
+            text = "  ".join(f"{name} {value:.4g}" for name, value in progress.losses.items())
+            if bar is not None:
+                bar.update(bar.task_ids[0], total=progress.total, completed=progress.step, status=text)
+            else:
+                say(f"step {progress.step}/{progress.total}  {text}", quiet)
+
+        result = universal_train.run_universal_train(config, output, resume, given, overwrite, on_progress)
+    if result.interrupted:
+        say(f"interrupted at step {max(result.steps)}; continue with --resume {result.checkpoint}", quiet)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    levels = ", ".join(
+        f"{name} {steps} steps {seconds:.0f} s" + (f" PSNR {result.psnr[name]:.2f} dB" if name in result.psnr else "")
+        for name, steps, seconds in zip(universal_train.LEVELS, result.steps, result.level_seconds)
+    )  # fmt: skip
+    say(f"wrote {output} in {result.seconds:.1f} s ({levels}; shared encoder {result.encoder_seconds:.0f} s)", quiet)
+    if export:
+        from nstcli.universal_export import export_universal
+
+        exported = export_universal(universal_train.load(output), export, "fp16", overwrite)
+        say(f"wrote {len(exported.files)} ONNX files into {export} ({exported.bytes / 1e6:.1f} MB)", quiet)
+
+
 @app.command("export", rich_help_panel="Train and export")
 def export_command(
     model: str = typer.Argument(..., help="A trained model or checkpoint (FILE.pt from nst train)."),
-    output: str = typer.Option(..., "-o", "--output", help="ONNX file to write (FILE.onnx)."),
-    precision: str = typer.Option("fp32", help="fp32, or fp16 (float16 inside; inputs and outputs stay float32)."),
+    output: str = typer.Option(..., "-o", "--output", help="ONNX file to write (FILE.onnx); universal: a folder."),
+    precision: str = typer.Option(
+        "fp32", help="fp32, or fp16 (float16 inside; inputs and outputs stay float32); universal decoders: also int8 (stored)."
+    ),
     style: Optional[str] = typer.Option(None, help="stylebank: export one style (name or index) as a single-style graph."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
@@ -578,6 +673,13 @@ def export_command(
     extras.require_torch("export")
     from nstcli import images
 
+    if _is_universal(model):
+        from nstcli import universal_train
+        from nstcli.universal_export import export_universal
+
+        exported = export_universal(universal_train.load(model), output, precision, overwrite)
+        say(f"wrote {len(exported.files)} ONNX files into {output} ({exported.bytes / 1e6:.1f} MB)", quiet)
+        return
     if Path(output).suffix.lower() != ".onnx":
         raise UsageError(f"{output}: the exported model is written as FILE.onnx")
     images.check_output_path(output, [model], overwrite)

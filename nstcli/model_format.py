@@ -11,6 +11,11 @@ Graph:
   (reflect, or edge when the image is too small to reflect) and crops back.
 
 Metadata (ONNX ``metadata_props``, all strings):
+
+Universal style transfer (``nst apply --style-image``, :mod:`nstcli.universal_export`) is a folder of
+graphs instead, ``encoder_K.onnx`` (relu{K-1}_1 or the RGB image -> relu{K}_1) and ``decoder_K.onnx``
+(relu{K}_1 -> RGB, not clamped), each with input ``x`` and output ``y`` (float32 NCHW, N/H/W dynamic;
+H and W multiples of 8 at the image) and ``nst.arch`` = universal plus the part and level below.
 """
 
 from __future__ import annotations
@@ -28,5 +33,11 @@ META_STYLES = "nst.styles"  # JSON list of style names, one per style_weights en
 META_CONFIG = "nst.config"  # JSON of the full training configuration
 META_SIZE_MULTIPLE = "nst.size_multiple"  # integer as text, e.g. "4"
 META_PRECISION = "nst.precision"  # fp32 | fp16 | int8 (inputs/outputs stay float32)
+META_UNIVERSAL_PART = "nst.universal.part"  # encoder | decoder
+META_UNIVERSAL_LEVEL = "nst.universal.level"  # 1..4
+META_UNIVERSAL_LAYER = "nst.universal.layer"  # relu1_1 .. relu4_1
+UNIVERSAL_STYLE_SIZE = 256  # default long side a painting is measured at (the peer's size; 512 costs 0.9 s more per run)
+UNIVERSAL_INPUT = "x"
+UNIVERSAL_OUTPUT = "y"
 META_INPUT = "nst.input"  # human-readable input convention, INPUT_CONVENTION
 INPUT_CONVENTION = "image: float32 NCHW RGB 0..1; output stylised: float32 NCHW RGB 0..1"

@@ -192,6 +192,51 @@ class OptimizeConfig:
         return asdict(self)
 
 
+@dataclass
+class UniversalTrainConfig:
+    """``nst train --arch universal``: the WCT decoders, trained to reconstruct photos from VGG19 features.
+
+    Defaults differ from the generators' (smaller crops, more per batch, a decoder learning rate):
+    decoders learn no style, and on a CPU the deepest one is what the time goes to.
+    """
+
+    data: str = setting("", help="Folder of content photos (recursive; jpg, png, webp).", panel=PANEL_DATA)
+    image_size: int = setting(128, help="Training crops are SIZE x SIZE (a multiple of 8).", panel=PANEL_DATA, low=16, high=4096)
+    batch_size: int = setting(4, help="Images per step.", panel=PANEL_DATA, low=1, high=4096)
+    max_images: int | None = setting(None, help="Use only the first N readable images.", panel=PANEL_DATA, low=1, high=1e9)
+    level_steps: list[int] = setting(
+        help="universal: steps of each decoder, relu1_1,relu2_1,relu3_1,relu4_1 (0 = leave that level untrained).",
+        panel=PANEL_SCHEDULE,
+        factory=lambda: [2500, 900, 500, 750],  # about the bundled decoders' (README: any painting in one pass)
+        role=RUN,
+        low=0,
+        high=1e9,
+    )
+    width: float = setting(0.5, help="universal: decoder channel multiplier (1.0 = the VGG mirror).", panel=PANEL_GENERATOR, low=0.05, high=4)
+    lr: float = setting(1e-3, help="Adam learning rate.", panel=PANEL_SCHEDULE, low=1e-12, high=10)
+    feature_weight: float = setting(
+        0.01,
+        help="universal: weight of the feature loss (relative squared error at the decoder's own level) beside the pixel loss.",
+        panel=PANEL_LOSS,
+        low=0,
+        high=1e6,
+    )
+    holdout: str | None = setting(
+        None, help="universal: folder of held-out photos; reconstruction PSNR per level is measured on them.", panel=PANEL_DATA, role=RUN
+    )
+    eval_size: int = setting(256, help="universal: long side of the held-out photos when measured.", panel=PANEL_DATA, role=RUN, low=16, high=4096)
+    workers: int = setting(1, help="DataLoader worker processes (0 = decode in the main process).", panel=PANEL_DATA, role=RUN, low=0, high=256)
+    seed: int = setting(0, help="Random seed (CPU runs are reproducible bit-for-bit).", panel=PANEL_DATA, low=0, high=MAX_SEED)
+    device: str = setting("auto", help="auto, cpu, cuda or cuda:N.", panel=PANEL_DEVICE, role=RUN)
+    log_every: int = setting(10, help="Average and record the losses every N steps.", panel=PANEL_LOGGING, role=RUN, low=1, high=1e9)
+    checkpoint_every: int = setting(
+        50, help="Write the checkpoint every N steps (0 = only at the end or on Ctrl-C).", panel=PANEL_LOGGING, role=RUN, low=0, high=1e9
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def _train_loss() -> LossSettings:
     """Training's loss defaults: a gentler style weight than optimisation's (the generator sees many photos)."""
     return LossSettings(style_weight=0.05)
@@ -210,7 +255,10 @@ class TrainConfig:
     data: str = setting("", help="Folder of content photos (recursive; jpg, png, webp).", panel=PANEL_DATA, role=BANK)
     arch: str = setting(
         "johnson",
-        help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.) or stylebank (Chen et al.).",
+        help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.), stylebank (Chen et al.) or universal "
+        "(Li et al.: decoders for nst apply --style-image; needs only --data; its own defaults: --image-size "
+        f"{UniversalTrainConfig.image_size}, --batch-size {UniversalTrainConfig.batch_size}, --lr {UniversalTrainConfig.lr:g}, "
+        f"--workers {UniversalTrainConfig.workers}).",
         panel=PANEL_GENERATOR,
     )
     arch_options: dict[str, Any] = field(default_factory=dict)  # the options dataclass of nstcli.generators.ARCH

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import IO, Iterator
 from unittest import mock
 
+import nstcli  # noqa: F401 - first, before numpy: it sets numpy's BLAS to one thread as the CLI runs it
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from nstcli import styles
 from nstcli.errors import UsageError
 
+UNIVERSAL_FOLDER = "universal"  # styles/universal: the bundled encoder and decoders of --style-image
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -52,3 +54,14 @@ def resolve_model(
     if not inputs:
         raise UsageError("no input images given")
     return ResolvedModel(model, inputs, style, regions)
+
+
+def resolve_universal(paths: list[str], folder: str | None, style: str | None,
+                      regions: list[tuple[str, str | None]] | None) -> ResolvedModel:  # fmt: skip
+    """--style-image: the universal models' folder (``folder``, else the bundled one) and the inputs;
+    --style and --region pass through to be refused with their own message (``apply.config.validate``)."""
+    if paths and paths[0].lower().endswith(".onnx"):
+        raise UsageError("--style-image runs the universal models: give no model file (--universal-model DIR picks others)")
+    if not paths:
+        raise UsageError("no input images given")
+    return ResolvedModel(folder or str(styles.styles_root() / UNIVERSAL_FOLDER), paths, style, regions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from nstcli import color, images
+from nstcli import color, images, model_format as fmt
 from nstcli.apply.temporal import DEFAULT_MODE, DEFAULT_WEIGHT, check_mode
 from nstcli.errors import UsageError
 from nstcli.settings import check_range
@@ -47,6 +47,10 @@ class ApplyConfig:
     temporal: str = DEFAULT_MODE  # videos: off | blend | flow (see temporal)
     temporal_weight: float = DEFAULT_WEIGHT  # videos: the previous frame's share where it carries over
     measure_flicker: bool = False  # videos: compute the flicker figure (costs the flow in off and blend modes)
+    style_images: list[str] | None = None  # universal style transfer with these paintings (model: its folder)
+    style_blend: list[float] | None = None  # one weight per style image
+    levels: list[int] | None = None  # universal levels to run (4 = relu4_1 ... 1); None: universal.DEFAULT_LEVELS
+    style_size: int = fmt.UNIVERSAL_STYLE_SIZE  # long side the paintings are measured at
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ def validate(config: ApplyConfig) -> None:
         raise UsageError(f"--tile-overlap must be in 0..{tile // 2 - 1}")
     if config.regions and (config.style is not None or config.mix):
         raise UsageError("--region names its styles: give no --style or --mix with it")
+    _validate_universal(config)
     if config.skip_existing and config.overwrite:
         raise UsageError("use either --skip-existing or --overwrite, not both")
     if config.shard is not None:
@@ -127,6 +132,24 @@ def validate(config: ApplyConfig) -> None:
     if config.image_format and config.image_format.lower().lstrip(".") not in VIDEO_FORMATS:
         images.format_for("-", config.image_format)
     check_mode(config.temporal, config.temporal_weight)
+
+
+def _validate_universal(config: ApplyConfig) -> None:
+    """The flags of universal style transfer, and the ones it does not take."""
+    if not config.style_images:
+        if config.style_blend is not None or config.levels is not None:
+            raise UsageError("--style-blend and --levels go with --style-image")
+        return
+    if config.regions:
+        raise UsageError("--region with --style-image is not supported yet (no per-region WCT); use --region with a trained model")
+    if config.style is not None or config.mix:
+        raise UsageError("--style-image paints with the images given: no --style or --mix with it")
+    if config.tile:
+        raise UsageError("--tile does not apply to --style-image (photos over 4 MP are refused; use --max-size)")
+    if config.levels is not None and (not config.levels or not all(1 <= level <= 4 for level in config.levels)):
+        raise UsageError(f"--levels: choose among 4,3,2,1 (relu4_1 .. relu1_1), got {config.levels}")
+    if not 64 <= config.style_size <= 4096:
+        raise UsageError(f"--style-size must be in 64..4096, got {config.style_size}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -177,9 +177,10 @@ class _Pipeline:
         try:
             batch = items[0].pixels[None] if tiled else np.stack([item.pixels for item in items])
             outputs = self.stylizer.render(batch, tiled)
-        except Exception as error:  # onnxruntime errors (e.g. out of memory): fail these images only
+        except Exception as error:  # onnxruntime errors (e.g. out of memory), a refused size: fail these images only
             for item in items:
-                self.report(item.job, describe(error, f"{item.job.source}: inference failed"))
+                where = item.job.source if isinstance(error, NstError) else f"{item.job.source}: inference failed"
+                self.report(item.job, f"{where}: {error}" if isinstance(error, NstError) else describe(error, where))
             return
         for item, pixels in zip(items, outputs):
             if not self._put(self.stylised, _Stylised(item, pixels)):

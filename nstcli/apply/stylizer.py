@@ -14,6 +14,7 @@ import numpy as np
 from nstcli import color, images, regions, styles
 from nstcli.apply.config import ApplyConfig, validate
 from nstcli.apply.model import Model
+from nstcli.apply.universal import UniversalModel
 from nstcli.errors import UsageError
 
 # The ApplyConfig fields that say how pixels are painted (the rest say which files are read and written).
@@ -33,7 +34,7 @@ class Stylizer:
     """A loaded model and how it paints: batches of equal-sized images, tiled when large, one rendering
     per region with --region, then --preserve-color and --strength."""
 
-    def __init__(self, model: Model, config: ApplyConfig, label: str, region_plan: RegionPlan | None = None) -> None:
+    def __init__(self, model: Model | UniversalModel, config: ApplyConfig, label: str, region_plan: RegionPlan | None = None) -> None:
         self.model, self.config, self.label, self.region_plan = model, config, label, region_plan
         self.batch_size = config.batch_size or (8 if model.on_gpu else 1)
 
@@ -121,7 +122,7 @@ def finish(config: ApplyConfig, pixels: np.ndarray, content: np.ndarray) -> np.n
         pixels = color.transfer_luminance(pixels, content)
     elif config.preserve_color == "histogram":
         pixels = color.match_color(pixels, content)
-    if config.strength < 1.0:
+    if config.strength < 1.0 and not config.style_images:  # --style-image blends in feature space instead
         pixels = config.strength * pixels + (1.0 - config.strength) * content
     return pixels
 
@@ -130,9 +131,15 @@ def make_stylizer(config: ApplyConfig) -> Stylizer:
     """The stylizer the settings ask for (UsageError for settings that contradict the model).
 
     The one place a kind of model is chosen: today an nst ONNX generator with its style, mix or
-    regions; another kind (e.g. a model that takes any painting) returns its own Stylizer from here.
+    regions, or with --style-image the universal encoder and decoders (``apply.universal``).
     """
     validate(config)
+    if config.style_images:  # any painting: the universal encoder and decoders, the paintings measured once
+        universal = UniversalModel(
+            config.model, config.style_images, config.style_size, config.style_blend, config.strength, config.levels,
+            config.provider, config.threads,
+        )  # fmt: skip
+        return Stylizer(universal, config, universal.select_style(config.style, config.mix))
     model = Model(config.model, config.provider, config.threads)
     if not config.regions:
         return Stylizer(model, config, model.select_style(config.style, config.mix))

@@ -97,11 +97,35 @@ _BUILT: dict[str, dict[str, Path]] = {}
 def models(tmp_path_factory) -> dict[str, Path]:
     """Built once per test session, also when other test modules import this fixture."""
     base = str(tmp_path_factory.getbasetemp())
-    if base not in _BUILT:
+    if "single" not in _BUILT.setdefault(base, {}):
         folder = tmp_path_factory.mktemp("models")
-        _BUILT[base] = {
+        _BUILT[base] |= {
             "single": build_model(folder / "tiny.onnx"),
             "multi": build_model(folder / "bank.onnx", ["ink", "oil"], opset=17),
             "foreign": build_foreign_model(folder / "foreign.onnx"),
         }
     return _BUILT[base]
+
+
+def build_universal(folder: Path, precision: str = "fp16") -> Path:
+    """A folder of real universal graphs: the embedded VGG19 encoder stages and untrained narrow decoders."""
+    import torch
+
+    from nstcli.settings import UniversalTrainConfig
+    from nstcli.universal_export import export_universal
+    from nstcli.universal_net import LEVELS, build_decoder
+
+    torch.manual_seed(0)
+    config = UniversalTrainConfig(width=0.125)
+    decoders = [build_decoder(level, config.width).state_dict() for level in range(1, len(LEVELS) + 1)]
+    export_universal({"config": config, "decoders": decoders, "level_steps": [1] * len(LEVELS)}, folder, precision)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def universal_models(tmp_path_factory) -> Path:
+    """Built once per test session."""
+    base = str(tmp_path_factory.getbasetemp())
+    if "universal" not in _BUILT.setdefault(base, {}):
+        _BUILT[base]["universal"] = build_universal(tmp_path_factory.mktemp("universal"))
+    return _BUILT[base]["universal"]

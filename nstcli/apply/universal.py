@@ -1,0 +1,186 @@
+"""``nst apply --style-image PAINTING``: universal style transfer (Li et al. 2017) with any painting, torch-free.
+
+A folder of ONNX graphs (:mod:`nstcli.universal_export`; the bundled one is ``styles/universal``) holds
+the VGG19 encoder in stages and one decoder per level. For each photo, coarse to fine over the chosen
+levels (relu4_1 first): encode the current image down to the level, whiten its features and colour
+them with the paintings' statistics (:mod:`nstcli.wct`, numpy, blended by ``strength``), decode back
+to an image. The paintings' statistics are computed once, when the model is built, for the whole run.
+
+:class:`UniversalModel` offers what :class:`nstcli.apply.stylizer.Stylizer` uses of a model (``run``,
+``run_tiled``, ``info``, ``providers``), so files, folders, globs, stdin and videos work as with any
+model. Photos above the tiling threshold are refused with a hint to ``--max-size`` (the cascade has no
+tiled path: each level would need whole-image statistics of an image that is only made level by level).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nstcli import images, model_format as fmt, wct
+from nstcli.apply.model import safe_label
+from nstcli.apply.runtime import GPU_PROVIDERS, create_session
+from nstcli.errors import InputError, NstError, UsageError
+
+ALL_LEVELS = (4, 3, 2, 1)  # coarse to fine
+# relu4_1 is left out by default: its bundled decoder is the least trained (18 dB on held-out photos), and
+# through it the photo's shapes dissolve; --levels 4,3,2,1 asks for it.
+DEFAULT_LEVELS = (3, 2, 1)
+SIZE_MULTIPLE = 8
+# Levels from COARSE_LEVEL up run on the photo at COARSE_SCALE of its size: their features are coarse (a
+# relu4_1 position covers 8 x 8 pixels), decoding them is blurry at any size, and the finer levels that
+# follow at full size paint the detail; it takes three quarters of the work off the two costliest levels.
+COARSE_LEVEL = 3
+COARSE_SCALE = 0.5
+
+
+@dataclass
+class UniversalInfo:
+    path: str
+    styles: list[str]  # the paintings' file stems
+    levels: list[int]  # the decoders the folder has
+    precision: str
+    arch: str = "universal"
+    size_multiple: int = SIZE_MULTIPLE
+    has_style_weights: bool = False
+
+
+def available_levels(folder: str | Path) -> list[int]:
+    """The levels with both their decoder and every encoder stage down to them, deepest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder of universal models")
+    stages = {level for level in range(1, 5) if (folder / f"encoder_{level}.onnx").is_file()}
+    found = [level for level in ALL_LEVELS if (folder / f"decoder_{level}.onnx").is_file() and set(range(1, level + 1)) <= stages]
+    if not found:
+        raise InputError(f"{folder}: no universal models (encoder_K.onnx and decoder_K.onnx; see nst train --arch universal)")
+    return found
+
+
+def pad(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (1, 3, H', W') with H', W' multiples of 8 (reflect; edge when too small to reflect)."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+    nchw = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+    if pad_h or pad_w:
+        mode = "reflect" if height > pad_h and width > pad_w else "edge"
+        nchw = np.pad(nchw, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+    return nchw
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A float (H, W, 3) image at ``size`` (width, height), bilinear (antialiased when shrinking)."""
+    if image.shape[1::-1] == size:
+        return image
+    channels = [
+        np.asarray(images.Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize(size, images.Image.Resampling.BILINEAR))
+        for c in range(image.shape[2])
+    ]  # fmt: skip
+    return np.stack(channels, axis=-1)
+
+
+def read_painting(path: str, size: int) -> np.ndarray:
+    """A painting as (H, W, 3) in 0..1, resized so its long side is ``size`` and both sides are multiples of 8.
+
+    Tiny paintings are enlarged and huge ones reduced alike, so every level has features to measure;
+    greyscale and transparent images arrive as RGB (on white) from :func:`nstcli.images.read_image`.
+    """
+    image = images.read_image(path)
+    scale = size / max(image.size)
+    width, height = (max(SIZE_MULTIPLE, round(side * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE) for side in image.size)
+    return images.to_array(image.resize((width, height), images.Image.Resampling.LANCZOS))
+
+
+class UniversalModel:
+    """The encoder stages and decoders of one folder, and the paintings' statistics at every level used."""
+
+    def __init__(self, folder: str, paintings: list[str], style_size: int, blend: list[float] | None = None,
+                 strength: float = 1.0, levels: list[int] | None = None, provider: str = "auto", threads: int = 0) -> None:  # fmt: skip
+        found = available_levels(folder)
+        levels = sorted(set(levels or [level for level in DEFAULT_LEVELS if level in found] or found), reverse=True)
+        missing = [level for level in levels if level not in found]
+        if missing:
+            raise UsageError(f"--levels: {folder} has levels {','.join(map(str, found))}, not {','.join(map(str, missing))}")
+        self.levels, self.strength = levels, strength
+        self.weights = _blend_weights(blend, len(paintings))
+        folder_path = Path(folder)
+        self.encoders = [self._load(folder_path / f"encoder_{level}.onnx", provider, threads) for level in range(1, levels[0] + 1)]
+        self.decoders = {level: self._load(folder_path / f"decoder_{level}.onnx", provider, threads) for level in levels}
+        self.providers = self.decoders[levels[0]].get_providers()
+        self.on_gpu = self.providers[0] in GPU_PROVIDERS
+        meta = self.decoders[levels[0]].get_modelmeta().custom_metadata_map
+        self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
+        self.style_passes = 0
+        self.stats = self._style_statistics(paintings, style_size)
+
+    def _load(self, path: Path, provider: str, threads: int) -> object:
+        try:
+            session = create_session(str(path), provider, threads)[0]
+        except NstError:
+            raise
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise InputError(f"{path}: cannot load as an ONNX model ({first_line[:200]})") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        if meta.get(fmt.META_ARCH) != "universal":
+            raise InputError(f"{path}: not an nst universal model ({fmt.META_ARCH} is {meta.get(fmt.META_ARCH)!r})")
+        return session
+
+    def _style_statistics(self, paintings: list[str], size: int) -> dict[int, list[wct.StyleStats]]:
+        """Every painting's statistics at every level used: computed once for the run."""
+        self.style_passes += 1
+        stats: dict[int, list[wct.StyleStats]] = {level: [] for level in self.levels}
+        for path in paintings:
+            features = self._encode(pad(read_painting(path, size)), self.levels[0])
+            for level in self.levels:
+                stats[level].append(wct.style_stats(features[level - 1][0]))
+        return stats
+
+    def _encode(self, x: np.ndarray, deepest: int) -> list[np.ndarray]:
+        features = []
+        for session in self.encoders[:deepest]:
+            x = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: x})[0]
+            features.append(x)
+        return features
+
+    def select_style(self, style: str | None, mix: dict[str, float] | None) -> str:
+        """The label for output file names: the paintings' stems."""
+        if style is not None or mix:
+            raise UsageError("--style-image paints with the images given: no --style or --mix with it")
+        return "+".join(safe_label(name) for name in self.info.styles)
+
+    def stylise(self, image: np.ndarray) -> np.ndarray:
+        """One (H, W, 3) photo in 0..1 -> stylised (H, W, 3) in 0..1."""
+        height, width = image.shape[:2]
+        x = image
+        for level in self.levels:
+            scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
+            x = resize(x, (max(1, round(width * scale)), max(1, round(height * scale))))
+            features = self._encode(pad(x), level)[level - 1]
+            coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
+            decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0]
+            # the next encoder, like the photo, sees a 0..1 image of the size it was given
+            x = np.clip(decoded[0, :, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+        return np.ascontiguousarray(resize(x, (width, height)))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
+        return np.stack([self.stylise(image) for image in batch])
+
+    def run_tiled(self, image: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
+        height, width = image.shape[:2]
+        raise InputError(
+            f"{width}x{height} is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"
+        )
+
+
+def _blend_weights(blend: list[float] | None, count: int) -> list[float]:
+    if blend is None:
+        return [1.0 / count] * count
+    if len(blend) != count:
+        raise UsageError(f"--style-blend has {len(blend)} weights for {count} style images")
+    if any(weight < 0 for weight in blend) or sum(blend) <= 0:
+        raise UsageError("--style-blend: weights must not be negative nor all zero")
+    return [weight / sum(blend) for weight in blend]

@@ -1,0 +1,77 @@
+"""Whitening and colouring transforms (Li et al. 2017) on feature maps, in numpy (no torch).
+
+A painting's features at one level are summarised once by :func:`style_stats` (mean and the
+colouring matrix E D^1/2 E^T of their covariance); :func:`transfer` whitens a photo's features
+(E D^-1/2 E^T of their own covariance) and colours them with one or several paintings' statistics,
+then blends with the photo's features by ``strength``.
+
+Covariances are at most C x C with C <= 512, decomposed with ``numpy.linalg.eigh`` in float64.
+Directions with (almost) no variance are dropped rather than divided by: a flat painting or a
+flat photo gives finite features (the painting's mean), never NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Eigenvalues below this fraction of the largest (or below ABSOLUTE_EPS) count as no variance.
+RELATIVE_EPS = 1e-5
+ABSOLUTE_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class StyleStats:
+    mean: np.ndarray  # (C,) float32
+    colouring: np.ndarray  # (C, C) float32: E D^1/2 E^T
+
+
+def _mean_covariance(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, H, W) -> mean (C,) and covariance (C, C) in float64."""
+    flat = features.reshape(features.shape[0], -1)
+    mean = flat.mean(axis=1, dtype=np.float64)
+    centred = flat - mean.astype(flat.dtype)[:, None]
+    covariance = (centred @ centred.T).astype(np.float64) / max(flat.shape[1] - 1, 1)
+    return mean, covariance
+
+
+def _eigen(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigenvalues, eigenvectors and a mask of the directions that carry variance."""
+    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    values = np.clip(values, 0.0, None)
+    kept = values > max(values.max(initial=0.0) * RELATIVE_EPS, ABSOLUTE_EPS)
+    return values, vectors, kept
+
+
+def style_stats(features: np.ndarray) -> StyleStats:
+    """The statistics of a painting's (C, H, W) features that colouring needs."""
+    mean, covariance = _mean_covariance(features)
+    values, vectors, kept = _eigen(covariance)
+    colouring = (vectors * np.where(kept, np.sqrt(values), 0.0)) @ vectors.T
+    return StyleStats(mean.astype(np.float32), colouring.astype(np.float32))
+
+
+def whitening(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's mean (C,) and whitening matrix E D^-1/2 E^T (C, C), in float64: zero mean and identity
+    covariance in the directions that vary."""
+    mean, covariance = _mean_covariance(features)
+    values, vectors, kept = _eigen(covariance)
+    scale = np.where(kept, 1.0 / np.sqrt(np.where(kept, values, 1.0)), 0.0)
+    return mean, (vectors * scale) @ vectors.T
+
+
+def transfer(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float) -> np.ndarray:
+    """WCT of a photo's (C, H, W) features towards the weighted paintings, blended with the photo by ``strength``.
+
+    The whitening, every painting's colouring and the blend are one affine map, applied in one pass:
+    strength * sum_i w_i (C_i W (f - m) + m_i) + (1 - strength) f.
+    """
+    mean, white = whitening(features)
+    colour = sum(weight * stats.colouring.astype(np.float64) for stats, weight in zip(styles, weights)) @ white
+    target_mean = sum(weight * stats.mean.astype(np.float64) for stats, weight in zip(styles, weights))
+    matrix = strength * colour + (1.0 - strength) * np.eye(len(mean))
+    bias = strength * (target_mean - colour @ mean)
+    flat = features.reshape(features.shape[0], -1)
+    mixed = matrix.astype(np.float32) @ flat + bias.astype(np.float32)[:, None]
+    return mixed.reshape(features.shape)

@@ -1,0 +1,173 @@
+"""``nst apply --style-image``: universal style transfer on tiny generated images with real (untrained) graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nstcli import wct
+from nstcli.apply.config import ApplyConfig
+from nstcli.apply.pipeline import run_apply
+from nstcli.apply.universal import UniversalModel, read_painting
+from tests.apply.test_cli import make_folder, photo
+from tests.conftest import assert_one_line_error, nst, stripes_image
+
+
+@pytest.fixture
+def painting(tmp_path: Path) -> Path:
+    path = tmp_path / "painting.png"
+    stripes_image(64, 48).save(path)
+    return path
+
+
+def test_a_folder_is_stylised_with_any_painting(tmp_path, universal_models, painting):
+    make_folder(tmp_path / "in", 3, size=(45, 30))
+    result = nst("apply", "--style-image", str(painting), "--universal-model", str(universal_models), "--style-size", "64",
+                 str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--threads", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "out").rglob("*.png"))
+    assert len(written) == 3
+    for path in written:
+        with Image.open(path) as image:
+            assert image.size == (45, 30) and image.mode == "RGB"
+
+
+def test_stdin_to_stdout(tmp_path, universal_models, painting):
+    source = tmp_path / "photo.png"
+    photo(40, 24).save(source)
+    result = nst("apply", "--style-image", str(painting), "--universal-model", str(universal_models), "--style-size", "64", "-", "-o", "-",
+                 stdin=source.read_bytes())  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with Image.open(__import__("io").BytesIO(result.stdout)) as image:
+        assert image.size == (40, 24)
+
+
+def test_the_paintings_statistics_are_computed_once_per_run(tmp_path, universal_models, painting, monkeypatch):
+    calls = []
+    real = wct.style_stats
+    monkeypatch.setattr(wct, "style_stats", lambda features: calls.append(features.shape) or real(features))
+    make_folder(tmp_path / "in", 4)
+    config = ApplyConfig(str(universal_models), [str(tmp_path / "in")], str(tmp_path / "out"), style_images=[str(painting)],
+                         levels=[4, 2], style_size=64, threads=1)  # fmt: skip
+    summary = run_apply(config)
+    assert summary.written == 4
+    assert [shape[0] for shape in calls] == [512, 128]  # one painting at two levels, whatever the number of photos
+
+
+def test_levels_strength_and_blend_change_the_picture(tmp_path, universal_models, painting):
+    other = tmp_path / "other.png"
+    photo(50, 40, seed=5).save(other)
+    image = np.asarray(photo(48, 32), dtype=np.float32)[None] / 255
+
+    def render(**options) -> np.ndarray:
+        model = UniversalModel(str(universal_models), [str(painting), str(other)], 64, threads=1, **options)
+        result = model.run(image)
+        assert result.shape == image.shape and np.isfinite(result).all()
+        assert result.min() >= 0 and result.max() <= 1
+        return result
+
+    full = render(blend=[1, 0])
+    assert not np.allclose(full, render(blend=[1, 0], levels=[4, 1]), atol=1e-3)
+    assert not np.allclose(full, render(blend=[1, 0], strength=0.2), atol=1e-3)
+    assert not np.allclose(full, render(blend=[0.5, 0.5]), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Image.new("RGB", (80, 60), (120, 40, 200)),  # one colour: a singular covariance
+        lambda: Image.new("RGB", (2, 3), (10, 200, 30)),  # tiny
+        lambda: Image.fromarray((np.random.default_rng(0).random((40, 30)) * 255).astype(np.uint8), "L"),  # greyscale
+        lambda: Image.new("RGBA", (40, 40), (255, 0, 0, 0)),  # fully transparent
+        lambda: Image.new("RGB", (1, 700), (90, 90, 90)),  # a line
+    ],
+    ids=["flat", "tiny", "grey", "transparent", "thin"],
+)
+def test_odd_paintings_still_give_a_picture(tmp_path, universal_models, make):
+    style = tmp_path / "style.png"
+    make().save(style)
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    result = nst("apply", "--style-image", str(style), "--universal-model", str(universal_models), "--style-size", "64", str(source),
+                 "-o", str(tmp_path / "out.png"), "--levels", "4,1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "out.png") as image:
+        assert np.isfinite(np.asarray(image, dtype=np.float32)).all() and image.size == (48, 32)
+
+
+def test_a_huge_painting_is_measured_at_the_style_size(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (3000, 1000), (1, 2, 3)).save(path)
+    assert read_painting(str(path), 512).shape == (168, 512, 3)
+
+
+def test_a_photo_over_the_size_limit_fails_alone_with_a_hint(tmp_path, universal_models, painting):
+    make_folder(tmp_path / "in", 1, size=(48, 32))
+    photo(80, 64).save(tmp_path / "in" / "big.png")
+    config = ApplyConfig(str(universal_models), [str(tmp_path / "in")], str(tmp_path / "out"), style_images=[str(painting)],
+                         auto_tile_pixels=70 * 64, levels=[1], style_size=64, threads=1)  # fmt: skip
+    failures = []
+    summary = run_apply(config, on_failure=failures.append)
+    assert (summary.written, summary.failed) == (1, 1)
+    assert failures == [f"{tmp_path / 'in' / 'big.png'}: 80x64 is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"]
+
+
+@pytest.mark.parametrize(
+    "extra, code, fragment",
+    [
+        (["--region", "a=mask.png"], 2, "--region with --style-image is not supported"),
+        (["--style", "starry-night"], 2, "no --style or --mix"),
+        (["--levels", "5"], 2, "--levels: choose among 4,3,2,1"),
+        (["--style-blend", "1,2"], 2, "--style-blend has 2 weights for 1 style images"),
+        (["--tile", "256"], 2, "--tile does not apply to --style-image"),
+    ],
+)
+def test_refused_combinations(tmp_path, universal_models, painting, extra, code, fragment):
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    result = nst("apply", "--style-image", str(painting), "--universal-model", str(universal_models), "--style-size", "64", str(source),
+                 "-o", str(tmp_path / "out.png"), *extra)  # fmt: skip
+    assert_one_line_error(result, code, fragment)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_unreadable_painting_and_missing_levels(tmp_path, universal_models):
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    (tmp_path / "painting.png").write_text("not an image")
+    base = ("apply", str(source), "-o", str(tmp_path / "out.png"), "--style-size", "64", "--universal-model")
+    assert_one_line_error(nst(*base, str(universal_models), "--style-image", str(tmp_path / "painting.png")), 1,
+                          "not a recognised image file")  # fmt: skip
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("encoder_1.onnx", "decoder_1.onnx"):
+        (partial / name).write_bytes((universal_models / name).read_bytes())
+    assert_one_line_error(nst(*base, str(partial), "--style-image", str(source), "--levels", "4,1"), 2,
+                          "has levels 1, not 4")  # fmt: skip
+    assert_one_line_error(nst(*base, str(tmp_path), "--style-image", str(source)), 1, "no universal models")
+
+
+def test_runs_without_torch(tmp_path, universal_models, painting):
+    from tests.test_light_install import without_torch
+
+    photo().save(tmp_path / "photo.png")
+    result = without_torch("apply", "--style-image", str(painting), "--universal-model", str(universal_models), "--style-size",
+                           "64", "--preserve-color", "luminance", "photo.png", "-o", "out.png", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out.png").size == (48, 32)
+
+
+def test_the_bundled_decoders_run_by_default(tmp_path, painting):
+    from nstcli.apply.universal import DEFAULT_LEVELS, available_levels
+    from nstcli.styles import styles_root
+
+    assert available_levels(styles_root() / "universal") == [4, 3, 2, 1]
+    photo(40, 32).save(tmp_path / "photo.png")
+    result = nst("apply", "--style-image", str(painting), "--style-size", "64", str(tmp_path / "photo.png"),
+                 "-o", str(tmp_path / "out.png"), "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert __import__("json").loads(result.stdout)["styles"] == ["painting"]
+    assert DEFAULT_LEVELS == (3, 2, 1) and Image.open(tmp_path / "out.png").size == (40, 32)
