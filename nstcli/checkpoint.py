@@ -29,9 +29,25 @@ READABLE_VERSIONS = (1, 2)
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` (with format and version filled in) atomically."""
+    write_torch_file({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
+
+
+def write_torch_file(state: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` of ``state``, written atomically (no partial file if the run dies)."""
     buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buffer)
+    torch.save(state, buffer)
     images.write_bytes_atomic(buffer.getvalue(), path)
+
+
+def read_torch_file(path: str | Path, not_ours: str) -> Any:
+    """What ``torch.save`` wrote at ``path`` (tensors and plain values only); InputError "PATH: ``not_ours``"
+    for a file torch cannot read."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(f"{path}: {not_ours}") from None
 
 
 def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]:
@@ -40,12 +56,7 @@ def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]
     ``resumable``: it must also hold the training state (optimiser, step, data position, RNG), as
     ``--resume`` needs; a file with weights and config only can be exported but not resumed.
     """
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InputError(f"{path}: not an nst model or checkpoint") from None
+    state = read_torch_file(path, "not an nst model or checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not an nst model or checkpoint")
     if state.get("version") not in READABLE_VERSIONS:

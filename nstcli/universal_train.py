@@ -13,7 +13,6 @@ exactly; only run settings (``level_steps``, logging, device, the held-out folde
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from nstcli import __version__, data, images
+from nstcli.checkpoint import read_torch_file, write_torch_file
 from nstcli.devices import resolve_device
 from nstcli.errors import InputError, UsageError
 from nstcli.settings import RUN, UniversalTrainConfig, check_ranges, check_types, roles
@@ -70,19 +70,12 @@ def validate(config: UniversalTrainConfig) -> None:
 
 
 def save(state: dict[str, Any], path: str | Path) -> None:
-    buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buffer)
-    images.write_bytes_atomic(buffer.getvalue(), path)
+    write_torch_file({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
 
 
 def load(path: str | Path) -> dict[str, Any]:
     """A universal checkpoint or trained file; InputError for anything else."""
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InputError(f"{path}: not an nst universal checkpoint") from None
+    state = read_torch_file(path, "not an nst universal checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not an nst universal checkpoint (train one with nst train --arch universal)")
     if state.get("version") != CHECKPOINT_VERSION:
