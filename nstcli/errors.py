@@ -24,6 +24,13 @@ class InputError(NstError):
     exit_code = EXIT_FAILED
 
 
+def first_line(error: Exception) -> str:
+    """A library error as a short phrase for a one-line message: its first line (at most 200 characters),
+    or its type's name when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def reject_first(checks: dict[str, bool]) -> None:
     """Raise a UsageError with the message of the first failed check ({message: failed})."""
     for message, failed in checks.items():

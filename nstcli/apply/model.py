@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from nstcli import model_format as fmt, tiling
-from nstcli.apply.runtime import GPU_PROVIDERS, create_session
-from nstcli.errors import InputError, NstError, UsageError
+from nstcli.apply.runtime import GPU_PROVIDERS, create_session, load_session
+from nstcli.errors import InputError, UsageError
 
 
 @dataclass
@@ -34,13 +34,7 @@ class Model:
         source = Path(path)
         if not source.is_file():
             raise InputError(f"{path}: no such model file")
-        try:
-            self.session, self.providers = create_session(str(source), provider, threads)
-        except NstError:
-            raise
-        except Exception as error:  # onnxruntime raises its own exception types for bad files
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise InputError(f"{path}: cannot load as an ONNX model ({first_line[:200]})") from None
+        self.session, self.providers = load_session(str(source), provider, threads)
         self.info = read_model_info(path, self.session)
         self.style_weights: np.ndarray | None = None
         self.on_gpu = self.providers[0] in GPU_PROVIDERS

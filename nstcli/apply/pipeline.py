@@ -28,7 +28,7 @@ from nstcli.apply.config import ApplyConfig, Job, Progress, Summary
 from nstcli.apply.jobs import EXT_FOR_FORMAT, image_format, is_video, plan_jobs
 from nstcli.apply.runtime import provider_warning
 from nstcli.apply.stylizer import Stylizer, make_stylizer
-from nstcli.errors import NstError
+from nstcli.errors import NstError, first_line
 
 
 @dataclass
@@ -68,8 +68,7 @@ def describe(error: Exception, where: str) -> str:
         return str(error)
     if isinstance(error, OSError) and error.strerror:
         return f"{where}: {error.filename + ': ' if error.filename else ''}{error.strerror}"
-    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    return f"{where}: {text}"
+    return f"{where}: {first_line(error)}"
 
 
 def decode_job(config: ApplyConfig, job: Job) -> Decoded:

@@ -35,7 +35,7 @@ from nstcli.apply.config import ApplyConfig, Job, Progress, Summary
 from nstcli.apply.jobs import is_video, plan_jobs
 from nstcli.apply.pipeline import describe, decode_job, write_result
 from nstcli.apply.stylizer import make_stylizer
-from nstcli.errors import InputError, UsageError
+from nstcli.errors import InputError, UsageError, first_line
 
 LOCAL = "local"  # --ray local: start a Ray instance on this machine for the run
 ROWS_PER_TASK = 16  # images per block: the unit Ray schedules and retries
@@ -91,8 +91,7 @@ def connect(address: str) -> bool:
         ray.init(address=None if address == LOCAL else address, logging_level=logging.ERROR, log_to_driver=False,
                  include_dashboard=False)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--ray {address}: cannot start or join a Ray cluster ({first})") from None
+        raise UsageError(f"--ray {address}: cannot start or join a Ray cluster ({first_line(error)})") from None
     return True
 
 
@@ -182,5 +181,4 @@ def _results(config: ApplyConfig, jobs: list[Job], worker: type[Worker]):
     try:
         yield from painted.iter_batches(batch_size=None, batch_format="numpy")
     except ray.exceptions.RayError as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise InputError(f"the Ray run stopped ({first}); outputs written so far are complete: resume with --skip-existing") from None
+        raise InputError(f"the Ray run stopped ({first_line(error)}); outputs written so far are complete: resume with --skip-existing") from None

@@ -8,7 +8,7 @@ import io
 import os
 from pathlib import Path
 
-from nstcli.errors import UsageError
+from nstcli.errors import InputError, NstError, UsageError, first_line
 
 PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -101,3 +101,13 @@ def provider_warning(choice: str, loaded: list[str]) -> str | None:
     clash = len([name for name in installed_runtimes() if name.startswith("onnxruntime")]) > 1
     hint = f"; onnxruntime and onnxruntime-gpu are both installed, repair with: {REPAIR_CLASH}" if clash else ""
     return f"GPU provider did not load (needs CUDA 13 and cuDNN 9 libraries; see nst info); running on CPU{hint}"
+
+
+def load_session(path: str, choice: str = "auto", threads: int = 0) -> tuple[object, list[str]]:
+    """:func:`create_session` of the ONNX file at ``path``; InputError for a file onnxruntime cannot load."""
+    try:
+        return create_session(path, choice, threads)
+    except NstError:
+        raise
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        raise InputError(f"{path}: cannot load as an ONNX model ({first_line(error)})") from None

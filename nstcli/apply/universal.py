@@ -21,8 +21,8 @@ import numpy as np
 
 from nstcli import images, model_format as fmt, wct
 from nstcli.apply.model import safe_label
-from nstcli.apply.runtime import GPU_PROVIDERS, create_session
-from nstcli.errors import InputError, NstError, UsageError
+from nstcli.apply.runtime import GPU_PROVIDERS, load_session
+from nstcli.errors import InputError, UsageError
 
 ALL_LEVELS = (4, 3, 2, 1)  # coarse to fine
 # relu4_1 is left out by default: its bundled decoder is the least trained (18 dB on held-out photos), and
@@ -116,13 +116,7 @@ class UniversalModel:
         self.stats = self._style_statistics(paintings, style_size)
 
     def _load(self, path: Path, provider: str, threads: int) -> object:
-        try:
-            session = create_session(str(path), provider, threads)[0]
-        except NstError:
-            raise
-        except Exception as error:  # onnxruntime raises its own exception types for bad files
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise InputError(f"{path}: cannot load as an ONNX model ({first_line[:200]})") from None
+        session = load_session(str(path), provider, threads)[0]
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get(fmt.META_ARCH) != "universal":
             raise InputError(f"{path}: not an nst universal model ({fmt.META_ARCH} is {meta.get(fmt.META_ARCH)!r})")
