@@ -1,0 +1,45 @@
+"""bench/texture_noise.py: the hatching figure tells one-angle lines from noise and a weave (synthetic images)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from bench.texture_noise import hatching_coherence
+
+SIZE = 128
+
+
+def picture(pixels: np.ndarray) -> Image.Image:
+    grey = np.clip(pixels * 255, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey] * 3, axis=-1))
+
+
+def flat_photo() -> Image.Image:
+    return picture(np.full((SIZE, SIZE), 0.5))
+
+
+def test_diagonal_hatching_scores_near_one() -> None:
+    rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+    hatched = picture(0.5 + 0.3 * np.sin(2 * np.pi * (rows + columns) / 5))
+    assert hatching_coherence(flat_photo(), hatched) > 0.9
+
+
+def test_noise_and_a_weave_score_low() -> None:
+    noise = picture(np.random.default_rng(0).uniform(0.2, 0.8, (SIZE, SIZE)))
+    rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+    across = np.sin(2 * np.pi * columns / 5) * ((rows // 8) % 2)  # dashes that turn every 8 px: a weave
+    down = np.sin(2 * np.pi * rows / 5) * (1 - (rows // 8) % 2)
+    weave = picture(0.5 + 0.3 * (across + down))
+    assert hatching_coherence(flat_photo(), noise) < 0.3
+    assert hatching_coherence(flat_photo(), weave) < 0.5
+
+
+def test_lines_the_photo_already_has_are_not_counted() -> None:
+    """Only the photo's flattest half is measured: its own stripes there would count, elsewhere not."""
+    rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+    stripes = 0.3 * np.sin(2 * np.pi * (rows + columns) / 5) * (columns < SIZE // 2)
+    photo = picture(0.5 + stripes)
+    rng = np.random.default_rng(1)
+    stylised = picture(0.5 + stripes + 0.2 * rng.uniform(-1, 1, (SIZE, SIZE)) * (columns >= SIZE // 2))
+    assert hatching_coherence(photo, stylised) < 0.3
