@@ -11,7 +11,7 @@ lines that keep ONE angle over whole regions, laid over the picture whatever is 
 3. averaged, weighted by the detail's energy, over the half of the picture where the *photo* has the
    least detail: there every line comes from the stylisation, not from the photo's edges.
 
-Measured on the held-out Kodak photos at 512 px with The Starry Night (README, issue 18): the photos
+Measured on kodim04, 08, 13 and 23 at their full 768 x 512 px with The Starry Night (README, issue 18): the photos
 themselves 0.17-0.54, the peer 0.43-0.48, the bundled StyleBank 0.48-0.60, the bundled Johnson
 net 0.59-0.65 (the strongest hatching to the eye). It measures regular lines, not whether strokes
 follow the shapes; read it beside the sheets.
