@@ -10,10 +10,14 @@ as the learning rate does not depend on the step budget):
    loss for the same style (the "full training" reference);
 3. johnson: one single-style Johnson net per --johnson-styles (default JOHNSON_STYLES).
 
-Training photos are ../shared/data/photos without HELD_OUT (kept for the contact sheets and scores).
+Training photos: --data (default ../shared/data/train, 1,500 photos; the first bundled models used
+the 23 Kodak photos other than HELD_OUT). The Kodak photos are never trained on: HELD_OUT are the
+incremental phase's probe and the judged photos of bench/bundled_quality.py.
+The descriptor pools by averaging (--pooling avg): with max pooling the nets learn a fine hatching
+(README, "Why the bundled nets hatch").
 Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring, sheets: on the CPU after.
 
-    PYTHONPATH=. python3 tools/bundled_styles.py --out $OUT --device cuda            # ~7 min on an H100
+    PYTHONPATH=. python3 tools/bundled_styles.py --out $OUT --device cuda --crop-scale 0.5 --style-weight 0.7
     PYTHONPATH=. python3 tools/bundled_styles.py --out /tmp/b --device cpu --size 32 --budget-scale 0.02
 """
 
@@ -23,7 +27,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,15 +57,6 @@ BANK_OPTIONS = {"width": 0.5, "output_kernel": 3}  # ~ the peer's cost per pixel
 JOHNSON_OPTIONS = {"width": 0.5, "output_kernel": 3}
 
 
-def training_photos(photos: Path, folder: Path) -> Path:
-    """A folder of links to the photos that are not held out."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in sorted(photos.glob("*.png")):
-        if path.name not in HELD_OUT and not (folder / path.name).exists():
-            (folder / path.name).symlink_to(path.resolve())
-    return folder
-
-
 def held_out_crops(photos: Path, size: int) -> torch.Tensor:
     crops = [data.random_crop(images.read_image(photos / name), size, torch.Generator().manual_seed(0)) for name in HELD_OUT]
     return torch.cat([images.to_tensor(crop) for crop in crops])
@@ -75,7 +69,7 @@ def make_config(args: argparse.Namespace, arch: str, names: list[str], options: 
         style=styles, names=names if arch == "stylebank" else None, data=str(args.data), arch=arch,
         arch_options=arch_options, image_size=args.size, batch_size=args.batch_size, steps=1_000_000,
         workers=args.workers, device=args.device, log_every=10, checkpoint_every=0, style_weight=args.style_weight,
-        style_scale=args.style_scale, crop_scale=args.crop_scale,
+        style_scale=args.style_scale, crop_scale=args.crop_scale, pooling=args.pooling,
     ))  # fmt: skip
 
 
@@ -106,7 +100,9 @@ def run_for(seconds: float, trainer: train.Trainer, checkpoint: Path, slim: bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
+    parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"), help="where HELD_OUT are")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/train"), help="training photos")
+    parser.add_argument("--pooling", default="avg", help="the descriptor's pooling: avg or max (the first models')")
     parser.add_argument("--paintings", type=Path, default=Path("../shared/data/paintings"))
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -125,7 +121,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated phases to skip (bank, incremental, johnson)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    args.data = training_photos(args.photos, Path(tempfile.mkdtemp(prefix="nst_train_photos_"))).resolve()
+    args.data = args.data.resolve()
     given = {phase: float(seconds) for phase, seconds in (text.split("=") for text in args.budget)}
     budget = {phase: given.get(phase, seconds) * args.budget_scale for phase, seconds in BUDGETS.items()}
     results: dict = {"settings": {key: str(value) for key, value in vars(args).items()}, "budgets": budget,

@@ -50,6 +50,7 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
         f"--image-size {config.image_size} --batch-size {config.batch_size} --style-weight {loss.style_weight:g} "
         f"--style-scale {loss.style_scale:g} --crop-scale {config.crop_scale:g} "
         + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
+        + (f"--pooling {loss.pooling} " if loss.pooling != "max" else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
         + f"--checkpoint-every 0 --steps {steps} --device cuda"
@@ -65,7 +66,7 @@ def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     # The record stays flat, in the preset records' format 1 (names as in TRAIN_RENAMES_V1: "t"), which
     # TrainConfig.from_dict reads back.
     keys = {key: key for key in ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale",
-                                 "content_weight", "tv_weight", "net", "seed")}  # fmt: skip
+                                 "content_weight", "tv_weight", "net", "pooling", "seed")}  # fmt: skip
     if kind == "stylebank":
         keys["t"] = "steps_per_identity"
     summary = {"arch": kind, **config.arch_options, **{key: get_setting(config, name) for key, name in keys.items()},
@@ -77,8 +78,15 @@ def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
         f"steps = {steps}",
         f"seconds = {state['history'][-1]['seconds']:.0f}",
         f"card = {quoted(card)}",
+        f"data = {quoted(training_data(state))}",
         f"config = {{ {inline} }}",
     ]
+
+
+def training_data(state: dict) -> str:
+    """Which photos the model was trained on, e.g. 'shared/data/train: 1500 photos (fingerprint ...)'."""
+    folder = Path(state["config"]["data"])
+    return f"{folder.parent.name}/{folder.name}: {state['data']['count']} photos (fingerprint {state['data']['fingerprint']})"
 
 
 def preset_toml(name: str, checkpoints: Path, judged: dict, cards: dict[str, str]) -> str:
@@ -95,8 +103,7 @@ def preset_toml(name: str, checkpoints: Path, judged: dict, cards: dict[str, str
     lines += [
         "",
         "# Trained with tools/bundled_styles.py (time-boxed phases, stopped by Ctrl-C); the equivalent",
-        "# commands are below (the learning rate does not depend on the step budget). Training photos: the",
-        f"# {26 - len(HELD_OUT)} of ../shared/data/photos other than {', '.join(HELD_OUT)} (held out for judging).",
+        "# commands are below (the learning rate does not depend on the step budget); data: the training photos.",
     ]
     checkpoint_names = {"stylebank": "bank", "johnson": f"johnson-{name}"}
     for kind in kinds:
