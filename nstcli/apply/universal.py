@@ -116,7 +116,9 @@ class UniversalModel:
         self.stats = self._style_statistics(paintings, style_size)
 
     def _load(self, path: Path, provider: str, threads: int) -> object:
-        session = load_session(str(path), provider, threads)[0]
+        # not spinning: between the runs numpy works (WCT), and spinning threads took its core (on 2 busy
+        # cores the CLI run of a 512 px photo took 1.6-2.7x as long; see the README)
+        session = load_session(str(path), provider, threads, spin=False)[0]
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get(fmt.META_ARCH) != "universal":
             raise InputError(f"{path}: not an nst universal model ({fmt.META_ARCH} is {meta.get(fmt.META_ARCH)!r})")
