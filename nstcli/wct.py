@@ -3,7 +3,8 @@
 A painting's features at one level are summarised once by :func:`style_stats` (mean and the
 colouring matrix E D^1/2 E^T of their covariance); :func:`transfer` whitens a photo's features
 (E D^-1/2 E^T of their own covariance) and colours them with one or several paintings' statistics,
-then blends with the photo's features by ``strength``.
+then blends with the photo's features by ``strength``. :func:`transfer_regions` does it per masked
+region, each with its own painting (the paper's spatial control).
 
 Covariances are at most C x C with C <= 512, decomposed with ``numpy.linalg.eigh`` in float64.
 Directions with (almost) no variance are dropped rather than divided by: a flat painting or a
@@ -42,14 +43,28 @@ def sample_stride(height: int, width: int, limit: int = MAX_SAMPLES) -> int:
     return stride
 
 
-def _mean_covariance(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(C, H, W) -> mean (C,) and covariance (C, C) in float64 (the covariance from at most MAX_SAMPLES positions)."""
+def _mean_covariance(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(C, H, W) -> mean (C,) and covariance (C, C) in float64 (the covariance from at most MAX_SAMPLES positions).
+
+    ``weights`` (H, W), not negative: each position counts by its weight (a region's soft mask)."""
     channels, height, width = features.shape
-    mean = features.reshape(channels, -1).mean(axis=1, dtype=np.float64)
     stride = sample_stride(height, width)
+    if weights is not None and not weights[::stride, ::stride].any():
+        stride = 1  # a small region between the grid's positions: all of them
     sample = features[:, ::stride, ::stride].reshape(channels, -1)
+    if weights is None:
+        mean = features.reshape(channels, -1).mean(axis=1, dtype=np.float64)
+        centred = sample - mean.astype(features.dtype)[:, None]
+        covariance = (centred @ centred.T).astype(np.float64) / max(centred.shape[1] - 1, 1)
+        return mean, covariance
+    total = float(weights.sum(dtype=np.float64))
+    mean = (features.reshape(channels, -1) @ weights.reshape(-1).astype(features.dtype)).astype(np.float64) / total
+    sampled = weights[::stride, ::stride].reshape(-1).astype(features.dtype)
     centred = sample - mean.astype(features.dtype)[:, None]
-    covariance = (centred @ centred.T).astype(np.float64) / max(centred.shape[1] - 1, 1)
+    count = float(sampled.sum(dtype=np.float64))
+    # unbiased for reliability weights: n - 1 when every weight is 1
+    dof = count - float(np.square(sampled, dtype=np.float64).sum()) / count
+    covariance = ((centred * sampled) @ centred.T).astype(np.float64) / (dof if dof > 0 else count)
     return mean, covariance
 
 
@@ -69,13 +84,23 @@ def style_stats(features: np.ndarray) -> StyleStats:
     return StyleStats(mean.astype(np.float32), colouring.astype(np.float32))
 
 
-def whitening(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def whitening(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The photo's mean (C,) and whitening matrix E D^-1/2 E^T (C, C), in float64: zero mean and identity
-    covariance in the directions that vary."""
-    mean, covariance = _mean_covariance(features)
+    covariance in the directions that vary (of the positions ``weights`` counts, when given)."""
+    mean, covariance = _mean_covariance(features, weights)
     values, vectors, kept = _eigen(covariance)
     scale = np.where(kept, 1.0 / np.sqrt(np.where(kept, values, 1.0)), 0.0)
     return mean, (vectors * scale) @ vectors.T
+
+
+def _affine(mean: np.ndarray, white: np.ndarray, styles: list[StyleStats], weights: list[float],
+            strength: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The matrix and bias (float32) of strength * sum_i w_i (C_i W (f - m) + m_i) + (1 - strength) f."""
+    colour = sum(weight * stats.colouring.astype(np.float64) for stats, weight in zip(styles, weights)) @ white
+    target_mean = sum(weight * stats.mean.astype(np.float64) for stats, weight in zip(styles, weights))
+    matrix = strength * colour + (1.0 - strength) * np.eye(len(mean))
+    bias = strength * (target_mean - colour @ mean)
+    return matrix.astype(np.float32), bias.astype(np.float32)
 
 
 def transfer(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float) -> np.ndarray:
@@ -84,11 +109,25 @@ def transfer(features: np.ndarray, styles: list[StyleStats], weights: list[float
     The whitening, every painting's colouring and the blend are one affine map, applied in one pass:
     strength * sum_i w_i (C_i W (f - m) + m_i) + (1 - strength) f.
     """
-    mean, white = whitening(features)
-    colour = sum(weight * stats.colouring.astype(np.float64) for stats, weight in zip(styles, weights)) @ white
-    target_mean = sum(weight * stats.mean.astype(np.float64) for stats, weight in zip(styles, weights))
-    matrix = strength * colour + (1.0 - strength) * np.eye(len(mean))
-    bias = strength * (target_mean - colour @ mean)
-    mixed = matrix.astype(np.float32) @ features.reshape(features.shape[0], -1)
-    mixed += bias.astype(np.float32)[:, None]
+    matrix, bias = _affine(*whitening(features), styles, weights, strength)
+    mixed = matrix @ features.reshape(features.shape[0], -1)
+    mixed += bias[:, None]
+    return mixed.reshape(features.shape)
+
+
+def transfer_regions(features: np.ndarray, styles: list[StyleStats], shares: np.ndarray, strength: float) -> np.ndarray:
+    """WCT per region (Li et al. 2017, spatial control): region k's features, whitened with their own statistics
+    (the positions weighted by ``shares[k]``), coloured with ``styles[k]``; the results blended per position by
+    the shares, the last of which keeps the photo's own features. ``shares``: (K + 1, H, W), summing to 1."""
+    channels = features.shape[0]
+    flat = features.reshape(channels, -1)
+    mixed = flat * shares[-1].reshape(1, -1)
+    for stats, share in zip(styles, shares[:-1]):
+        if not share.any():  # a mask too small to reach this level's grid
+            continue
+        matrix, bias = _affine(*whitening(features, share), [stats], [1.0], strength)
+        region = matrix @ flat
+        region += bias[:, None]
+        region *= share.reshape(1, -1)
+        mixed += region
     return mixed.reshape(features.shape)

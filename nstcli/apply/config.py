@@ -140,8 +140,6 @@ def _validate_universal(config: ApplyConfig) -> None:
         if config.style_blend is not None or config.levels is not None:
             raise UsageError("--style-blend and --levels go with --style-image")
         return
-    if config.regions:
-        raise UsageError("--region with --style-image is not supported yet (no per-region WCT); use --region with a trained model")
     if config.style is not None or config.mix:
         raise UsageError("--style-image paints with the images given: no --style or --mix with it")
     if config.tile:

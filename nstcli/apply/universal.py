@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nstcli import images, model_format as fmt, wct
+from nstcli import images, model_format as fmt, regions as regions_, wct
 from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
 from nstcli.errors import InputError, UsageError
@@ -97,7 +97,8 @@ class UniversalModel:
     """The encoder stages and decoders of one folder, and the paintings' statistics at every level used."""
 
     def __init__(self, folder: str, paintings: list[str], style_size: int, blend: list[float] | None = None,
-                 strength: float = 1.0, levels: list[int] | None = None, provider: str = "auto", threads: int = 0) -> None:  # fmt: skip
+                 strength: float = 1.0, levels: list[int] | None = None, provider: str = "auto", threads: int = 0,
+                 regions: list[regions_.Region] | None = None) -> None:  # fmt: skip
         found = available_levels(folder)
         levels = sorted(set(levels or [level for level in DEFAULT_LEVELS if level in found] or found), reverse=True)
         missing = [level for level in levels if level not in found]
@@ -105,6 +106,9 @@ class UniversalModel:
             raise UsageError(f"--levels: {folder} has levels {','.join(map(str, found))}, not {','.join(map(str, missing))}")
         self.levels, self.strength = levels, strength
         self.weights = _blend_weights(blend, len(paintings))
+        # --region: each region's painting (index into paintings) and the masks' shares, fused per level
+        self.region_paintings = region_paintings(regions, paintings, blend) if regions else None
+        self.shares = regions_.RegionWeights(regions) if regions else None
         folder_path = Path(folder)
         self.encoders = [self._load(folder_path / f"encoder_{level}.onnx", provider, threads) for level in range(1, levels[0] + 1)]
         self.decoders = {level: self._load(folder_path / f"decoder_{level}.onnx", provider, threads) for level in levels}
@@ -155,11 +159,24 @@ class UniversalModel:
             scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
             x = resize(x, (max(1, round(width * scale)), max(1, round(height * scale))))
             features = self._encode(pad(x), level)[level - 1]
-            coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
+            if self.region_paintings is None:
+                coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
+            else:
+                shares = self._shares(x.shape[:2], level, features.shape[2:])
+                styles = [self.stats[level][index] for index in self.region_paintings]
+                coloured = wct.transfer_regions(features[0], styles, shares, self.strength)
             decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0]
             # the next encoder, like the photo, sees a 0..1 image of the size it was given
             x = np.clip(decoded[0, :, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
         return np.ascontiguousarray(resize(x, (width, height)))
+
+    def _shares(self, size: tuple[int, int], level: int, grid: tuple[int, int]) -> np.ndarray:
+        """The regions' shares (K + 1, h, w) on a level's feature grid: the masks at the image's ``size`` (H, W),
+        padded as the image is, averaged over each feature position's 2^(level-1) x 2^(level-1) pixels."""
+        shares = self.shares.at(*size)
+        factor = 2 ** (level - 1)
+        padded = np.pad(shares, ((0, 0), (0, grid[0] * factor - size[0]), (0, grid[1] * factor - size[1])), mode="edge")
+        return padded.reshape(len(shares), grid[0], factor, grid[1], factor).mean(axis=(2, 4))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
@@ -170,6 +187,27 @@ class UniversalModel:
         raise InputError(
             f"{width}x{height} is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"
         )
+
+
+def region_paintings(regions: list[regions_.Region], paintings: list[str], blend: list[float] | None) -> list[int]:
+    """For --region with --style-image: the painting each region names (its path as given, or its file stem).
+
+    Every painting must paint a region, and --style-blend has no meaning there (each region has its one painting)."""
+    if blend is not None:
+        raise UsageError("--style-blend does not apply with --region: each region paints with its own --style-image")
+    stems = [Path(path).stem for path in paintings]
+    chosen = []
+    for region in regions:
+        matches = [i for i, path in enumerate(paintings) if path == region.style] or [i for i, stem in enumerate(stems) if stem == region.style]
+        if not matches:
+            raise UsageError(f"--region {region.style}: no --style-image by that name (give a painting's file name without its suffix: {', '.join(stems)})")
+        if len(matches) > 1:
+            raise UsageError(f"--region {region.style}: names {len(matches)} --style-image files; give the painting's path as on the command line")
+        chosen.append(matches[0])
+    unused = [paintings[i] for i in range(len(paintings)) if i not in chosen]
+    if unused:
+        raise UsageError(f"--style-image {unused[0]} paints no --region (each painting given must name one)")
+    return chosen
 
 
 def _blend_weights(blend: list[float] | None, count: int) -> list[float]:

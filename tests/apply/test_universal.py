@@ -118,7 +118,6 @@ def test_a_photo_over_the_size_limit_fails_alone_with_a_hint(tmp_path, universal
 @pytest.mark.parametrize(
     "extra, code, fragment",
     [
-        (["--region", "a=mask.png"], 2, "--region with --style-image is not supported"),
         (["--style", "starry-night"], 2, "no --style or --mix"),
         (["--levels", "5"], 2, "--levels: choose among 4,3,2,1"),
         (["--style-blend", "1,2"], 2, "--style-blend has 2 weights for 1 style images"),
@@ -171,3 +170,89 @@ def test_the_bundled_decoders_run_by_default(tmp_path, painting):
     assert result.returncode == 0, result.stderr
     assert __import__("json").loads(result.stdout)["styles"] == ["painting"]
     assert DEFAULT_LEVELS == (3, 2, 1) and Image.open(tmp_path / "out.png").size == (40, 32)
+
+
+@pytest.fixture
+def two_paintings(tmp_path: Path, painting: Path) -> tuple[Path, Path, Path]:
+    """Two paintings and a mask of the photo's left half."""
+    other = tmp_path / "other.png"
+    photo(50, 40, seed=5).save(other)
+    mask = tmp_path / "left.png"
+    Image.fromarray(np.repeat(np.where(np.arange(48) < 24, 255, 0).astype(np.uint8)[None], 32, axis=0)).save(mask)
+    return painting, other, mask
+
+
+def test_regions_paint_each_painting_where_its_mask_is(tmp_path, universal_models, two_paintings):
+    painting, other, mask = two_paintings
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    base = ("apply", "--style-image", str(painting), "--style-image", str(other), "--universal-model", str(universal_models),
+            "--style-size", "64", "--threads", "1", str(source))  # fmt: skip
+    results = {}
+    for name, extra in {"regions": ["--region", f"painting={mask}", "--region", "other"],
+                        "swapped": ["--region", f"other={mask}", "--region", "painting"],
+                        "blend": []}.items():  # fmt: skip
+        out = tmp_path / f"{name}.png"
+        result = nst(*base, "-o", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        with Image.open(out) as image:
+            assert image.size == (48, 32) and image.mode == "RGB"
+            results[name] = np.asarray(image, dtype=np.float32)
+    assert np.abs(results["regions"] - results["swapped"]).mean() > 1
+    assert np.abs(results["regions"] - results["blend"]).mean() > 1
+
+
+def test_regions_fuse_in_feature_space_with_the_masks_on_every_level(universal_models, two_paintings):
+    from nstcli import regions
+
+    painting, other, mask = two_paintings
+    image = np.asarray(photo(), dtype=np.float32)[None] / 255
+    loaded = regions.load_regions([("painting", str(mask)), ("other", None)])
+    model = UniversalModel(str(universal_models), [str(painting), str(other)], 64, threads=1, levels=[4, 2, 1], regions=loaded)
+    calls = []
+    real = wct.transfer_regions
+    wct.transfer_regions = lambda features, styles, shares, strength: calls.append(shares) or real(features, styles, shares, strength)
+    try:
+        result = model.run(image)
+    finally:
+        wct.transfer_regions = real
+    assert result.shape == image.shape and np.isfinite(result).all() and 0 <= result.min() and result.max() <= 1
+    # one call per level, each with the shares on that level's grid (photo 48 x 32 and level 4 at half size)
+    assert [shares.shape for shares in calls] == [(3, 2, 3), (3, 16, 24), (3, 32, 48)]
+    for shares in calls:
+        np.testing.assert_allclose(shares.sum(axis=0), 1, atol=1e-5)
+        assert shares[0, :, 0].min() > 0.99 and shares[1, :, -1].min() > 0.99  # left: the painting, right: the other
+
+
+@pytest.mark.parametrize(
+    "regions, extra, fragment",
+    [
+        (["nope=MASK"], [], "--region nope: no --style-image by that name"),
+        (["painting=MASK"], [], "--style-image OTHER paints no --region"),
+        (["painting=MASK", "other"], ["--style-blend", "1,2"], "--style-blend does not apply with --region"),
+        (["painting"], [], "--region: give at least one NAME=MASK.png"),
+    ],
+)
+def test_refused_regions(tmp_path, universal_models, two_paintings, regions, extra, fragment):
+    painting, other, mask = two_paintings
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    result = nst("apply", "--style-image", str(painting), "--style-image", str(other), "--universal-model", str(universal_models),
+                 "--style-size", "64", str(source), "-o", str(tmp_path / "out.png"),
+                 *[arg for spec in regions for arg in ("--region", spec.replace("MASK", str(mask)))], *extra)  # fmt: skip
+    assert_one_line_error(result, 2, fragment.replace("OTHER", str(other)))
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_two_paintings_with_one_stem_are_told_apart_by_their_paths(tmp_path, universal_models, two_paintings):
+    painting, _, mask = two_paintings
+    twin = tmp_path / "twin" / painting.name
+    twin.parent.mkdir()
+    photo(30, 30, seed=9).save(twin)
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    base = ("apply", "--style-image", str(painting), "--style-image", str(twin), "--universal-model", str(universal_models),
+            "--style-size", "64", str(source), "-o", str(tmp_path / "out.png"))  # fmt: skip
+    assert_one_line_error(nst(*base, "--region", f"painting={mask}", "--region", str(twin)), 2, "names 2 --style-image files")
+    result = nst(*base, "--region", f"{painting}={mask}", "--region", str(twin))
+    assert result.returncode == 0, result.stderr
