@@ -60,9 +60,11 @@ def level_psnr(folder: Path, photos: list[Path], size: int, threads: int) -> dic
     return {k: total / len(photos) for k, total in totals.items()}
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+def timed(command: list[str], tree: Path | None = None) -> float:
+    """Seconds of one run; ``tree``: the nstcli of that source tree (``python -m`` puts the working folder first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)
     return time.perf_counter() - start
 
 
@@ -101,7 +103,6 @@ def main() -> None:
     times: dict[str, list[float]] = {"full": [], "fast": [], "peer": []}
     if args.baseline:
         times.update({"base-full": [], "base-fast": []})
-    base_env = {**os.environ, "PYTHONPATH": str(args.baseline)} if args.baseline else None
     with tempfile.TemporaryDirectory() as work:
         photos = Path(work, "photos")
         photos.mkdir()
@@ -120,7 +121,8 @@ def main() -> None:
                     commands.update({"base-full": commands["full"], "base-fast": commands["fast"]})
                 for _ in range(args.repeats):
                     for kind, command in commands.items():  # alternating: the machine's load falls on all alike
-                        times[kind].append(timed(command, base_env if kind.startswith("base") else None))
+                        tree = None if kind == "peer" else args.baseline if kind.startswith("base") else ROOT
+                        times[kind].append(timed(command, tree))
         report_times(args, times)
         if args.sheet:
             draw_sheet(args, nst, photos, Path(work))
