@@ -103,13 +103,18 @@ def _affine(mean: np.ndarray, white: np.ndarray, styles: list[StyleStats], weigh
     return matrix.astype(np.float32), bias.astype(np.float32)
 
 
+def affine(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """The one affine map (matrix (C, C), bias (C,), float32) that :func:`transfer` applies to ``features``."""
+    return _affine(*whitening(features), styles, weights, strength)
+
+
 def transfer(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float) -> np.ndarray:
     """WCT of a photo's (C, H, W) features towards the weighted paintings, blended with the photo by ``strength``.
 
     The whitening, every painting's colouring and the blend are one affine map, applied in one pass:
     strength * sum_i w_i (C_i W (f - m) + m_i) + (1 - strength) f.
     """
-    matrix, bias = _affine(*whitening(features), styles, weights, strength)
+    matrix, bias = affine(features, styles, weights, strength)
     mixed = matrix @ features.reshape(features.shape[0], -1)
     mixed += bias[:, None]
     return mixed.reshape(features.shape)

@@ -118,6 +118,8 @@ class UniversalModel:
         self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
         self.style_passes = 0
         self.stats = self._style_statistics(paintings, style_size)
+        # The relu1_1 decoder is one 3x3 conv: read back as numpy weights, it decodes with the WCT map folded in
+        self.linear = LinearDecoder.probe(self.decoders[1], wct_channels(1)) if 1 in self.decoders else None
 
     def _load(self, path: Path, provider: str, threads: int) -> object:
         # not spinning: between the runs numpy works (WCT), and spinning threads took its core (on 2 busy
@@ -159,6 +161,10 @@ class UniversalModel:
             scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
             x = resize(x, (max(1, round(width * scale)), max(1, round(height * scale))))
             features = self._encode(pad(x), level)[level - 1]
+            if level == 1 and self.linear is not None and self.region_paintings is None:
+                decoded = self.linear.decode(features[0], *wct.affine(features[0], self.stats[level], self.weights, self.strength))
+                x = np.clip(decoded[:, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+                continue
             if self.region_paintings is None:
                 coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
             else:
@@ -187,6 +193,62 @@ class UniversalModel:
         raise InputError(
             f"{width}x{height} is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"
         )
+
+
+def wct_channels(level: int) -> int:
+    return (64, 128, 256, 512)[level - 1]
+
+
+class LinearDecoder:
+    """A decoder that is one 3x3 conv over reflect-padded features (the relu1_1 decoder: scale, pad, conv), read
+    back from its session as numpy weights, so the WCT map folds into it: conv(pad(M f + b)) = conv_{W M}(pad(f))
+    + the conv of b. That spares the C x C product over the full-size map and the graph's own scale and pad
+    passes; it decodes what the session decodes (to float rounding)."""
+
+    PROBE = 7  # an impulse in the middle of a 7 x 7 map: reflect padding of 1 does not copy it
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        self.kernel, self.bias = kernel, bias  # (O, C, 3, 3) and (O,), float32, the graph's scale included
+
+    @classmethod
+    def probe(cls, session: object, channels: int) -> LinearDecoder | None:
+        """The decoder's conv, from its answers to impulses; None unless it is exactly such a conv (checked on noise)."""
+        size, middle = cls.PROBE, cls.PROBE // 2
+        impulses = np.zeros((channels + 1, channels, size, size), np.float32)
+        impulses[np.arange(channels), np.arange(channels), middle, middle] = 1.0  # the last one stays zero: the bias
+        answers = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: impulses})[0]
+        if answers.shape[2:] != (size, size):
+            return None
+        bias = answers[-1, :, middle, middle]
+        # y[o, i, j] = sum_c,dy,dx W[o, c, dy, dx] x_padded[c, i + dy, j + dx]: the impulse at (m, m) reaches (m+1-dy, m+1-dx)
+        window = answers[:-1, :, middle - 1 : middle + 2, middle - 1 : middle + 2] - bias[None, :, None, None]
+        decoder = cls(np.ascontiguousarray(window[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), bias.astype(np.float32))
+        noise = np.random.default_rng(0).random((1, channels, 10, 12), dtype=np.float32) * 2
+        expected = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: noise})[0][0]
+        found = decoder.decode(noise[0], np.eye(channels, dtype=np.float32), np.zeros(channels, np.float32))
+        if expected.shape != found.shape or np.abs(expected - found).max() > 1e-4 * max(1.0, float(np.abs(expected).max())):
+            return None  # not a single conv (a decoder of another design): the session decodes
+        return decoder
+
+    def decode(self, features: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """conv(pad(matrix @ features + offset)) for (C, H, W) features (H, W >= 2) -> (O, H, W)."""
+        outputs, channels = self.kernel.shape[:2]
+        _, height, width = features.shape
+        # one row per (output, dy, dx): the product over the map is (9 O) x C, not C x C
+        fused = np.einsum("ocyx,cd->oyxd", self.kernel, matrix).reshape(outputs * 9, channels)
+        constant = self.bias + np.einsum("ocyx,c->o", self.kernel, offset)
+        taps = (fused.astype(np.float32) @ features.reshape(channels, -1)).reshape(outputs * 9, height, width)
+        padded = np.empty((outputs * 9, height + 2, width + 2), np.float32)  # reflect padding of 1
+        padded[:, 1:-1, 1:-1] = taps
+        padded[:, 0, 1:-1], padded[:, -1, 1:-1] = taps[:, 1], taps[:, -2]
+        padded[:, :, 0], padded[:, :, -1] = padded[:, :, 2], padded[:, :, -3]
+        result = np.empty((outputs, height, width), np.float32)
+        for o in range(outputs):
+            result[o] = constant[o]
+            for tap in range(9):
+                dy, dx = divmod(tap, 3)
+                result[o] += padded[o * 9 + tap, dy : dy + height, dx : dx + width]
+        return result
 
 
 def region_paintings(regions: list[regions_.Region], paintings: list[str], blend: list[float] | None) -> list[int]:

@@ -256,3 +256,20 @@ def test_two_paintings_with_one_stem_are_told_apart_by_their_paths(tmp_path, uni
     assert_one_line_error(nst(*base, "--region", f"painting={mask}", "--region", str(twin)), 2, "names 2 --style-image files")
     result = nst(*base, "--region", f"{painting}={mask}", "--region", str(twin))
     assert result.returncode == 0, result.stderr
+
+
+def test_the_relu1_1_decoder_is_read_back_as_one_conv_and_decodes_as_its_session(universal_models):
+    from nstcli.apply.runtime import create_session
+    from nstcli.apply.universal import LinearDecoder
+
+    session = create_session(str(universal_models / "decoder_1.onnx"), "cpu", 1)[0]
+    decoder = LinearDecoder.probe(session, 64)
+    assert decoder is not None and decoder.kernel.shape == (3, 64, 3, 3)
+    rng = np.random.default_rng(3)
+    features = rng.random((64, 16, 24), dtype=np.float32) * 40
+    matrix, offset = (rng.normal(size=(64, 64)) * 0.3).astype(np.float32), rng.normal(size=64).astype(np.float32) * 5
+    mapped = (matrix @ features.reshape(64, -1) + offset[:, None]).reshape(1, 64, 16, 24)
+    expected = session.run(["y"], {"x": mapped})[0][0]
+    np.testing.assert_allclose(decoder.decode(features, matrix, offset), expected, atol=1e-4 * np.abs(expected).max())
+    # a decoder with ReLUs inside is not one conv: it keeps decoding in onnxruntime
+    assert LinearDecoder.probe(create_session(str(universal_models / "decoder_2.onnx"), "cpu", 1)[0], 128) is None
