@@ -87,7 +87,7 @@ def read_painting(path: str, size: int) -> np.ndarray:
     Tiny paintings are enlarged and huge ones reduced alike, so every level has features to measure;
     greyscale and transparent images arrive as RGB (on white) from :func:`nstcli.images.read_image`.
     """
-    image = images.read_image(path)
+    image = images.read_image(path, at_least=size)  # a large JPEG decodes at 1/2, 1/4 or 1/8 scale (>= size a side)
     scale = size / max(image.size)
     width, height = (max(SIZE_MULTIPLE, round(side * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE) for side in image.size)
     return images.to_array(image.resize((width, height), images.Image.Resampling.LANCZOS))

@@ -104,6 +104,16 @@ def test_a_huge_painting_is_measured_at_the_style_size(tmp_path):
     assert read_painting(str(path), 512).shape == (168, 512, 3)
 
 
+def test_a_large_jpeg_painting_decodes_at_a_reduced_scale_that_still_covers_the_style_size(tmp_path):
+    from nstcli import images
+
+    path = tmp_path / "huge.jpg"
+    photo(3000, 1000).save(path, quality=90)
+    assert images.read_image(path, at_least=256).size == (1500, 500)  # 1/2: 1/4 would leave 250 rows
+    assert images.read_image(path).size == (3000, 1000)
+    assert read_painting(str(path), 256).shape == (88, 256, 3)
+
+
 def test_a_photo_over_the_size_limit_fails_alone_with_a_hint(tmp_path, universal_models, painting):
     make_folder(tmp_path / "in", 1, size=(48, 32))
     photo(80, 64).save(tmp_path / "in" / "big.png")
