@@ -84,10 +84,51 @@ def style_stats(features: np.ndarray) -> StyleStats:
     return StyleStats(mean.astype(np.float32), colouring.astype(np.float32))
 
 
+class Moments:
+    """The mean and covariance of a feature map seen in pieces (tiles), as :func:`_mean_covariance` measures the
+    whole map: the mean of every position, the covariance on the same grid of every ``stride``-th row and column
+    (counted from the map's origin), centred on the whole map's mean."""
+
+    def __init__(self, channels: int, stride: int) -> None:
+        self.stride, self.count, self.samples = stride, 0, 0
+        self.total = np.zeros(channels)
+        self.shift: np.ndarray | None = None  # the first piece's mean: the sums are kept near zero (no cancellation)
+        self.sample_sum = np.zeros(channels)
+        self.outer = np.zeros((channels, channels))
+
+    def add(self, piece: np.ndarray, origin: tuple[int, int]) -> None:
+        """A (C, h, w) piece of the map whose first position is ``origin`` (row, column) in the whole map."""
+        channels = piece.shape[0]
+        self.total += piece.reshape(channels, -1).sum(axis=1, dtype=np.float64)
+        self.count += piece.shape[1] * piece.shape[2]
+        first = [-start % self.stride for start in origin]
+        sample = piece[:, first[0] :: self.stride, first[1] :: self.stride].reshape(channels, -1)
+        if sample.shape[1] == 0:
+            return
+        if self.shift is None:
+            self.shift = sample.mean(axis=1).astype(piece.dtype)
+        centred = sample - self.shift[:, None]
+        self.sample_sum += centred.sum(axis=1, dtype=np.float64)
+        self.outer += (centred @ centred.T).astype(np.float64)
+        self.samples += sample.shape[1]
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mean (C,) and covariance (C, C), in float64."""
+        mean = self.total / max(self.count, 1)
+        offset = mean - (self.shift if self.shift is not None else 0.0)  # the mean, from the shift
+        # sum (x - m)(x - m)^T = sum y y^T - d s^T - s d^T + n d d^T, with y = x - shift, d = m - shift, s = sum y
+        outer = self.outer - np.outer(offset, self.sample_sum) - np.outer(self.sample_sum, offset) + self.samples * np.outer(offset, offset)
+        return mean, outer / max(self.samples - 1, 1)
+
+
 def whitening(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The photo's mean (C,) and whitening matrix E D^-1/2 E^T (C, C), in float64: zero mean and identity
     covariance in the directions that vary (of the positions ``weights`` counts, when given)."""
-    mean, covariance = _mean_covariance(features, weights)
+    return whitening_from(*_mean_covariance(features, weights))
+
+
+def whitening_from(mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`whitening` of features with this mean and covariance (e.g. a whole image's, from its tiles)."""
     values, vectors, kept = _eigen(covariance)
     scale = np.where(kept, 1.0 / np.sqrt(np.where(kept, values, 1.0)), 0.0)
     return mean, (vectors * scale) @ vectors.T
@@ -103,9 +144,11 @@ def _affine(mean: np.ndarray, white: np.ndarray, styles: list[StyleStats], weigh
     return matrix.astype(np.float32), bias.astype(np.float32)
 
 
-def affine(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float) -> tuple[np.ndarray, np.ndarray]:
-    """The one affine map (matrix (C, C), bias (C,), float32) that :func:`transfer` applies to ``features``."""
-    return _affine(*whitening(features), styles, weights, strength)
+def affine(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float,
+           moments: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The one affine map (matrix (C, C), bias (C,), float32) that :func:`transfer` applies to ``features``;
+    ``moments``: the mean and covariance to whiten with instead of the features' own (a whole image's, for a tile)."""
+    return _affine(*(whitening_from(*moments) if moments is not None else whitening(features)), styles, weights, strength)
 
 
 def transfer(features: np.ndarray, styles: list[StyleStats], weights: list[float], strength: float) -> np.ndarray:

@@ -124,3 +124,18 @@ def test_covariances_of_large_maps_come_from_a_grid_of_positions():
     flat = big.reshape(8, -1).astype(np.float64)
     np.testing.assert_allclose(mean, flat.mean(1), rtol=1e-6)  # the mean is the whole map's
     np.testing.assert_allclose(covariance, np.cov(flat), atol=0.02 * np.abs(np.cov(flat)).max())
+
+
+def test_moments_of_a_map_in_pieces_are_the_whole_maps():
+    rng = np.random.default_rng(2)
+    big = (np.maximum(rng.normal(size=(8, 300, 300)) + 0.5, 0) * 30 + 5).astype(np.float32)
+    stride = wct.sample_stride(300, 300)
+    assert stride == 2
+    moments = wct.Moments(8, stride)
+    for top, bottom in ((0, 171), (171, 300)):  # odd origins: the grid is counted from the whole map's origin
+        for left, right in ((0, 133), (133, 300)):
+            moments.add(big[:, top:bottom, left:right], (top, left))
+    mean, covariance = moments.finish()
+    whole_mean, whole_covariance = wct._mean_covariance(big)
+    np.testing.assert_allclose(mean, whole_mean, rtol=1e-6)
+    np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-5, atol=1e-6 * np.abs(whole_covariance).max())

@@ -142,8 +142,6 @@ def _validate_universal(config: ApplyConfig) -> None:
         return
     if config.style is not None or config.mix:
         raise UsageError("--style-image paints with the images given: no --style or --mix with it")
-    if config.tile:
-        raise UsageError("--tile does not apply to --style-image (photos over 4 MP are refused; use --max-size)")
     if config.levels is not None and (not config.levels or not all(1 <= level <= 4 for level in config.levels)):
         raise UsageError(f"--levels: choose among 4,3,2,1 (relu4_1 .. relu1_1), got {config.levels}")
     if not 64 <= config.style_size <= 4096:

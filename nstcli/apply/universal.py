@@ -8,8 +8,9 @@ to an image. The paintings' statistics are computed once, when the model is buil
 
 :class:`UniversalModel` offers what :class:`nstcli.apply.stylizer.Stylizer` uses of a model (``run``,
 ``run_tiled``, ``info``, ``providers``), so files, folders, globs, stdin and videos work as with any
-model. Photos above the tiling threshold are refused with a hint to ``--max-size`` (the cascade has no
-tiled path: each level would need whole-image statistics of an image that is only made level by level).
+model. Photos above the tiling threshold go level by level in tiles: at each level the tiles are encoded once
+to gather the whole image's statistics (``wct.Moments``), then again through the one WCT map to be decoded,
+each with a margin wider than the networks' reach, so the tiles show no seams.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ SIZE_MULTIPLE = 8
 # follow at full size paint the detail; it takes three quarters of the work off the two costliest levels.
 COARSE_LEVEL = 3
 COARSE_SCALE = 0.5
+# Tiles (photos over the tiling threshold) are encoded and decoded with at least this margin, in pixels of the
+# level's image, around the part they paint: more than the encoder's and decoder's reach at that level (about
+# 5, 10, 25 and 80 px), so a tile's core is what the whole image gives there.
+TILE_MARGIN = {1: 16, 2: 32, 3: 64, 4: 128}
 
 
 @dataclass
@@ -158,23 +163,72 @@ class UniversalModel:
         height, width = image.shape[:2]
         x = image
         for level in self.levels:
-            scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
-            x = resize(x, (max(1, round(width * scale)), max(1, round(height * scale))))
-            features = self._encode(pad(x), level)[level - 1]
-            if level == 1 and self.linear is not None and self.region_paintings is None:
-                decoded = self.linear.decode(features[0], *wct.affine(features[0], self.stats[level], self.weights, self.strength))
-                x = np.clip(decoded[:, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
-                continue
-            if self.region_paintings is None:
-                coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
-            else:
-                shares = self._shares(x.shape[:2], level, features.shape[2:])
-                styles = [self.stats[level][index] for index in self.region_paintings]
-                coloured = wct.transfer_regions(features[0], styles, shares, self.strength)
-            decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0]
-            # the next encoder, like the photo, sees a 0..1 image of the size it was given
-            x = np.clip(decoded[0, :, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+            x = self._level(resize(x, _level_size(level, width, height)), level)
         return np.ascontiguousarray(resize(x, (width, height)))
+
+    def _level(self, x: np.ndarray, level: int) -> np.ndarray:
+        """One level of the cascade on a whole (h, w, 3) image: encode, WCT, decode; the next 0..1 image, same size."""
+        features = self._encode(pad(x), level)[level - 1][0]
+        if self.region_paintings is None:
+            decoded = self._decode(level, features, *wct.affine(features, self.stats[level], self.weights, self.strength))
+        else:
+            shares = self._shares(x.shape[:2], level, features.shape[1:])
+            styles = [self.stats[level][index] for index in self.region_paintings]
+            coloured = wct.transfer_regions(features, styles, shares, self.strength)
+            decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0][0]
+        # the next encoder, like the photo, sees a 0..1 image of the size it was given
+        return np.clip(decoded[:, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+
+    def _decode(self, level: int, features: np.ndarray, matrix: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """(C, h, w) features through the WCT map (matrix, bias) and the level's decoder -> (3, h, w)."""
+        if level == 1 and self.linear is not None:
+            return self.linear.decode(features, matrix, bias)
+        mixed = matrix @ features.reshape(features.shape[0], -1)
+        mixed += bias[:, None]
+        return self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: mixed.reshape(1, *features.shape)})[0][0]
+
+    def run_tiled(self, image: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
+        """A large photo in tiles, each level's WCT map from the whole image's statistics (gathered tile by tile), so
+        the tiles share one map; each tile is encoded and decoded with a margin wider than the networks' reach, so
+        its core is what the whole image would give there: no seams."""
+        height, width = image.shape[:2]
+        if self.region_paintings is not None:
+            raise InputError(f"{width}x{height} is over the 4 MP that --region with --style-image paints in one piece; add --max-size 2048")
+        x = image
+        for level in self.levels:
+            x = self._level_tiled(resize(x, _level_size(level, width, height)), level, tile, overlap)
+        return np.ascontiguousarray(resize(x, (width, height)))
+
+    def _level_tiled(self, x: np.ndarray, level: int, tile: int, overlap: int) -> np.ndarray:
+        height, width = x.shape[:2]
+        factor = 2 ** (level - 1)  # pixels per feature position
+        core = max(SIZE_MULTIPLE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        margin = max(-(-overlap // SIZE_MULTIPLE) * SIZE_MULTIPLE, TILE_MARGIN[level])
+        padded = (-(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        tiles = [((top, left, min(top + core, height), min(left + core, width)),
+                  (max(0, top - margin), max(0, left - margin), min(height, top + core + margin), min(width, left + core + margin)))
+                 for top in range(0, height, core) for left in range(0, width, core)]  # fmt: skip
+
+        def encode(window: tuple[int, int, int, int]) -> np.ndarray:
+            return self._encode(pad(x[window[0] : window[2], window[1] : window[3]]), level)[level - 1][0]
+
+        # 1. the whole image's statistics, from each tile's core (the bottom and right ones with the padding,
+        # as the whole image is padded)
+        moments = wct.Moments(wct_channels(level), wct.sample_stride(padded[0] // factor, padded[1] // factor))
+        for (top, left, bottom, right), window in tiles:
+            features = encode(window)
+            end = (padded[0] if bottom == height else bottom, padded[1] if right == width else right)
+            rows = slice((top - window[0]) // factor, (end[0] - window[0]) // factor)
+            columns = slice((left - window[1]) // factor, (end[1] - window[1]) // factor)
+            moments.add(features[:, rows, columns], (top // factor, left // factor))
+        matrix, bias = wct.affine(None, self.stats[level], self.weights, self.strength, moments.finish())
+        # 2. every tile through the one map; its core into the next image
+        result = np.empty_like(x)
+        for (top, left, bottom, right), window in tiles:
+            decoded = self._decode(level, encode(window), matrix, bias)
+            rows, columns = slice(top - window[0], bottom - window[0]), slice(left - window[1], right - window[1])
+            result[top:bottom, left:right] = decoded[:, rows, columns].transpose(1, 2, 0)
+        return np.clip(result, 0.0, 1.0)
 
     def _shares(self, size: tuple[int, int], level: int, grid: tuple[int, int]) -> np.ndarray:
         """The regions' shares (K + 1, h, w) on a level's feature grid: the masks at the image's ``size`` (H, W),
@@ -188,15 +242,15 @@ class UniversalModel:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
         return np.stack([self.stylise(image) for image in batch])
 
-    def run_tiled(self, image: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
-        height, width = image.shape[:2]
-        raise InputError(
-            f"{width}x{height} is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"
-        )
-
 
 def wct_channels(level: int) -> int:
     return (64, 128, 256, 512)[level - 1]
+
+
+def _level_size(level: int, width: int, height: int) -> tuple[int, int]:
+    """The (width, height) a level works at: half the photo's from COARSE_LEVEL up."""
+    scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class LinearDecoder:
