@@ -87,38 +87,53 @@ def style_stats(features: np.ndarray) -> StyleStats:
 class Moments:
     """The mean and covariance of a feature map seen in pieces (tiles), as :func:`_mean_covariance` measures the
     whole map: the mean of every position, the covariance on the same grid of every ``stride``-th row and column
-    (counted from the map's origin), centred on the whole map's mean."""
+    (counted from the map's origin), centred on the whole map's mean; with weights (a region's mask), each
+    position counts by its weight, as there."""
 
     def __init__(self, channels: int, stride: int) -> None:
-        self.stride, self.count, self.samples = stride, 0, 0
+        self.stride = stride
+        self.count = self.samples = self.squares = 0.0  # the weights' sums: all positions, the grid's, its squares
         self.total = np.zeros(channels)
         self.shift: np.ndarray | None = None  # the first piece's mean: the sums are kept near zero (no cancellation)
         self.sample_sum = np.zeros(channels)
         self.outer = np.zeros((channels, channels))
 
-    def add(self, piece: np.ndarray, origin: tuple[int, int]) -> None:
-        """A (C, h, w) piece of the map whose first position is ``origin`` (row, column) in the whole map."""
+    def add(self, piece: np.ndarray, origin: tuple[int, int], weights: np.ndarray | None = None) -> None:
+        """A (C, h, w) piece of the map whose first position is ``origin`` (row, column) in the whole map;
+        ``weights`` (h, w), not negative, or None (all 1)."""
         channels = piece.shape[0]
-        self.total += piece.reshape(channels, -1).sum(axis=1, dtype=np.float64)
-        self.count += piece.shape[1] * piece.shape[2]
+        flat = piece.reshape(channels, -1)
         first = [-start % self.stride for start in origin]
         sample = piece[:, first[0] :: self.stride, first[1] :: self.stride].reshape(channels, -1)
-        if sample.shape[1] == 0:
+        if weights is None:
+            self.total += flat.sum(axis=1, dtype=np.float64)
+            self.count += flat.shape[1]
+            sampled = None
+        else:
+            self.total += (flat @ weights.reshape(-1).astype(piece.dtype)).astype(np.float64)
+            self.count += float(weights.sum(dtype=np.float64))
+            sampled = weights[first[0] :: self.stride, first[1] :: self.stride].reshape(-1).astype(piece.dtype)
+        if sample.shape[1] == 0 or (sampled is not None and not sampled.any()):
             return
         if self.shift is None:
             self.shift = sample.mean(axis=1).astype(piece.dtype)
         centred = sample - self.shift[:, None]
-        self.sample_sum += centred.sum(axis=1, dtype=np.float64)
-        self.outer += (centred @ centred.T).astype(np.float64)
-        self.samples += sample.shape[1]
+        weighted = centred if sampled is None else centred * sampled
+        self.sample_sum += weighted.sum(axis=1, dtype=np.float64)
+        self.outer += (weighted @ centred.T).astype(np.float64)
+        self.samples += sample.shape[1] if sampled is None else float(sampled.sum(dtype=np.float64))
+        self.squares += sample.shape[1] if sampled is None else float(np.square(sampled, dtype=np.float64).sum())
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """The mean (C,) and covariance (C, C), in float64."""
-        mean = self.total / max(self.count, 1)
+    def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The mean (C,) and covariance (C, C), in float64; None when no position had weight."""
+        if self.count <= 0:
+            return None
+        mean = self.total / self.count
         offset = mean - (self.shift if self.shift is not None else 0.0)  # the mean, from the shift
-        # sum (x - m)(x - m)^T = sum y y^T - d s^T - s d^T + n d d^T, with y = x - shift, d = m - shift, s = sum y
+        # sum w (x - m)(x - m)^T = sum w y y^T - d s^T - s d^T + W d d^T, with y = x - shift, d = m - shift, s = sum w y
         outer = self.outer - np.outer(offset, self.sample_sum) - np.outer(self.sample_sum, offset) + self.samples * np.outer(offset, offset)
-        return mean, outer / max(self.samples - 1, 1)
+        dof = self.samples - self.squares / self.samples if self.samples > 0 else 0.0  # n - 1 when every weight is 1
+        return mean, outer / (dof if dof > 0 else max(self.samples, 1.0))
 
 
 def whitening(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -163,17 +178,20 @@ def transfer(features: np.ndarray, styles: list[StyleStats], weights: list[float
     return mixed.reshape(features.shape)
 
 
-def transfer_regions(features: np.ndarray, styles: list[StyleStats], shares: np.ndarray, strength: float) -> np.ndarray:
+def transfer_regions(features: np.ndarray, styles: list[StyleStats], shares: np.ndarray, strength: float,
+                     moments: list[tuple[np.ndarray, np.ndarray] | None] | None = None) -> np.ndarray:  # fmt: skip
     """WCT per region (Li et al. 2017, spatial control): region k's features, whitened with their own statistics
     (the positions weighted by ``shares[k]``), coloured with ``styles[k]``; the results blended per position by
-    the shares, the last of which keeps the photo's own features. ``shares``: (K + 1, H, W), summing to 1."""
+    the shares, the last of which keeps the photo's own features. ``shares``: (K + 1, H, W), summing to 1.
+    ``moments``: each region's mean and covariance to whiten with instead (a whole image's, for a tile)."""
     channels = features.shape[0]
     flat = features.reshape(channels, -1)
     mixed = flat * shares[-1].reshape(1, -1)
-    for stats, share in zip(styles, shares[:-1]):
-        if not share.any():  # a mask too small to reach this level's grid
+    for index, (stats, share) in enumerate(zip(styles, shares[:-1])):
+        given = moments[index] if moments is not None else None
+        if not share.any() or (moments is not None and given is None):  # a mask too small to reach this level's grid
             continue
-        matrix, bias = _affine(*whitening(features, share), [stats], [1.0], strength)
+        matrix, bias = _affine(*(whitening_from(*given) if given is not None else whitening(features, share)), [stats], [1.0], strength)
         region = matrix @ flat
         region += bias[:, None]
         region *= share.reshape(1, -1)

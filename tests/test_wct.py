@@ -139,3 +139,18 @@ def test_moments_of_a_map_in_pieces_are_the_whole_maps():
     whole_mean, whole_covariance = wct._mean_covariance(big)
     np.testing.assert_allclose(mean, whole_mean, rtol=1e-6)
     np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-5, atol=1e-6 * np.abs(whole_covariance).max())
+
+
+def test_weighted_moments_in_pieces_are_the_whole_maps_weighted_statistics():
+    rng = np.random.default_rng(4)
+    big = (np.maximum(rng.normal(size=(6, 40, 50)) + 0.5, 0) * 30 + 5).astype(np.float32)
+    weights = rng.random((40, 50)).astype(np.float32) * (np.arange(50) < 30)  # a soft mask over the left part
+    moments = wct.Moments(6, 1)
+    for top, bottom in ((0, 17), (17, 40)):
+        for left, right in ((0, 23), (23, 50)):
+            moments.add(big[:, top:bottom, left:right], (top, left), weights[top:bottom, left:right])
+    mean, covariance = moments.finish()
+    whole_mean, whole_covariance = wct._mean_covariance(big, weights)
+    np.testing.assert_allclose(mean, whole_mean, rtol=1e-5)
+    np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-4, atol=1e-6 * np.abs(whole_covariance).max())
+    assert wct.Moments(6, 1).finish() is None  # nothing seen: no statistics

@@ -172,7 +172,7 @@ class UniversalModel:
         if self.region_paintings is None:
             decoded = self._decode(level, features, *wct.affine(features, self.stats[level], self.weights, self.strength))
         else:
-            shares = self._shares(x.shape[:2], level, features.shape[1:])
+            shares = _pool_shares(self.shares.at(*x.shape[:2]), level, features.shape[1:])
             styles = [self.stats[level][index] for index in self.region_paintings]
             coloured = wct.transfer_regions(features, styles, shares, self.strength)
             decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0][0]
@@ -192,8 +192,6 @@ class UniversalModel:
         the tiles share one map; each tile is encoded and decoded with a margin wider than the networks' reach, so
         its core is what the whole image would give there: no seams."""
         height, width = image.shape[:2]
-        if self.region_paintings is not None:
-            raise InputError(f"{width}x{height} is over the 4 MP that --region with --style-image paints in one piece; add --max-size 2048")
         x = image
         for level in self.levels:
             x = self._level_tiled(resize(x, _level_size(level, width, height)), level, tile, overlap)
@@ -209,34 +207,45 @@ class UniversalModel:
                   (max(0, top - margin), max(0, left - margin), min(height, top + core + margin), min(width, left + core + margin)))
                  for top in range(0, height, core) for left in range(0, width, core)]  # fmt: skip
 
-        def encode(window: tuple[int, int, int, int]) -> np.ndarray:
-            return self._encode(pad(x[window[0] : window[2], window[1] : window[3]]), level)[level - 1][0]
+        regions = self.region_paintings is not None
+        shares = self.shares.at(height, width) if regions else None  # the masks' shares at this level's size
 
-        # 1. the whole image's statistics, from each tile's core (the bottom and right ones with the padding,
-        # as the whole image is padded)
-        moments = wct.Moments(wct_channels(level), wct.sample_stride(padded[0] // factor, padded[1] // factor))
+        def encode(window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+            """A window's features and, with --region, the shares on their grid."""
+            features = self._encode(pad(x[window[0] : window[2], window[1] : window[3]]), level)[level - 1][0]
+            if not regions:
+                return features, None
+            return features, _pool_shares(shares[:, window[0] : window[2], window[1] : window[3]], level, features.shape[1:])
+
+        # 1. the whole image's statistics (each region's, with --region), from each tile's core (the bottom and
+        # right ones with the padding, as the whole image is padded)
+        stride = wct.sample_stride(padded[0] // factor, padded[1] // factor)
+        moments = [wct.Moments(wct_channels(level), stride) for _ in (self.region_paintings if regions else [None])]
         for (top, left, bottom, right), window in tiles:
-            features = encode(window)
+            features, window_shares = encode(window)
             end = (padded[0] if bottom == height else bottom, padded[1] if right == width else right)
             rows = slice((top - window[0]) // factor, (end[0] - window[0]) // factor)
             columns = slice((left - window[1]) // factor, (end[1] - window[1]) // factor)
-            moments.add(features[:, rows, columns], (top // factor, left // factor))
-        matrix, bias = wct.affine(None, self.stats[level], self.weights, self.strength, moments.finish())
-        # 2. every tile through the one map; its core into the next image
+            for index, accumulator in enumerate(moments):
+                weights = window_shares[index, rows, columns] if regions else None
+                accumulator.add(features[:, rows, columns], (top // factor, left // factor), weights)
+        measured = [accumulator.finish() for accumulator in moments]
+        if regions:
+            styles = [self.stats[level][index] for index in self.region_paintings]
+        else:
+            matrix, bias = wct.affine(None, self.stats[level], self.weights, self.strength, measured[0])
+        # 2. every tile through the one map (one per region); its core into the next image
         result = np.empty_like(x)
         for (top, left, bottom, right), window in tiles:
-            decoded = self._decode(level, encode(window), matrix, bias)
+            features, window_shares = encode(window)
+            if regions:
+                coloured = wct.transfer_regions(features, styles, window_shares, self.strength, measured)
+                decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0][0]
+            else:
+                decoded = self._decode(level, features, matrix, bias)
             rows, columns = slice(top - window[0], bottom - window[0]), slice(left - window[1], right - window[1])
             result[top:bottom, left:right] = decoded[:, rows, columns].transpose(1, 2, 0)
         return np.clip(result, 0.0, 1.0)
-
-    def _shares(self, size: tuple[int, int], level: int, grid: tuple[int, int]) -> np.ndarray:
-        """The regions' shares (K + 1, h, w) on a level's feature grid: the masks at the image's ``size`` (H, W),
-        padded as the image is, averaged over each feature position's 2^(level-1) x 2^(level-1) pixels."""
-        shares = self.shares.at(*size)
-        factor = 2 ** (level - 1)
-        padded = np.pad(shares, ((0, 0), (0, grid[0] * factor - size[0]), (0, grid[1] * factor - size[1])), mode="edge")
-        return padded.reshape(len(shares), grid[0], factor, grid[1], factor).mean(axis=(2, 4))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
@@ -245,6 +254,15 @@ class UniversalModel:
 
 def wct_channels(level: int) -> int:
     return (64, 128, 256, 512)[level - 1]
+
+
+def _pool_shares(shares: np.ndarray, level: int, grid: tuple[int, int]) -> np.ndarray:
+    """Region shares (K + 1, H, W) of an image on its level's feature grid: padded as the image is (to the grid
+    times 2^(level-1)), averaged over each feature position's 2^(level-1) x 2^(level-1) pixels."""
+    factor = 2 ** (level - 1)
+    height, width = shares.shape[1:]
+    padded = np.pad(shares, ((0, 0), (0, grid[0] * factor - height), (0, grid[1] * factor - width)), mode="edge")
+    return padded.reshape(len(shares), grid[0], factor, grid[1], factor).mean(axis=(2, 4))
 
 
 def _level_size(level: int, width: int, height: int) -> tuple[int, int]:

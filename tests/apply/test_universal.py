@@ -139,16 +139,16 @@ def test_tiles_share_the_whole_images_statistics(universal_models, painting):
         assert difference.shape == whole.shape and difference.mean() < 3e-3 and np.percentile(difference, 99) < 0.03
 
 
-def test_regions_on_a_photo_over_the_tiling_threshold_ask_for_max_size(tmp_path, universal_models, two_paintings):
+def test_regions_in_tiles_are_fused_with_the_whole_images_region_statistics(tmp_path, universal_models, two_paintings):
+    from nstcli import regions
+
     painting, other, mask = two_paintings
-    photo(80, 64).save(tmp_path / "big.png")
-    config = ApplyConfig(str(universal_models), [str(tmp_path / "big.png")], str(tmp_path / "out"), style_images=[str(painting), str(other)],
-                         regions=[("painting", str(mask)), ("other", None)], auto_tile_pixels=70 * 64, levels=[1], style_size=64,
-                         threads=1)  # fmt: skip
-    failures = []
-    summary = run_apply(config, on_failure=failures.append)
-    assert (summary.written, summary.failed) == (0, 1)
-    assert failures == [f"{tmp_path / 'big.png'}: 80x64 is over the 4 MP that --region with --style-image paints in one piece; add --max-size 2048"]
+    image = np.asarray(photo(72, 56), dtype=np.float32) / 255
+    loaded = regions.load_regions([("painting", str(mask)), ("other", None)])
+    model = UniversalModel(str(universal_models), [str(painting), str(other)], 64, threads=1, levels=[2, 1], regions=loaded)
+    whole = model.stylise(image)
+    difference = np.abs(model.run_tiled(image, 16, 8, 1) - whole)
+    assert difference.shape == whole.shape and difference.mean() < 3e-3 and np.percentile(difference, 99) < 0.03
 
 
 @pytest.mark.parametrize(
