@@ -36,8 +36,9 @@ SIZE_MULTIPLE = 8
 COARSE_LEVEL = 3
 COARSE_SCALE = 0.5
 # Tiles (photos over the tiling threshold) are encoded and decoded with at least this margin, in pixels of the
-# level's image, around the part they paint: more than the encoder's and decoder's reach at that level (about
-# 5, 10, 25 and 80 px), so a tile's core is what the whole image gives there.
+# level's image, around the part they paint: more than the encoder's and decoder's reach at that level (by
+# counting their 3x3 convs and poolings, about 5, 10, 25 and 80 px), so a tile's core is what the whole image
+# gives there (tests/apply/test_universal.py compares tiles with the whole image).
 TILE_MARGIN = {1: 16, 2: 32, 3: 64, 4: 128}
 
 
@@ -128,7 +129,7 @@ class UniversalModel:
 
     def _load(self, path: Path, provider: str, threads: int) -> object:
         # not spinning: between the runs numpy works (WCT), and spinning threads took its core (on 2 busy
-        # cores the CLI run of a 512 px photo took 1.6-2.7x as long; see the README)
+        # cores, in-process, one 512 px photo's set-up and stylising took 1.6-2x as long; see the README)
         session = load_session(str(path), provider, threads, spin=False)[0]
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get(fmt.META_ARCH) != "universal":
