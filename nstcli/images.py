@@ -97,8 +97,11 @@ class Decoded:
     icc_profile: bytes | None  # the source's ICC profile when it describes RGB data, else None
 
 
-def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Decoded:
-    """Like ``read_image``, but also return the source format and its RGB ICC profile."""
+def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, at_least: int | None = None) -> Decoded:
+    """Like ``read_image``, but also return the source format and its RGB ICC profile.
+
+    ``at_least``: the caller shrinks the image to fit a square of this side anyway, so a JPEG may be decoded
+    at a reduced scale (1/2, 1/4, 1/8, in the DCT) that still covers it; other formats decode in full."""
     name = "image data" if isinstance(source, bytes) else ("stdin" if str(source) == STDIO else str(source))
     data = source if isinstance(source, bytes) else _read_bytes(source)
     try:
@@ -119,6 +122,8 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
         icc_profile = None
     try:
         image.seek(0)  # animated images: the first frame
+        if at_least is not None and image.format == "JPEG":
+            image.draft(image.mode, (at_least, at_least))
         image.load()
         image = ImageOps.exif_transpose(image)
         return Decoded(_to_rgb(image), source_format, icc_profile)
@@ -126,12 +131,12 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
         raise InputError(f"{name}: cannot decode image ({error})") from None
 
 
-def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode a file, '-' (stdin) or raw bytes into an upright 8-bit RGB image.
+def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, at_least: int | None = None) -> Image.Image:
+    """Decode a file, '-' (stdin) or raw bytes into an upright 8-bit RGB image (``at_least``: see ``decode_image``).
 
     Raises InputError with a one-line message for anything that is not a usable image.
     """
-    return decode_image(source, max_pixels).image
+    return decode_image(source, max_pixels, at_least).image
 
 
 def resize_long_side(image: Image.Image, size: int) -> Image.Image:

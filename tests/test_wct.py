@@ -87,3 +87,70 @@ def test_rank_deficient_features_whiten_only_where_they_vary():
     content = features(channels=32, height=3, width=3, seed=12)
     result = wct.transfer(content, [wct.style_stats(features(channels=32, seed=13))], [1.0], 1.0)
     assert np.isfinite(result).all() and np.abs(result).max() < 1e3 * np.abs(content).max()
+
+
+def test_a_region_is_whitened_with_its_own_statistics_and_coloured_with_its_painting():
+    content, first, second = features(width=12, seed=8), features(seed=9), features(seed=10)
+    stats = [wct.style_stats(first), wct.style_stats(second)]
+    shares = np.zeros((3, 12, 12), np.float32)
+    shares[0, :, :5], shares[1, :, 5:10], shares[2, :, 10:] = 1, 1, 1  # left: first painting, middle: second, right: the photo
+    result = wct.transfer_regions(content, stats, shares, 0.8)
+    assert result.shape == content.shape and result.dtype == np.float32
+    scale = np.abs(result).max()
+    left = wct.transfer(np.ascontiguousarray(content[:, :, :5]), stats[:1], [1.0], 0.8)
+    middle = wct.transfer(np.ascontiguousarray(content[:, :, 5:10]), stats[1:], [1.0], 0.8)
+    np.testing.assert_allclose(result[:, :, :5], left, atol=1e-4 * scale)
+    np.testing.assert_allclose(result[:, :, 5:10], middle, atol=1e-4 * scale)
+    np.testing.assert_array_equal(result[:, :, 10:], content[:, :, 10:])
+
+
+def test_soft_shares_blend_the_regions_transfers_per_position():
+    content, first = features(seed=11), features(seed=12)
+    stats = [wct.style_stats(first)]
+    share = np.random.default_rng(0).random((12, 10)).astype(np.float32)
+    result = wct.transfer_regions(content, stats, np.stack([share, 1 - share]), 1.0)
+    whole = wct.transfer_regions(content, stats, np.stack([np.ones_like(share), np.zeros_like(share)]), 1.0)
+    assert np.isfinite(result).all()
+    # the share-weighted statistics differ from the whole map's, so only the photo's part is exactly linear
+    assert not np.allclose(result, share * whole + (1 - share) * content, atol=1e-3 * np.abs(whole).max())
+    np.testing.assert_allclose(whole, wct.transfer(content, stats, [1.0], 1.0), atol=1e-4 * np.abs(whole).max())
+
+
+def test_covariances_of_large_maps_come_from_a_grid_of_positions():
+    assert wct.sample_stride(256, 256) == 1 and wct.sample_stride(344, 512) == 2 and wct.sample_stride(2048, 2048) == 8
+    rng = np.random.default_rng(1)
+    big = np.maximum(rng.normal(size=(8, 400, 400)).astype(np.float32) + 0.5, 0)
+    mean, covariance = wct._mean_covariance(big)
+    flat = big.reshape(8, -1).astype(np.float64)
+    np.testing.assert_allclose(mean, flat.mean(1), rtol=1e-6)  # the mean is the whole map's
+    np.testing.assert_allclose(covariance, np.cov(flat), atol=0.02 * np.abs(np.cov(flat)).max())
+
+
+def test_moments_of_a_map_in_pieces_are_the_whole_maps():
+    rng = np.random.default_rng(2)
+    big = (np.maximum(rng.normal(size=(8, 300, 300)) + 0.5, 0) * 30 + 5).astype(np.float32)
+    stride = wct.sample_stride(300, 300)
+    assert stride == 2
+    moments = wct.Moments(8, stride)
+    for top, bottom in ((0, 171), (171, 300)):  # odd origins: the grid is counted from the whole map's origin
+        for left, right in ((0, 133), (133, 300)):
+            moments.add(big[:, top:bottom, left:right], (top, left))
+    mean, covariance = moments.finish()
+    whole_mean, whole_covariance = wct._mean_covariance(big)
+    np.testing.assert_allclose(mean, whole_mean, rtol=1e-6)
+    np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-5, atol=1e-6 * np.abs(whole_covariance).max())
+
+
+def test_weighted_moments_in_pieces_are_the_whole_maps_weighted_statistics():
+    rng = np.random.default_rng(4)
+    big = (np.maximum(rng.normal(size=(6, 40, 50)) + 0.5, 0) * 30 + 5).astype(np.float32)
+    weights = rng.random((40, 50)).astype(np.float32) * (np.arange(50) < 30)  # a soft mask over the left part
+    moments = wct.Moments(6, 1)
+    for top, bottom in ((0, 17), (17, 40)):
+        for left, right in ((0, 23), (23, 50)):
+            moments.add(big[:, top:bottom, left:right], (top, left), weights[top:bottom, left:right])
+    mean, covariance = moments.finish()
+    whole_mean, whole_covariance = wct._mean_covariance(big, weights)
+    np.testing.assert_allclose(mean, whole_mean, rtol=1e-5)
+    np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-4, atol=1e-6 * np.abs(whole_covariance).max())
+    assert wct.Moments(6, 1).finish() is None  # nothing seen: no statistics

@@ -140,12 +140,8 @@ def _validate_universal(config: ApplyConfig) -> None:
         if config.style_blend is not None or config.levels is not None:
             raise UsageError("--style-blend and --levels go with --style-image")
         return
-    if config.regions:
-        raise UsageError("--region with --style-image is not supported yet (no per-region WCT); use --region with a trained model")
     if config.style is not None or config.mix:
         raise UsageError("--style-image paints with the images given: no --style or --mix with it")
-    if config.tile:
-        raise UsageError("--tile does not apply to --style-image (photos over 4 MP are refused; use --max-size)")
     if config.levels is not None and (not config.levels or not all(1 <= level <= 4 for level in config.levels)):
         raise UsageError(f"--levels: choose among 4,3,2,1 (relu4_1 .. relu1_1), got {config.levels}")
     if not 64 <= config.style_size <= 4096:

@@ -68,11 +68,14 @@ def provider_options(name: str) -> dict[str, str]:
     return {}
 
 
-def create_session(model: str | bytes, choice: str = "auto", threads: int = 0) -> tuple[object, list[str]]:
+def create_session(model: str | bytes, choice: str = "auto", threads: int = 0, spin: bool = True) -> tuple[object, list[str]]:
     """An InferenceSession on the best provider that actually loads, and that provider list.
 
     onnxruntime retries failed GPU providers on CPU by itself and prints that on stdout, which
     would corrupt ``-o -``; its prints are captured and the providers read back afterwards.
+    ``spin=False``: onnxruntime's CPU threads sleep between runs instead of spinning for the next one;
+    for callers that do numpy work between runs (the universal model's WCT), which spinning threads
+    would take the cores from.
     """
     import onnxruntime as ort
 
@@ -85,6 +88,8 @@ def create_session(model: str | bytes, choice: str = "auto", threads: int = 0) -
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with contextlib.redirect_stdout(io.StringIO()):
         session = ort.InferenceSession(
             model, sess_options=options, providers=[(name, provider_options(name)) for name in wanted]
@@ -103,10 +108,10 @@ def provider_warning(choice: str, loaded: list[str]) -> str | None:
     return f"GPU provider did not load (needs CUDA 13 and cuDNN 9 libraries; see nst info); running on CPU{hint}"
 
 
-def load_session(path: str, choice: str = "auto", threads: int = 0) -> tuple[object, list[str]]:
+def load_session(path: str, choice: str = "auto", threads: int = 0, spin: bool = True) -> tuple[object, list[str]]:
     """:func:`create_session` of the ONNX file at ``path``; InputError for a file onnxruntime cannot load."""
     try:
-        return create_session(path, choice, threads)
+        return create_session(path, choice, threads, spin)
     except NstError:
         raise
     except Exception as error:  # onnxruntime raises its own exception types for bad files

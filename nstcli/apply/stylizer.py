@@ -131,13 +131,15 @@ def make_stylizer(config: ApplyConfig) -> Stylizer:
     """The stylizer the settings ask for (UsageError for settings that contradict the model).
 
     The one place a kind of model is chosen: today an nst ONNX generator with its style, mix or
-    regions, or with --style-image the universal encoder and decoders (``apply.universal``).
+    regions, or with --style-image the universal encoder and decoders (``apply.universal``), which
+    take --region themselves (one painting per region, fused in feature space).
     """
     validate(config)
     if config.style_images:  # any painting: the universal encoder and decoders, the paintings measured once
+        # --region: the model fuses the regions in feature space (WCT per region), so no RegionPlan here
         universal = UniversalModel(
             config.model, config.style_images, config.style_size, config.style_blend, config.strength, config.levels,
-            config.provider, config.threads,
+            config.provider, config.threads, regions.load_regions(config.regions) if config.regions else None,
         )  # fmt: skip
         return Stylizer(universal, config, universal.select_style(config.style, config.mix))
     model = Model(config.model, config.provider, config.threads)

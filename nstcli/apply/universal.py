@@ -8,8 +8,9 @@ to an image. The paintings' statistics are computed once, when the model is buil
 
 :class:`UniversalModel` offers what :class:`nstcli.apply.stylizer.Stylizer` uses of a model (``run``,
 ``run_tiled``, ``info``, ``providers``), so files, folders, globs, stdin and videos work as with any
-model. Photos above the tiling threshold are refused with a hint to ``--max-size`` (the cascade has no
-tiled path: each level would need whole-image statistics of an image that is only made level by level).
+model. Photos above the tiling threshold go level by level in tiles: at each level the tiles are encoded once
+to gather the whole image's statistics (``wct.Moments``), then again through the one WCT map to be decoded,
+each with a margin wider than the networks' reach, so the tiles show no seams.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nstcli import images, model_format as fmt, wct
+from nstcli import images, model_format as fmt, regions as regions_, wct
 from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
 from nstcli.errors import InputError, UsageError
@@ -34,6 +35,11 @@ SIZE_MULTIPLE = 8
 # follow at full size paint the detail; it takes three quarters of the work off the two costliest levels.
 COARSE_LEVEL = 3
 COARSE_SCALE = 0.5
+# Tiles (photos over the tiling threshold) are encoded and decoded with at least this margin, in pixels of the
+# level's image, around the part they paint: more than the encoder's and decoder's reach at that level (by
+# counting their 3x3 convs and poolings, about 5, 10, 25 and 80 px), so a tile's core is what the whole image
+# gives there (tests/apply/test_universal.py compares tiles with the whole image).
+TILE_MARGIN = {1: 16, 2: 32, 3: 64, 4: 128}
 
 
 @dataclass
@@ -87,7 +93,7 @@ def read_painting(path: str, size: int) -> np.ndarray:
     Tiny paintings are enlarged and huge ones reduced alike, so every level has features to measure;
     greyscale and transparent images arrive as RGB (on white) from :func:`nstcli.images.read_image`.
     """
-    image = images.read_image(path)
+    image = images.read_image(path, at_least=size)  # a large JPEG decodes at 1/2, 1/4 or 1/8 scale (>= size a side)
     scale = size / max(image.size)
     width, height = (max(SIZE_MULTIPLE, round(side * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE) for side in image.size)
     return images.to_array(image.resize((width, height), images.Image.Resampling.LANCZOS))
@@ -97,7 +103,8 @@ class UniversalModel:
     """The encoder stages and decoders of one folder, and the paintings' statistics at every level used."""
 
     def __init__(self, folder: str, paintings: list[str], style_size: int, blend: list[float] | None = None,
-                 strength: float = 1.0, levels: list[int] | None = None, provider: str = "auto", threads: int = 0) -> None:  # fmt: skip
+                 strength: float = 1.0, levels: list[int] | None = None, provider: str = "auto", threads: int = 0,
+                 regions: list[regions_.Region] | None = None) -> None:  # fmt: skip
         found = available_levels(folder)
         levels = sorted(set(levels or [level for level in DEFAULT_LEVELS if level in found] or found), reverse=True)
         missing = [level for level in levels if level not in found]
@@ -105,6 +112,9 @@ class UniversalModel:
             raise UsageError(f"--levels: {folder} has levels {','.join(map(str, found))}, not {','.join(map(str, missing))}")
         self.levels, self.strength = levels, strength
         self.weights = _blend_weights(blend, len(paintings))
+        # --region: each region's painting (index into paintings) and the masks' shares, fused per level
+        self.region_paintings = region_paintings(regions, paintings, blend) if regions else None
+        self.shares = regions_.RegionWeights(regions) if regions else None
         folder_path = Path(folder)
         self.encoders = [self._load(folder_path / f"encoder_{level}.onnx", provider, threads) for level in range(1, levels[0] + 1)]
         self.decoders = {level: self._load(folder_path / f"decoder_{level}.onnx", provider, threads) for level in levels}
@@ -114,9 +124,13 @@ class UniversalModel:
         self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
         self.style_passes = 0
         self.stats = self._style_statistics(paintings, style_size)
+        # The relu1_1 decoder is one 3x3 conv: read back as numpy weights, it decodes with the WCT map folded in
+        self.linear = LinearDecoder.probe(self.decoders[1], wct_channels(1)) if 1 in self.decoders else None
 
     def _load(self, path: Path, provider: str, threads: int) -> object:
-        session = load_session(str(path), provider, threads)[0]
+        # not spinning: between the runs numpy works (WCT), and spinning threads took its core (on 2 busy
+        # cores, in-process, one 512 px photo's set-up and stylising took 1.6-2x as long; see the README)
+        session = load_session(str(path), provider, threads, spin=False)[0]
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get(fmt.META_ARCH) != "universal":
             raise InputError(f"{path}: not an nst universal model ({fmt.META_ARCH} is {meta.get(fmt.META_ARCH)!r})")
@@ -150,24 +164,185 @@ class UniversalModel:
         height, width = image.shape[:2]
         x = image
         for level in self.levels:
-            scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
-            x = resize(x, (max(1, round(width * scale)), max(1, round(height * scale))))
-            features = self._encode(pad(x), level)[level - 1]
-            coloured = wct.transfer(features[0], self.stats[level], self.weights, self.strength)
-            decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0]
-            # the next encoder, like the photo, sees a 0..1 image of the size it was given
-            x = np.clip(decoded[0, :, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+            x = self._level(resize(x, _level_size(level, width, height)), level)
         return np.ascontiguousarray(resize(x, (width, height)))
+
+    def _level(self, x: np.ndarray, level: int) -> np.ndarray:
+        """One level of the cascade on a whole (h, w, 3) image: encode, WCT, decode; the next 0..1 image, same size."""
+        features = self._encode(pad(x), level)[level - 1][0]
+        if self.region_paintings is None:
+            decoded = self._decode(level, features, *wct.affine(features, self.stats[level], self.weights, self.strength))
+        else:
+            shares = _pool_shares(self.shares.at(*x.shape[:2]), level, features.shape[1:])
+            styles = [self.stats[level][index] for index in self.region_paintings]
+            coloured = wct.transfer_regions(features, styles, shares, self.strength)
+            decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0][0]
+        # the next encoder, like the photo, sees a 0..1 image of the size it was given
+        return np.clip(decoded[:, : x.shape[0], : x.shape[1]].transpose(1, 2, 0), 0.0, 1.0)
+
+    def _decode(self, level: int, features: np.ndarray, matrix: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """(C, h, w) features through the WCT map (matrix, bias) and the level's decoder -> (3, h, w)."""
+        if level == 1 and self.linear is not None:
+            return self.linear.decode(features, matrix, bias)
+        mixed = matrix @ features.reshape(features.shape[0], -1)
+        mixed += bias[:, None]
+        return self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: mixed.reshape(1, *features.shape)})[0][0]
+
+    def run_tiled(self, image: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
+        """A large photo in tiles, each level's WCT map from the whole image's statistics (gathered tile by tile), so
+        the tiles share one map; each tile is encoded and decoded with a margin wider than the networks' reach, so
+        its core is what the whole image would give there: no seams."""
+        height, width = image.shape[:2]
+        x = image
+        for level in self.levels:
+            x = self._level_tiled(resize(x, _level_size(level, width, height)), level, tile, overlap)
+        return np.ascontiguousarray(resize(x, (width, height)))
+
+    def _level_tiled(self, x: np.ndarray, level: int, tile: int, overlap: int) -> np.ndarray:
+        height, width = x.shape[:2]
+        factor = 2 ** (level - 1)  # pixels per feature position
+        core = max(SIZE_MULTIPLE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        margin = max(-(-overlap // SIZE_MULTIPLE) * SIZE_MULTIPLE, TILE_MARGIN[level])
+        padded = (-(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        tiles = [((top, left, min(top + core, height), min(left + core, width)),
+                  (max(0, top - margin), max(0, left - margin), min(height, top + core + margin), min(width, left + core + margin)))
+                 for top in range(0, height, core) for left in range(0, width, core)]  # fmt: skip
+
+        regions = self.region_paintings is not None
+        shares = self.shares.at(height, width) if regions else None  # the masks' shares at this level's size
+
+        def encode(window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+            """A window's features and, with --region, the shares on their grid."""
+            features = self._encode(pad(x[window[0] : window[2], window[1] : window[3]]), level)[level - 1][0]
+            if not regions:
+                return features, None
+            return features, _pool_shares(shares[:, window[0] : window[2], window[1] : window[3]], level, features.shape[1:])
+
+        # 1. the whole image's statistics (each region's, with --region), from each tile's core (the bottom and
+        # right ones with the padding, as the whole image is padded)
+        stride = wct.sample_stride(padded[0] // factor, padded[1] // factor)
+        moments = [wct.Moments(wct_channels(level), stride) for _ in (self.region_paintings if regions else [None])]
+        for (top, left, bottom, right), window in tiles:
+            features, window_shares = encode(window)
+            end = (padded[0] if bottom == height else bottom, padded[1] if right == width else right)
+            rows = slice((top - window[0]) // factor, (end[0] - window[0]) // factor)
+            columns = slice((left - window[1]) // factor, (end[1] - window[1]) // factor)
+            for index, accumulator in enumerate(moments):
+                weights = window_shares[index, rows, columns] if regions else None
+                accumulator.add(features[:, rows, columns], (top // factor, left // factor), weights)
+        measured = [accumulator.finish() for accumulator in moments]
+        if regions:
+            styles = [self.stats[level][index] for index in self.region_paintings]
+        else:
+            matrix, bias = wct.affine(None, self.stats[level], self.weights, self.strength, measured[0])
+        # 2. every tile through the one map (one per region); its core into the next image
+        result = np.empty_like(x)
+        for (top, left, bottom, right), window in tiles:
+            features, window_shares = encode(window)
+            if regions:
+                coloured = wct.transfer_regions(features, styles, window_shares, self.strength, measured)
+                decoded = self.decoders[level].run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: coloured[None]})[0][0]
+            else:
+                decoded = self._decode(level, features, matrix, bias)
+            rows, columns = slice(top - window[0], bottom - window[0]), slice(left - window[1], right - window[1])
+            result[top:bottom, left:right] = decoded[:, rows, columns].transpose(1, 2, 0)
+        return np.clip(result, 0.0, 1.0)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
         return np.stack([self.stylise(image) for image in batch])
 
-    def run_tiled(self, image: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
-        height, width = image.shape[:2]
-        raise InputError(
-            f"{width}x{height} is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"
-        )
+
+def wct_channels(level: int) -> int:
+    return (64, 128, 256, 512)[level - 1]
+
+
+def _pool_shares(shares: np.ndarray, level: int, grid: tuple[int, int]) -> np.ndarray:
+    """Region shares (K + 1, H, W) of an image on its level's feature grid: padded as the image is (to the grid
+    times 2^(level-1)), averaged over each feature position's 2^(level-1) x 2^(level-1) pixels."""
+    factor = 2 ** (level - 1)
+    height, width = shares.shape[1:]
+    padded = np.pad(shares, ((0, 0), (0, grid[0] * factor - height), (0, grid[1] * factor - width)), mode="edge")
+    return padded.reshape(len(shares), grid[0], factor, grid[1], factor).mean(axis=(2, 4))
+
+
+def _level_size(level: int, width: int, height: int) -> tuple[int, int]:
+    """The (width, height) a level works at: half the photo's from COARSE_LEVEL up."""
+    scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class LinearDecoder:
+    """A decoder that is one 3x3 conv over reflect-padded features (the relu1_1 decoder: scale, pad, conv), read
+    back from its session as numpy weights, so the WCT map folds into it: conv(pad(M f + b)) = conv_{W M}(pad(f))
+    + the conv of b. That spares the C x C product over the full-size map and the graph's own scale and pad
+    passes; it decodes what the session decodes (to float rounding)."""
+
+    PROBE = 7  # an impulse in the middle of a 7 x 7 map: reflect padding of 1 does not copy it
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        self.kernel, self.bias = kernel, bias  # (O, C, 3, 3) and (O,), float32, the graph's scale included
+
+    @classmethod
+    def probe(cls, session: object, channels: int) -> LinearDecoder | None:
+        """The decoder's conv, from its answers to impulses; None unless it is exactly such a conv (checked on noise)."""
+        size, middle = cls.PROBE, cls.PROBE // 2
+        impulses = np.zeros((channels + 1, channels, size, size), np.float32)
+        impulses[np.arange(channels), np.arange(channels), middle, middle] = 1.0  # the last one stays zero: the bias
+        answers = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: impulses})[0]
+        if answers.shape[2:] != (size, size):
+            return None
+        bias = answers[-1, :, middle, middle]
+        # y[o, i, j] = sum_c,dy,dx W[o, c, dy, dx] x_padded[c, i + dy, j + dx]: the impulse at (m, m) reaches (m+1-dy, m+1-dx)
+        window = answers[:-1, :, middle - 1 : middle + 2, middle - 1 : middle + 2] - bias[None, :, None, None]
+        decoder = cls(np.ascontiguousarray(window[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), bias.astype(np.float32))
+        noise = np.random.default_rng(0).random((1, channels, 10, 12), dtype=np.float32) * 2
+        expected = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: noise})[0][0]
+        found = decoder.decode(noise[0], np.eye(channels, dtype=np.float32), np.zeros(channels, np.float32))
+        if expected.shape != found.shape or np.abs(expected - found).max() > 1e-4 * max(1.0, float(np.abs(expected).max())):
+            return None  # not a single conv (a decoder of another design): the session decodes
+        return decoder
+
+    def decode(self, features: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """conv(pad(matrix @ features + offset)) for (C, H, W) features (H, W >= 2) -> (O, H, W)."""
+        outputs, channels = self.kernel.shape[:2]
+        _, height, width = features.shape
+        # one row per (output, dy, dx): the product over the map is (9 O) x C, not C x C
+        fused = np.einsum("ocyx,cd->oyxd", self.kernel, matrix).reshape(outputs * 9, channels)
+        constant = self.bias + np.einsum("ocyx,c->o", self.kernel, offset)
+        taps = (fused.astype(np.float32) @ features.reshape(channels, -1)).reshape(outputs * 9, height, width)
+        padded = np.empty((outputs * 9, height + 2, width + 2), np.float32)  # reflect padding of 1
+        padded[:, 1:-1, 1:-1] = taps
+        padded[:, 0, 1:-1], padded[:, -1, 1:-1] = taps[:, 1], taps[:, -2]
+        padded[:, :, 0], padded[:, :, -1] = padded[:, :, 2], padded[:, :, -3]
+        result = np.empty((outputs, height, width), np.float32)
+        for o in range(outputs):
+            result[o] = constant[o]
+            for tap in range(9):
+                dy, dx = divmod(tap, 3)
+                result[o] += padded[o * 9 + tap, dy : dy + height, dx : dx + width]
+        return result
+
+
+def region_paintings(regions: list[regions_.Region], paintings: list[str], blend: list[float] | None) -> list[int]:
+    """For --region with --style-image: the painting each region names (its path as given, or its file stem).
+
+    Every painting must paint a region, and --style-blend has no meaning there (each region has its one painting)."""
+    if blend is not None:
+        raise UsageError("--style-blend does not apply with --region: each region paints with its own --style-image")
+    stems = [Path(path).stem for path in paintings]
+    chosen = []
+    for region in regions:
+        matches = [i for i, path in enumerate(paintings) if path == region.style] or [i for i, stem in enumerate(stems) if stem == region.style]
+        if not matches:
+            raise UsageError(f"--region {region.style}: no --style-image by that name (give a painting's file name without its suffix: {', '.join(stems)})")
+        if len(matches) > 1:
+            raise UsageError(f"--region {region.style}: names {len(matches)} --style-image files; give the painting's path as on the command line")
+        chosen.append(matches[0])
+    unused = [paintings[i] for i in range(len(paintings)) if i not in chosen]
+    if unused:
+        raise UsageError(f"--style-image {unused[0]} paints no --region (each painting given must name one)")
+    return chosen
 
 
 def _blend_weights(blend: list[float] | None, count: int) -> list[float]:

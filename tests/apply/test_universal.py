@@ -104,25 +104,59 @@ def test_a_huge_painting_is_measured_at_the_style_size(tmp_path):
     assert read_painting(str(path), 512).shape == (168, 512, 3)
 
 
-def test_a_photo_over_the_size_limit_fails_alone_with_a_hint(tmp_path, universal_models, painting):
+def test_a_large_jpeg_painting_decodes_at_a_reduced_scale_that_still_covers_the_style_size(tmp_path):
+    from nstcli import images
+
+    path = tmp_path / "huge.jpg"
+    photo(3000, 1000).save(path, quality=90)
+    assert images.read_image(path, at_least=256).size == (1500, 500)  # 1/2: 1/4 would leave 250 rows
+    assert images.read_image(path).size == (3000, 1000)
+    assert read_painting(str(path), 256).shape == (88, 256, 3)
+
+
+def test_a_photo_over_the_tiling_threshold_is_painted_in_tiles_without_seams(tmp_path, universal_models, painting):
     make_folder(tmp_path / "in", 1, size=(48, 32))
     photo(80, 64).save(tmp_path / "in" / "big.png")
-    config = ApplyConfig(str(universal_models), [str(tmp_path / "in")], str(tmp_path / "out"), style_images=[str(painting)],
-                         auto_tile_pixels=70 * 64, levels=[1], style_size=64, threads=1)  # fmt: skip
-    failures = []
-    summary = run_apply(config, on_failure=failures.append)
-    assert (summary.written, summary.failed) == (1, 1)
-    assert failures == [f"{tmp_path / 'in' / 'big.png'}: 80x64 is over the 4 MP that --style-image stylises in one piece (no tiles); add --max-size 2048"]
+    outputs = {}
+    for name, threshold in (("tiled", 70 * 64), ("whole", 4096 * 4096)):
+        config = ApplyConfig(str(universal_models), [str(tmp_path / "in")], str(tmp_path / name), style_images=[str(painting)],
+                             auto_tile_pixels=threshold, tile=None, levels=[4, 2, 1], style_size=64, threads=1)  # fmt: skip
+        assert run_apply(config).written == 2
+        with Image.open(tmp_path / name / "big.png") as image:
+            outputs[name] = np.asarray(image, dtype=np.int16)
+    assert outputs["tiled"].shape == (64, 80, 3)
+    assert np.abs(outputs["tiled"] - outputs["whole"]).max() <= 1
+
+
+def test_tiles_share_the_whole_images_statistics(universal_models, painting):
+    image = np.asarray(photo(72, 56), dtype=np.float32) / 255
+    model = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[4, 3, 2, 1])
+    whole = model.stylise(image)
+    for tile in (16, 40):  # many tiles, each far smaller than a level-4 margin, and a few
+        difference = np.abs(model.run_tiled(image, tile, 8, 1) - whole)
+        # Untrained decoders on a tiny photo amplify rounding (the statistics summed tile by tile) to a few
+        # 1/255 at some pixels; margins too narrow for the networks' reach (8 px) give a mean of 0.13 and p99 of 1.
+        assert difference.shape == whole.shape and difference.mean() < 3e-3 and np.percentile(difference, 99) < 0.03
+
+
+def test_regions_in_tiles_are_fused_with_the_whole_images_region_statistics(tmp_path, universal_models, two_paintings):
+    from nstcli import regions
+
+    painting, other, mask = two_paintings
+    image = np.asarray(photo(72, 56), dtype=np.float32) / 255
+    loaded = regions.load_regions([("painting", str(mask)), ("other", None)])
+    model = UniversalModel(str(universal_models), [str(painting), str(other)], 64, threads=1, levels=[2, 1], regions=loaded)
+    whole = model.stylise(image)
+    difference = np.abs(model.run_tiled(image, 16, 8, 1) - whole)
+    assert difference.shape == whole.shape and difference.mean() < 3e-3 and np.percentile(difference, 99) < 0.03
 
 
 @pytest.mark.parametrize(
     "extra, code, fragment",
     [
-        (["--region", "a=mask.png"], 2, "--region with --style-image is not supported"),
         (["--style", "starry-night"], 2, "no --style or --mix"),
         (["--levels", "5"], 2, "--levels: choose among 4,3,2,1"),
         (["--style-blend", "1,2"], 2, "--style-blend has 2 weights for 1 style images"),
-        (["--tile", "256"], 2, "--tile does not apply to --style-image"),
     ],
 )
 def test_refused_combinations(tmp_path, universal_models, painting, extra, code, fragment):
@@ -171,3 +205,106 @@ def test_the_bundled_decoders_run_by_default(tmp_path, painting):
     assert result.returncode == 0, result.stderr
     assert __import__("json").loads(result.stdout)["styles"] == ["painting"]
     assert DEFAULT_LEVELS == (3, 2, 1) and Image.open(tmp_path / "out.png").size == (40, 32)
+
+
+@pytest.fixture
+def two_paintings(tmp_path: Path, painting: Path) -> tuple[Path, Path, Path]:
+    """Two paintings and a mask of the photo's left half."""
+    other = tmp_path / "other.png"
+    photo(50, 40, seed=5).save(other)
+    mask = tmp_path / "left.png"
+    Image.fromarray(np.repeat(np.where(np.arange(48) < 24, 255, 0).astype(np.uint8)[None], 32, axis=0)).save(mask)
+    return painting, other, mask
+
+
+def test_regions_paint_each_painting_where_its_mask_is(tmp_path, universal_models, two_paintings):
+    painting, other, mask = two_paintings
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    base = ("apply", "--style-image", str(painting), "--style-image", str(other), "--universal-model", str(universal_models),
+            "--style-size", "64", "--threads", "1", str(source))  # fmt: skip
+    results = {}
+    for name, extra in {"regions": ["--region", f"painting={mask}", "--region", "other"],
+                        "swapped": ["--region", f"other={mask}", "--region", "painting"],
+                        "blend": []}.items():  # fmt: skip
+        out = tmp_path / f"{name}.png"
+        result = nst(*base, "-o", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        with Image.open(out) as image:
+            assert image.size == (48, 32) and image.mode == "RGB"
+            results[name] = np.asarray(image, dtype=np.float32)
+    assert np.abs(results["regions"] - results["swapped"]).mean() > 1
+    assert np.abs(results["regions"] - results["blend"]).mean() > 1
+
+
+def test_regions_fuse_in_feature_space_with_the_masks_on_every_level(universal_models, two_paintings):
+    from nstcli import regions
+
+    painting, other, mask = two_paintings
+    image = np.asarray(photo(), dtype=np.float32)[None] / 255
+    loaded = regions.load_regions([("painting", str(mask)), ("other", None)])
+    model = UniversalModel(str(universal_models), [str(painting), str(other)], 64, threads=1, levels=[4, 2, 1], regions=loaded)
+    calls = []
+    real = wct.transfer_regions
+    wct.transfer_regions = lambda features, styles, shares, strength: calls.append(shares) or real(features, styles, shares, strength)
+    try:
+        result = model.run(image)
+    finally:
+        wct.transfer_regions = real
+    assert result.shape == image.shape and np.isfinite(result).all() and 0 <= result.min() and result.max() <= 1
+    # one call per level, each with the shares on that level's grid (photo 48 x 32 and level 4 at half size)
+    assert [shares.shape for shares in calls] == [(3, 2, 3), (3, 16, 24), (3, 32, 48)]
+    for shares in calls:
+        np.testing.assert_allclose(shares.sum(axis=0), 1, atol=1e-5)
+        assert shares[0, :, 0].min() > 0.99 and shares[1, :, -1].min() > 0.99  # left: the painting, right: the other
+
+
+@pytest.mark.parametrize(
+    "regions, extra, fragment",
+    [
+        (["nope=MASK"], [], "--region nope: no --style-image by that name"),
+        (["painting=MASK"], [], "--style-image OTHER paints no --region"),
+        (["painting=MASK", "other"], ["--style-blend", "1,2"], "--style-blend does not apply with --region"),
+        (["painting"], [], "--region: give at least one NAME=MASK.png"),
+    ],
+)
+def test_refused_regions(tmp_path, universal_models, two_paintings, regions, extra, fragment):
+    painting, other, mask = two_paintings
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    result = nst("apply", "--style-image", str(painting), "--style-image", str(other), "--universal-model", str(universal_models),
+                 "--style-size", "64", str(source), "-o", str(tmp_path / "out.png"),
+                 *[arg for spec in regions for arg in ("--region", spec.replace("MASK", str(mask)))], *extra)  # fmt: skip
+    assert_one_line_error(result, 2, fragment.replace("OTHER", str(other)))
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_two_paintings_with_one_stem_are_told_apart_by_their_paths(tmp_path, universal_models, two_paintings):
+    painting, _, mask = two_paintings
+    twin = tmp_path / "twin" / painting.name
+    twin.parent.mkdir()
+    photo(30, 30, seed=9).save(twin)
+    source = tmp_path / "photo.png"
+    photo().save(source)
+    base = ("apply", "--style-image", str(painting), "--style-image", str(twin), "--universal-model", str(universal_models),
+            "--style-size", "64", str(source), "-o", str(tmp_path / "out.png"))  # fmt: skip
+    assert_one_line_error(nst(*base, "--region", f"painting={mask}", "--region", str(twin)), 2, "names 2 --style-image files")
+    result = nst(*base, "--region", f"{painting}={mask}", "--region", str(twin))
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_relu1_1_decoder_is_read_back_as_one_conv_and_decodes_as_its_session(universal_models):
+    from nstcli.apply.runtime import create_session
+    from nstcli.apply.universal import LinearDecoder
+
+    session = create_session(str(universal_models / "decoder_1.onnx"), "cpu", 1)[0]
+    decoder = LinearDecoder.probe(session, 64)
+    assert decoder is not None and decoder.kernel.shape == (3, 64, 3, 3)
+    rng = np.random.default_rng(3)
+    features = rng.random((64, 16, 24), dtype=np.float32) * 40
+    matrix, offset = (rng.normal(size=(64, 64)) * 0.3).astype(np.float32), rng.normal(size=64).astype(np.float32) * 5
+    mapped = (matrix @ features.reshape(64, -1) + offset[:, None]).reshape(1, 64, 16, 24)
+    expected = session.run(["y"], {"x": mapped})[0][0]
+    np.testing.assert_allclose(decoder.decode(features, matrix, offset), expected, atol=1e-4 * np.abs(expected).max())
+    # a decoder with ReLUs inside is not one conv: it keeps decoding in onnxruntime
+    assert LinearDecoder.probe(create_session(str(universal_models / "decoder_2.onnx"), "cpu", 1)[0], 128) is None
