@@ -149,6 +149,7 @@ def optimize(
     style_blend: Optional[str] = setting_option(OptimizeConfig, "style_blend"),
     style_scale: float = setting_option(OptimizeConfig, "style_scale"),
     style_loss: str = setting_option(OptimizeConfig, "style_loss"),
+    style_tiles: int = setting_option(OptimizeConfig, "style_tiles"),
     content_layer_weights: Optional[str] = setting_option(OptimizeConfig, "content_layer_weights"),
     style_layer_weights: Optional[str] = setting_option(OptimizeConfig, "style_layer_weights"),
     net: str = setting_option(OptimizeConfig, "net"),

@@ -14,7 +14,8 @@ carries ~90% of the Gram loss, relu2_1 and relu3_1 a few percent, relu1_1 and re
 ``--style-loss`` swaps the Gram matrix for another statistic (``meancov``: the mean and covariance
 apart) or for the patch loss (``patch``, Li & Wand 2016): each 3 x 3 patch of the output's features is
 pulled towards the painting's most similar patch, so each region of the photo borrows from the part
-of the painting that resembles it.
+of the painting that resembles it. ``--style-tiles N`` takes the output's statistic in each tile of an
+N x N grid (:class:`Tiled`) against the painting's whole-image statistic, so no region can stay unstyled.
 
 Spatial control (Gatys et al. 2017, "guided Gram matrices"): with a mask m_s per style (N, 1, H, W)
 in 0..1 on the output image, style s is judged only inside its region. At each layer the mask is
@@ -27,6 +28,7 @@ i.e. every style's region is multiplied by (1 - content mask); the content loss 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +59,41 @@ def mean_covariance(features: torch.Tensor) -> torch.Tensor:
     centred = flat - mean
     covariance = torch.bmm(centred, centred.transpose(1, 2)) / (h * w)
     return torch.cat([covariance, mean.transpose(1, 2)], dim=1)
+
+
+MIN_TILE = 4  # feature positions along a tile's shorter side: a layer too small for the grid gets fewer tiles
+
+
+def tile_starts(length: int, grid: int, tile: int) -> list[int]:
+    """Where each of ``grid`` tiles of ``tile`` positions starts along ``length``: spread evenly, the first at 0,
+    the last ending at ``length`` (neighbours overlap by a position or two where ``length`` does not divide)."""
+    return [round(part * (length - tile) / (grid - 1)) for part in range(grid)]
+
+
+@dataclass(frozen=True)
+class Tiled:
+    """A style statistic taken in each tile of a ``grid`` x ``grid`` split of the features (``--style-tiles``):
+    (N, C, H, W) -> (N, tiles, ...), compared with the painting's whole-image statistic broadcast over
+    the tiles, so the loss is the mean over tiles. A statistic of the whole image can be met by painting
+    part of the picture and leaving the rest flat or a photo; one per tile asks every region for the
+    painting. For the Gram matrix and tiles that divide the image, the mean over tiles is the whole
+    image's loss plus the tiles' variance around it. Tiles are of equal size, so all are one batched
+    statistic; a layer whose shorter side has fewer than ``MIN_TILE`` positions per tile gets fewer tiles."""
+
+    statistic: Callable[[torch.Tensor], torch.Tensor]
+    grid: int
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = features.shape
+        grid = max(1, min(self.grid, min(height, width) // MIN_TILE))
+        if grid == 1:
+            return self.statistic(features)[:, None]
+        tall, wide = -(-height // grid), -(-width // grid)  # tile size: ceil, so the tiles cover every position
+        rows = torch.cat([features.narrow(2, start, tall) for start in tile_starts(height, grid, tall)], dim=2)
+        tiles = torch.cat([rows.narrow(3, start, wide) for start in tile_starts(width, grid, wide)], dim=3)
+        tiles = tiles.view(n, c, grid, tall, grid, wide).permute(0, 2, 4, 1, 3, 5).reshape(n * grid * grid, c, tall, wide)
+        statistic = self.statistic(tiles)
+        return statistic.view(n, grid * grid, *statistic.shape[1:])
 
 
 # --style-loss: the statistic of each style layer that the output must match, or "patch" (below)
@@ -150,6 +187,7 @@ class LossWeights:
     tv_weight: float = 0.0
     style_blend: list[float] | None = None
     style_loss: str = "gram"  # one of STYLE_LOSSES
+    style_tiles: int = 1  # the output's statistic per tile of a grid x grid split (Tiled); 1: the whole image
 
     def content_factors(self) -> dict[str, float]:
         return _per_layer(self.content_layers, self.content_layer_weights, "content")
@@ -173,6 +211,7 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
         tv_weight=settings.tv_weight,
         style_blend=settings.style_blend,
         style_loss=settings.style_loss,
+        style_tiles=settings.style_tiles,
     )
 
 
@@ -225,7 +264,9 @@ class PerceptualLoss(torch.nn.Module):
         self.style_blend: list[float] = []
         self.style_masks: list[torch.Tensor] | None = None  # None: every style over the whole image
         self.patches = weights.style_loss == "patch"  # else a statistic is matched
-        self.statistic = STYLE_STATISTICS.get(weights.style_loss)
+        self.statistic = STYLE_STATISTICS.get(weights.style_loss)  # of the style images: the targets
+        # of the output: per tile with --style-tiles (masks say where each style goes: their regions, not tiles)
+        self.matched = Tiled(self.statistic, weights.style_tiles) if self.statistic and weights.style_tiles > 1 else self.statistic
 
     def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
         """Descriptor activations at ``layers``, as float32 whatever precision the net ran in."""
@@ -275,7 +316,7 @@ class PerceptualLoss(torch.nn.Module):
         if self.patches:
             distance = patch_loss(features[name], targets[name])
         else:
-            distance = mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2
+            distance = mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2  # broadcast over tiles
         return STYLE_LOSS_SCALES[self.weights.style_loss] * distance
 
     def _style_grams(self, features: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -284,7 +325,7 @@ class PerceptualLoss(torch.nn.Module):
         if self.patches:
             return [{}] * len(self.style_targets)
         if self.style_masks is None:
-            grams = {name: self.statistic(features[name]) for name in self.style_factors}
+            grams = {name: self.matched(features[name]) for name in self.style_factors}
             return [grams] * len(self.style_targets)
         guided = GUIDED_STATISTICS[self.weights.style_loss]
         return [{name: guided(features[name], mask) for name in self.style_factors} for mask in self.style_masks]

@@ -109,6 +109,14 @@ class LossSettings:
         "patch (each 3x3 feature patch against the most similar patch of the painting, Li & Wand; layers relu3_1,relu4_1).",
         panel=PANEL_LOSS,
     )
+    style_tiles: int = setting(
+        1,
+        help="gram and meancov: match the style statistic in each tile of an N x N grid of the output, not only over "
+        "the whole image, so every region takes the painting (1 = whole image; with masks: each region).",
+        panel=PANEL_LOSS,
+        low=1,
+        high=16,
+    )
     style_scale: float = setting(
         1.0,
         help="Style image long side relative to the image it styles (optimize: --size; train: --image-size).",

@@ -10,7 +10,8 @@ from nstcli import color
 from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
 from nstcli.losses import (
-    LossWeights, PerceptualLoss, gram, guided_mean_covariance, mean_covariance, patch_loss, style_patches, total_variation,
+    LossWeights, PerceptualLoss, Tiled, gram, guided_mean_covariance, mean_covariance, mean_squared_error, patch_loss,
+    style_patches, tile_starts, total_variation,
 )  # fmt: skip
 
 
@@ -76,6 +77,58 @@ def test_guided_mean_covariance_is_the_region_statistic() -> None:
     guided = guided_mean_covariance(features, left)
     assert torch.allclose(guided, mean_covariance(features[..., :4]), atol=1e-5)
     assert torch.allclose(guided_mean_covariance(features, torch.ones(1, 1, 8, 8)), mean_covariance(features), atol=1e-5)
+
+
+def test_tiles_are_spread_evenly_and_cover_the_length() -> None:
+    assert tile_starts(12, 3, 4) == [0, 4, 8]
+    assert tile_starts(10, 3, 4) == [0, 3, 6]  # 4 + 4 + 4 > 10: neighbours overlap by one, the last ends at 10
+
+
+def _halves() -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of a painting half flat, half texture ((1, 2, 12, 12)) and of a picture with the same two in a fine
+    checkerboard: the same whole-image statistics, but only the checkerboard has them in every region."""
+    texture = torch.tensor([3.0, 1.0]).view(1, 2, 1, 1)
+    halves = torch.zeros(1, 2, 12, 12)
+    halves[..., 6:] = texture
+    checker = torch.zeros(1, 2, 12, 12)
+    checker[..., ::2, ::2] = checker[..., 1::2, 1::2] = texture
+    return halves, checker
+
+
+@pytest.mark.parametrize("statistic", [gram, mean_covariance])
+def test_tiled_statistic_asks_every_region_for_the_painting(statistic) -> None:
+    halves, checker = _halves()
+    target = statistic(halves)
+    assert torch.allclose(statistic(checker), target)  # the whole image cannot tell them apart
+    tiled = Tiled(statistic, 3)
+    assert tiled(halves).shape == (1, 9, *target.shape[1:])
+    assert mean_squared_error(tiled(checker), target) < 0.01 * mean_squared_error(tiled(halves), target)
+    # Gram: the mean over equal tiles is the whole image's Gram, so the tiled loss is the whole loss plus the tiles' spread
+    assert torch.allclose(Tiled(gram, 3)(halves).mean(dim=1), gram(halves))
+
+
+def test_tiled_statistic_uses_fewer_tiles_on_small_layers() -> None:
+    features = torch.rand(1, 2, 7, 30, generator=torch.Generator().manual_seed(6))
+    whole = Tiled(mean_covariance, 3)(features)  # 7 rows: under MIN_TILE a tile, one tile
+    assert whole.shape == (1, 1, 3, 2) and torch.allclose(whole[:, 0], mean_covariance(features))
+    features = torch.rand(1, 2, 8, 30, generator=torch.Generator().manual_seed(8))
+    tiled = Tiled(gram, 3)(features)  # 8 rows: two tiles a side, 4 x 15 positions each
+    assert tiled.shape == (1, 4, 2, 2)
+    assert torch.allclose(tiled[:, 1], gram(features[..., :4, 15:]))  # row-major: top right second
+
+
+def test_style_tiles_make_the_loss_see_a_style_left_in_one_half() -> None:
+    generator = torch.Generator().manual_seed(7)
+    content, style = (torch.rand(1, 3, 64, 64, generator=generator) for _ in range(2))
+    content[..., 32:] = style[..., 32:]  # the right half copies the painting, the left half stays the photo
+    layers = (["relu2_2"], ["relu1_1", "relu2_1"])
+    plain = _loss(LossWeights(*layers, style_loss="meancov"), [style], content)
+    tiled = _loss(LossWeights(*layers, style_loss="meancov", style_tiles=4), [style], content)
+    assert tiled(style).style > 0  # the painting's own regions differ from its whole
+    assert tiled(content).style > plain(content).style
+    assert _loss(LossWeights(*layers, style_tiles=1), [style], content)(content).style == _loss(LossWeights(*layers), [style], content)(content).style
+    tiled.set_masks([torch.ones(1, 1, 64, 64)])  # with masks the regions are the masks', not tiles
+    assert torch.isclose(tiled(content).style, plain(content).style, rtol=1e-4)
 
 
 def test_patch_loss_lets_each_region_take_the_part_of_the_style_like_it() -> None:

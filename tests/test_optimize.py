@@ -164,3 +164,12 @@ def test_each_style_loss_optimises(style_loss: str) -> None:
     assert totals[-1] < totals[0] and result.image.size == (48, 32)
     with pytest.raises(UsageError, match="unknown --style-loss"):
         run_optimize(CONTENT, [STYLE], tiny(style_loss="wasserstein"))
+
+
+def test_style_tiles_optimise_and_have_a_range() -> None:
+    result = run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, iterations=12), keep_history=True)
+    totals = [row["total"] for row in result.history]
+    assert totals[-1] < totals[0] and result.image.size == (48, 32)
+    assert OptimizeConfig().loss.style_tiles == 1  # off by default (README, "Quality")
+    with pytest.raises(UsageError, match="--style-tiles must be in 1..16"):
+        run_optimize(CONTENT, [STYLE], tiny(style_tiles=0))
