@@ -137,7 +137,7 @@ def main() -> None:
         rows.append(row)
         print(f"{name}: stylised and scored", file=sys.stderr, flush=True)
     report.write_contact_sheet(rows, args.out / "sheet.png", cell=args.size // 2,
-                               title=f"StyleBank vs CIN, equal training cost, {args.size} px")  # fmt: skip
+                               title=f"StyleBank vs CIN, {args.size} px")  # fmt: skip
 
     means = {
         style: {arch: {term: statistics.mean(r[term] for r in rows_) for term in ("content", "style", "total")}
