@@ -1,6 +1,6 @@
 """``nst bench``: the study's timing table for this machine, one row per method.
 
-For each family (optimize, johnson, texture, stylebank) it measures what the study reported:
+For each family (optimize, johnson, texture, stylebank, cin) it measures what the study reported:
 - learning: seconds per training step per style at ``batch_size`` and the total time of a short
   training run of ``train_steps`` steps (set-up included), and whether a new style can be added
   incrementally (without retraining the rest of the model);
@@ -29,12 +29,12 @@ from nstcli import generators, images
 from nstcli.errors import reject_first
 from nstcli.devices import resolve_device, synchronize
 from nstcli.optimize import run_optimize
-from nstcli.settings import OptimizeConfig, TrainConfig
+from nstcli.settings import MULTI_STYLE_ARCHS, OptimizeConfig, TrainConfig
 from nstcli.train import run_train
 from nstcli.train_plan import TrainPlan
 
-INCREMENTAL = {"stylebank": True}  # multi-style models add a style by training only its bank
-FAMILY = {"stylebank": "one model, many styles"}
+INCREMENTAL = dict.fromkeys(MULTI_STYLE_ARCHS, True)  # multi-style models add a style by training only its own parameters
+FAMILY = dict.fromkeys(MULTI_STYLE_ARCHS, "one model, many styles")
 
 
 @dataclass

@@ -476,12 +476,13 @@ def train(
     data: Optional[str] = setting_option(TrainConfig, "data"),
     resume: Optional[str] = typer.Option(None, help="Continue from a checkpoint (or a trained model) exactly.", rich_help_panel=PANEL_IO),
     add_style: Optional[list[str]] = typer.Option(
-        None, help="stylebank, with --resume BANK.pt: add a style NAME=IMAGE, training only its new bank (repeat).",
+        None, help="stylebank, cin, with --resume MODEL.pt: add a style NAME=IMAGE, training only its new bank "
+        "(cin: its norm scales and shifts) (repeat).",
         rich_help_panel=PANEL_IO,
     ),
     tune_style: Optional[list[str]] = typer.Option(
         None,
-        help="stylebank, with --resume BANK.pt: train the bank of style NAME further, the rest frozen (repeat; "
+        help="stylebank, cin, with --resume MODEL.pt: train style NAME's own parameters further, the rest frozen (repeat; "
         "--style-blend: their new style weights).",
         rich_help_panel=PANEL_IO,
     ),
@@ -494,14 +495,16 @@ def train(
     ),
     arch: str = setting_option(TrainConfig, "arch"),
     width: Optional[float] = typer.Option(
-        None, help="johnson, stylebank: channel multiplier (default 1.0 = 32/64/128).", rich_help_panel=PANEL_GENERATOR
+        None, help="johnson, stylebank, cin: channel multiplier (default 1.0 = 32/64/128).", rich_help_panel=PANEL_GENERATOR
     ),
-    residual_blocks: Optional[int] = typer.Option(None, help="johnson: residual blocks (default 5).", rich_help_panel=PANEL_GENERATOR),
+    residual_blocks: Optional[int] = typer.Option(
+        None, help="johnson, cin: residual blocks (default 5).", rich_help_panel=PANEL_GENERATOR
+    ),
     upsample: Optional[str] = typer.Option(
         None, help="johnson: nearest (+conv) or deconv (the paper's) (default nearest).", rich_help_panel=PANEL_GENERATOR
     ),
     output_kernel: Optional[int] = typer.Option(
-        None, help="johnson, stylebank: output conv size, odd, 1-9 (default 9, the paper's; 3 is faster on CPU).",
+        None, help="johnson, stylebank, cin: output conv size, odd, 1-9 (default 9, the paper's; 3 is faster on CPU).",
         rich_help_panel=PANEL_GENERATOR,
     ),
     texture_scales: Optional[int] = typer.Option(None, help="texture: input resolutions (default 5).", rich_help_panel=PANEL_GENERATOR),
@@ -556,7 +559,8 @@ def train(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ) -> None:
-    """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or a style bank (Chen et al.)."""
+    """Train a feed-forward generator on a folder of photos: one style (Johnson et al.; Ulyanov et al.) or many: a style bank
+    (Chen et al.) or conditional instance norm (Dumoulin et al.)."""
     extras.require_torch("train")
     typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
     if arch == "universal":
@@ -666,7 +670,7 @@ def export_command(
     precision: str = typer.Option(
         "fp32", help="fp32, or fp16 (float16 inside; inputs and outputs stay float32); universal decoders: also int8 (stored)."
     ),
-    style: Optional[str] = typer.Option(None, help="stylebank: export one style (name or index) as a single-style graph."),
+    style: Optional[str] = typer.Option(None, help="stylebank, cin: export one style (name or index) as a single-style graph."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:

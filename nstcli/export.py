@@ -10,8 +10,9 @@ the output, so the model's inputs and outputs stay float32 as the contract says.
 PyTorch before exporting rather than converting the ONNX graph afterwards (onnxconverter-common):
 no extra dependency, and the parity check tests exactly the graph that is written.
 
-StyleBank models get a second input, ``style_weights`` (K,), whose convex weights fuse the banks
-(one-hot: one style); ``style`` exports a graph of one bank instead (no second input).
+Multi-style models (StyleBank, CIN) get a second input, ``style_weights`` (K,), whose convex weights
+fuse the styles (StyleBank: the banks' outputs; CIN: the norms' scales and shifts; one-hot: one style);
+``style`` exports a graph of one style instead (no second input).
 
 Before anything is written the graph is run with onnxruntime (CPU) on random images of an odd
 size, padded and cropped like ``nst apply`` does, and compared with PyTorch in float32; a
@@ -70,7 +71,7 @@ class _Float32Io(nn.Module):
 
 
 class _OneBank(nn.Module):
-    """A StyleBank net fixed to one style: the single-style graph of ``nst export --style``."""
+    """A multi-style net fixed to one style: the single-style graph of ``nst export --style``."""
 
     def __init__(self, model: nn.Module, index: int):
         super().__init__()
@@ -97,7 +98,7 @@ def metadata(config: TrainConfig, multiple: int, precision: str, styles: list[st
 def _to_onnx(model: nn.Module, multiple: int, styles: int = 0) -> Any:
     """The ONNX ModelProto, batch/height/width dynamic (height and width multiples of ``multiple``).
 
-    ``styles`` > 0 adds the ``style_weights`` input of that length (StyleBank).
+    ``styles`` > 0 adds the ``style_weights`` input of that length (a multi-style model).
     """
     import onnx
 
@@ -154,7 +155,7 @@ def parity(model: nn.Module, onnx_bytes: bytes, multiple: int, seed: int = 0, st
 def export_model(state: dict[str, Any], output: str, precision: str = "fp32", style: str | None = None) -> ExportResult:
     """Export the generator of a loaded checkpoint ``state`` to ``output`` (written atomically after the check).
 
-    ``style``: StyleBank only, a style name or index: a single-style graph of that bank.
+    ``style``: multi-style models only, a style name or index: a single-style graph of that style.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"unknown --precision {precision!r} (choose fp32 or fp16)")
@@ -165,7 +166,7 @@ def export_model(state: dict[str, Any], output: str, precision: str = "fp32", st
     if style is not None:
         index = _style_index(config, style)
         model, reference, names = _OneBank(model, index), _OneBank(reference, index), [config.style_names()[index]]
-    elif config.arch == "stylebank":
+    elif config.multi_style:
         styles = len(config.style_names())
     dtype = torch.float16 if precision == "fp16" else torch.float32
     proto = _to_onnx(_Float32Io(model, dtype).eval(), multiple, styles)
@@ -186,10 +187,10 @@ def export_model(state: dict[str, Any], output: str, precision: str = "fp32", st
 
 def _style_index(config: TrainConfig, style: str) -> int:
     names = config.style_names()
-    if config.arch != "stylebank":
-        raise UsageError(f"--style: only stylebank models hold several styles (this one is --arch {config.arch})")
+    if not config.multi_style:
+        raise UsageError(f"--style: only stylebank and cin models hold several styles (this one is --arch {config.arch})")
     if style in names:
         return names.index(style)
     if style.isdigit() and int(style) < len(names):
         return int(style)
-    raise UsageError(f"--style: no style {style!r} in this bank ({', '.join(names)})")
+    raise UsageError(f"--style: no style {style!r} in this model ({', '.join(names)})")

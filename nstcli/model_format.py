@@ -5,7 +5,7 @@ Kept free of torch and onnxruntime so both sides (and tests) can import it cheap
 Graph:
 - input ``image``: float32 (N, 3, H, W), RGB in 0..1, N/H/W dynamic.
 - optional input ``style_weights``: float32 (K,), multi-style models only; a one-hot vector picks one
-  style, other convex weights blend the styles' banks.
+  style, other convex weights blend the styles (StyleBank: its banks; CIN: its norms' scales and shifts).
 - output ``stylised``: float32 (N, 3, H, W), RGB in 0..1, same H and W as the input.
 - H and W must be multiples of ``nst.size_multiple`` and at least twice it; ``nst apply`` pads
   (reflect, or edge when the image is too small to reflect) and crops back.
@@ -28,7 +28,7 @@ OUTPUT_IMAGE = "stylised"
 
 META_FORMAT = "nst.format"  # FORMAT_VERSION
 META_VERSION = "nst.version"  # nst version that exported the model
-META_ARCH = "nst.arch"  # johnson | texture | stylebank
+META_ARCH = "nst.arch"  # johnson | texture | stylebank | cin
 META_STYLES = "nst.styles"  # JSON list of style names, one per style_weights entry (or one name)
 META_CONFIG = "nst.config"  # JSON of the full training configuration
 META_SIZE_MULTIPLE = "nst.size_multiple"  # integer as text, e.g. "4"

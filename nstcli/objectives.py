@@ -11,6 +11,10 @@ and decoder reproduce the input: pixel MSE, logged as ``identity``). A run that 
 banks (``train_banks``: ``--add-style``, ``--tune-style``) has no auto-encoder steps: encoder and
 decoder are frozen.
 
+``MultiStyleObjective`` (CIN, Dumoulin et al. 2017): as StyleBank's style steps, one style per step
+drawn at random among the styles that train, against that style's targets alone; no auto-encoder
+steps (CIN has no style-free branch: every layer is shared by all styles, which is what keeps content).
+
 A step returns the loss to minimise and its named terms; the trainer averages each term over the
 steps that produced it (see :class:`nstcli.train.Trainer`).
 """
@@ -66,20 +70,21 @@ class PerceptualObjective:
         return StepLoss(total, {name: value.detach() for name, value in named.items()})
 
 
-class StyleBankObjective(PerceptualObjective):
-    """StyleBank: per-step branch choice between one style's bank and the auto-encoder."""
+class MultiStyleObjective(PerceptualObjective):
+    """A multi-style generator (``branch(image, style)``): one style per step, drawn at random."""
+
+    trains_identity = False
 
     def __init__(self, config: TrainConfig, loss_fn: PerceptualLoss):
         super().__init__(config, loss_fn)
         self.styles = len(loss_fn.style_targets)
-        self.trains_identity = config.train_banks is None
 
     @property
     def term_names(self) -> tuple[str, ...]:
         return STYLE_TERMS + ((IDENTITY_TERM,) if self.trains_identity else ())
 
     def preview_inputs(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """The last bank's one-hot style weights (the bank an incremental run trains)."""
+        """The last style's one-hot style weights (the style an incremental run trains)."""
         return (torch.eye(self.styles, device=device)[-1],)
 
     def branch(self, step: int) -> int | None:
@@ -92,7 +97,7 @@ class StyleBankObjective(PerceptualObjective):
 
     def step(self, network: torch.nn.Module, batch: torch.Tensor, step: int, autocast: Autocast) -> StepLoss:
         style = self.branch(step)
-        if style is None:
+        if style is None:  # StyleBank's auto-encoder step
             with autocast():
                 output = network.branch(batch, None)
             identity = torch.nn.functional.mse_loss(output.float(), batch)
@@ -103,8 +108,18 @@ class StyleBankObjective(PerceptualObjective):
         return self._judge(output, step, style)
 
 
+class StyleBankObjective(MultiStyleObjective):
+    """StyleBank: per-step branch choice between one style's bank and the auto-encoder."""
+
+    def __init__(self, config: TrainConfig, loss_fn: PerceptualLoss):
+        super().__init__(config, loss_fn)
+        self.trains_identity = config.train_banks is None
+
+
 def make_objective(config: TrainConfig, loss_fn: PerceptualLoss) -> PerceptualObjective:
-    """The objective of ``config.arch``; for stylebank, ``loss_fn`` holds one style target per bank."""
+    """The objective of ``config.arch``; for a multi-style model, ``loss_fn`` holds one style target per style."""
     if config.arch == "stylebank":
         return StyleBankObjective(config, loss_fn)
+    if config.multi_style:
+        return MultiStyleObjective(config, loss_fn)
     return PerceptualObjective(config, loss_fn)

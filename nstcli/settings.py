@@ -97,7 +97,7 @@ class LossSettings:
     )
     style_blend: list[float] | None = setting(
         None,
-        help="One weight per style image, e.g. 0.7,0.3 (stylebank: each bank's style-loss weight, default 1 each).",
+        help="One weight per style image, e.g. 0.7,0.3 (stylebank, cin: each style's style-loss weight, default 1 each).",
         panel=PANEL_LOSS,
         role=BANK,
         low=0,
@@ -250,12 +250,17 @@ def _train_loss() -> LossSettings:
     return LossSettings(style_weight=0.05)
 
 
+# Generators that hold several styles, trained from NAME=IMAGE pairs, one style per step, mixable with
+# style weights, grown by --add-style (their options hold ``styles``; see nstcli.generators).
+MULTI_STYLE_ARCHS = ("stylebank", "cin")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; stored in checkpoints and in exported models."""
 
     style: list[str] = setting(
-        help="Style image (repeat, with --style-blend, to blend several); stylebank: NAME=IMAGE, one per bank.",
+        help="Style image (repeat, with --style-blend, to blend several); stylebank, cin: NAME=IMAGE, one per style.",
         panel=PANEL_IO,
         factory=list,
         flag="--style-image",
@@ -263,7 +268,8 @@ class TrainConfig:
     data: str = setting("", help="Folder of content photos (recursive; jpg, png, webp).", panel=PANEL_DATA, role=BANK)
     arch: str = setting(
         "johnson",
-        help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.), stylebank (Chen et al.) or universal "
+        help="Generator: johnson (Johnson et al.), texture (Ulyanov et al.), stylebank (Chen et al.), cin (Dumoulin "
+        "et al.: Johnson's net, each style its own instance-norm scales and shifts) or universal "
         "(Li et al.: decoders for nst apply --style-image; needs only --data; its own defaults: --image-size "
         f"{UniversalTrainConfig.image_size}, --batch-size {UniversalTrainConfig.batch_size}, --lr {UniversalTrainConfig.lr:g}, "
         f"--workers {UniversalTrainConfig.workers}).",
@@ -370,7 +376,7 @@ class TrainConfig:
         None, help="Image to stylise every --preview-every steps, into MODEL.preview/.", panel=PANEL_LOGGING, role=RUN
     )
     preview_every: int = setting(100, help="Steps between previews.", panel=PANEL_LOGGING, role=RUN, low=1, high=1e9)
-    names: list[str] | None = None  # stylebank: one name per style image (None: the images' stems)
+    names: list[str] | None = None  # stylebank, cin: one name per style image (None: the images' stems)
     steps_per_identity: int = setting(
         2,
         help="stylebank: style steps before each auto-encoder step (the paper's T).",
@@ -378,13 +384,18 @@ class TrainConfig:
         low=1,
         high=1e6,
     )
-    train_banks: list[int] | None = None  # stylebank: train only these banks, freeze the rest; None: everything
+    train_banks: list[int] | None = None  # stylebank, cin: train only these styles, freeze the rest; None: everything
+
+    @property
+    def multi_style(self) -> bool:
+        """Whether the generator holds several styles (:data:`MULTI_STYLE_ARCHS`)."""
+        return self.arch in MULTI_STYLE_ARCHS
 
     def style_names(self) -> list[str]:
-        """The styles the model learnt: one per bank for stylebank, else one (several stems joined with '+')."""
+        """The styles the model learnt: one per style for stylebank and cin, else one (several stems joined with '+')."""
         from pathlib import Path
 
-        if self.arch == "stylebank":
+        if self.multi_style:
             return list(self.names or [Path(path).stem for path in self.style])
         return ["+".join(Path(path).stem for path in self.style)]
 

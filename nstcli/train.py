@@ -5,8 +5,8 @@ One step: a batch of random crops goes through the generator and the architectur
 ``warmup_steps`` with style weight 0 at ``warmup_lr`` so the generator first learns to reproduce
 its input, then the style phase at ``lr``, multiplied by ``lr_decay`` every ``lr_decay_every``
 steps. The schedule is a pure function of the step, so the step is all the "scheduler state" a
-checkpoint (:mod:`nstcli.checkpoint`) needs. What runs (fresh, resumed, a StyleBank growing or
-tuning banks) is decided beforehand by :func:`nstcli.train_plan.plan_train`.
+checkpoint (:mod:`nstcli.checkpoint`) needs. What runs (fresh, resumed, a multi-style model growing
+or tuning styles) is decided beforehand by :func:`nstcli.train_plan.plan_train`.
 
 Multi-GPU / multi-node: under ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set) the generator is
 wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); each rank reads its share of
@@ -147,10 +147,10 @@ def _stop_on_signals() -> Iterator[dict[str, bool]]:
 
 
 def _perceptual_loss(config: TrainConfig, device: torch.device, precision: torch.dtype) -> PerceptualLoss:
-    """The loss with every style image's Gram targets. StyleBank judges one bank's style at a time,
-    weighted by its own --style-blend entry (1 each by default), not a blend summing to 1."""
+    """The loss with every style image's Gram targets. A multi-style model (StyleBank, CIN) is judged on
+    one style at a time, weighted by its own --style-blend entry (1 each by default), not a blend summing to 1."""
     weights = loss_weights(config)
-    if config.arch == "stylebank":
+    if config.multi_style:
         weights = replace(weights, style_blend=config.loss.style_blend or [1.0] * len(config.style))
     settings = config.loss
     descriptor = build_descriptor(settings.net, weights.content_layers + weights.style_layers, settings.weights,
@@ -163,13 +163,15 @@ def _perceptual_loss(config: TrainConfig, device: torch.device, precision: torch
 
 
 def _load_base(model: torch.nn.Module, base: dict[str, Any], train_banks: list[int]) -> None:
-    """The trained bank's weights into ``model``; only banks in ``train_banks`` may be missing (new styles)."""
+    """The trained multi-style model's weights into ``model``; only the styles in ``train_banks`` may be
+    missing (new styles: ``banks.K.…``, a StyleBank's bank or a CIN style's scales and shifts)."""
     missing, unexpected = model.load_state_dict(base["model"], strict=False)
     if unexpected or any(not key.startswith("banks.") or int(key.split(".")[1]) not in train_banks for key in missing):
-        raise InputError("the trained style bank does not match its own configuration")
+        raise InputError("the trained multi-style model does not match its own configuration")
 
 
 def _freeze_all_but_banks(model: torch.nn.Module, train_banks: list[int]) -> None:
+    """Only the styles in ``train_banks`` train (StyleBank: their banks; CIN: their norm scales and shifts)."""
     model.requires_grad_(False)
     for bank in train_banks:
         model.banks[bank].requires_grad_(True)

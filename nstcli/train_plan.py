@@ -2,11 +2,12 @@
 
 ``nst train`` runs in one of four modes:
 
-- fresh: ``--style`` and ``--data`` (StyleBank: ``--style NAME=IMAGE`` per bank);
+- fresh: ``--style`` and ``--data`` (a multi-style model, StyleBank or CIN: ``--style NAME=IMAGE`` per style);
 - ``--resume CKPT``: continue exactly; only *run* settings (steps, device, logging) may differ,
   every other setting comes from the checkpoint (giving one again with the same value is fine);
-- ``--resume BANK --add-style NAME=IMAGE``: a trained StyleBank grows new banks, only they train;
-- ``--resume BANK --tune-style NAME``: the named banks train further, everything else frozen.
+- ``--resume BANK --add-style NAME=IMAGE``: a trained multi-style model grows new styles (StyleBank:
+  banks; CIN: norm scales and shifts), only they train;
+- ``--resume BANK --tune-style NAME``: the named styles train further, everything else frozen.
 
 In the last two, *bank* settings (data, crops, loss weights, learning rate) may also change,
 and run settings not given take their defaults rather than the checkpoint's. Which settings play
@@ -69,26 +70,26 @@ def validate(config: TrainConfig) -> None:
     multiple = options.size_multiple()
     if config.image_size % multiple:
         raise UsageError(f"--image-size must be at least 16 and a multiple of {multiple} for --arch {config.arch}")
-    if config.arch == "stylebank":
-        _validate_stylebank(config, options.styles)
+    if config.multi_style:
+        _validate_multi_style(config, options.styles)
     if config.weight_init not in generators.INITS:
         raise UsageError(f"unknown --weight-init {config.weight_init!r} (choose from {', '.join(generators.INITS)})")
     check_precision(config.precision)
     losses.validate_settings(config.loss, train.loss_weights(config))
 
 
-def _validate_stylebank(config: TrainConfig, banks: int) -> None:
+def _validate_multi_style(config: TrainConfig, banks: int) -> None:
     names = config.style_names()
     train_banks = config.train_banks
     bad_train_banks = train_banks is not None and (
         not train_banks or len(set(train_banks)) != len(train_banks) or not all(0 <= bank < banks for bank in train_banks)
     )
     checks = {
-        f"--arch stylebank has {banks} banks for {len(config.style)} styles": banks != len(config.style),
+        f"--arch {config.arch} has {banks} styles for {len(config.style)} style images": banks != len(config.style),
         "--style-image names must be unique": len(set(names)) != len(names),
         f"{len(names)} style names for {len(config.style)} style images": len(names) != len(config.style),
-        "the banks to train must be distinct banks of the model": bad_train_banks,
-        "--arch stylebank trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        "the styles to train must be distinct styles of the model": bad_train_banks,
+        f"--arch {config.arch} trains in one process (not under torchrun)": int(os.environ.get("WORLD_SIZE", "1")) > 1,
     }  # fmt: skip
     reject_first(checks)
     for name in names:
@@ -120,9 +121,9 @@ def plan_train(
     if add_styles and tune_styles:
         raise UsageError("--add-style and --tune-style are separate runs: give one of them")
     if bank_flag and not resume:
-        raise UsageError(f"{bank_flag} needs --resume BANK.pt (the trained style bank)")
+        raise UsageError(f"{bank_flag} needs --resume MODEL.pt (a trained stylebank or cin model)")
     if bank_flag and config.style:
-        raise UsageError(f"with {bank_flag} the bank keeps its styles: give no --style-image")
+        raise UsageError(f"with {bank_flag} the model keeps its styles: give no --style-image")
     settings = declarations(TrainConfig)
     values: dict[str, Any] = {name: get_setting(config, name) for name in given if name in settings}
     values["arch_options"] = {name: value for name, value in config.arch_options.items() if name in given}
@@ -154,8 +155,8 @@ def _optional_path(text: str | None) -> Path | None:
 
 
 def _named_styles(config: TrainConfig) -> TrainConfig:
-    """Style paths made absolute; StyleBank's ``NAME=IMAGE`` split into names and paths, one bank each."""
-    if config.arch == "stylebank" and config.style:
+    """Style paths made absolute; a multi-style model's ``NAME=IMAGE`` split into names and paths, one style each."""
+    if config.multi_style and config.style:
         names, paths = (list(items) for items in zip(*(split_named_style(text) for text in config.style)))
         options = {**config.arch_options, "styles": len(paths)}
         config = replace(config, names=names, style=paths, arch_options=options)
@@ -213,17 +214,17 @@ def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
 
 
 def _bank_run(saved: TrainConfig, given: dict[str, Any], flag: str, count: int) -> TrainConfig:
-    """``saved`` (a trained bank) with ``given``: run and bank settings may change; architecture and
+    """``saved`` (a trained multi-style model) with ``given``: run and bank settings may change; architecture and
     descriptor stay the checkpoint's. Run settings not given take their defaults, as in any new run
     (not the checkpoint's device or step count). ``count``: how many banks train, which is how many
     --style-blend weights to expect. The style blend and warm-up are set by the caller."""
-    if saved.arch != "stylebank":
-        raise UsageError(f"{flag} needs a stylebank model (this one is --arch {saved.arch})")
+    if not saved.multi_style:
+        raise UsageError(f"{flag} needs a multi-style model, --arch stylebank or cin (this one is --arch {saved.arch})")
     given = dict(given)
     _check_arch_unchanged(saved, given.pop("arch_options", {}), f"with {flag}")
     for key, value in given.items():
         if key not in BANK_SETTINGS and _normalised(key, value) != _normalised(key, get_setting(saved, key)):
-            raise UsageError(f"{flag_of(TrainConfig, key)} cannot change with {flag} (the bank's is kept)")
+            raise UsageError(f"{flag_of(TrainConfig, key)} cannot change with {flag} (the model's is kept)")
     weights = given.get("style_blend")
     if weights is not None and len(weights) != count:
         raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
@@ -263,7 +264,7 @@ def tune_styles_config(saved: TrainConfig, names: list[str], given: dict[str, An
     known = saved.style_names()
     for name in names:
         if name not in known:
-            raise UsageError(f"--tune-style: the bank has no style {name!r} (it has {', '.join(known)})")
+            raise UsageError(f"--tune-style: the model has no style {name!r} (it has {', '.join(known)})")
     if len(set(names)) != len(names):
         raise UsageError("--tune-style: each style once")
     config = replace(config, train_banks=[known.index(name) for name in names])

@@ -220,10 +220,10 @@ def test_bad_stylebank_settings_are_usage_errors(folder, bank):
         train_plan.validate(bank_config(folder, ("a", "a"), style=[str(folder / "red.png")] * 2))
     with pytest.raises(UsageError, match="--style-blend has 3 weights for 2 style images"):
         train_plan.validate(bank_config(folder, style_blend=[0.5, 0.5, 1.0]))
-    with pytest.raises(UsageError, match="2 banks for 1 styles"):
+    with pytest.raises(UsageError, match="2 styles for 1 style images"):
         train_plan.validate(bank_config(folder, style=[str(folder / "red.png")], names=["red"], arch_options={"styles": 2}))
     johnson = settings.with_settings(bank_config(folder), {"arch": "johnson", "arch_options": {}})
-    with pytest.raises(UsageError, match="needs a stylebank"):
+    with pytest.raises(UsageError, match="needs a multi-style model"):
         train_plan.add_styles_config(johnson, [str(folder / "blue.png")], ["blue"], {})
     saved = train.TrainConfig.from_dict(checkpoint.load_checkpoint(bank)["config"])
     with pytest.raises(UsageError, match="--net cannot change"):

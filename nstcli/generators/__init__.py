@@ -3,8 +3,10 @@
 Each architecture module exposes an options dataclass (with ``validate()`` and ``size_multiple()``)
 and ``build(options) -> nn.Module``. A generator maps an RGB batch (N, 3, H, W) in 0..1 to a
 stylised batch of the same shape, for H and W multiples of ``size_multiple()`` and at least twice
-that; :func:`stylise` pads and crops so any size works. A multi-style generator (StyleBank) registers the same way, its
-options holding the number of styles.
+that; :func:`stylise` pads and crops so any size works. A multi-style generator (StyleBank, CIN) registers the same
+way, its options holding the number of styles; it also takes the style weights (K,) after the image, has
+``branch(image, style)`` for one style alone and keeps each style's own parameters in ``banks[k]``
+(what add-style and tune-style runs train). :data:`nstcli.settings.MULTI_STYLE_ARCHS` names them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nstcli.errors import UsageError
-from nstcli.generators import johnson, stylebank, texture
+from nstcli.generators import cin, johnson, stylebank, texture
 from nstcli.generators.blocks import INITS, initialise
 
 
@@ -32,6 +34,7 @@ ARCHS: dict[str, Arch] = {
     "johnson": Arch("johnson", johnson.JohnsonOptions, johnson.build),
     "texture": Arch("texture", texture.TextureOptions, texture.build),
     "stylebank": Arch("stylebank", stylebank.StyleBankOptions, stylebank.build),
+    "cin": Arch("cin", cin.CINOptions, cin.build),
 }
 
 

@@ -6,6 +6,8 @@ which Ulyanov et al. showed is what makes feed-forward stylisation work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from nstcli.errors import UsageError
@@ -13,17 +15,26 @@ from nstcli.errors import UsageError
 INITS = ("default", "xavier", "he")
 OUTPUT_KERNELS = (1, 3, 5, 7, 9)
 
+# The normalisation after each conv, made for a channel count: instance norm with its own learnt scale
+# and shift by default; conditional instance norm (generators.cin) takes them from the style instead.
+Norm = Callable[[int], nn.Module]
+
+
+def instance_norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=True)
+
 
 class ConvBlock(nn.Sequential):
     """Reflection pad, conv, instance norm (affine) and an optional activation."""
 
     def __init__(
-        self, channels_in: int, channels_out: int, kernel: int, stride: int = 1, activation: nn.Module | None = None
-    ):
+        self, channels_in: int, channels_out: int, kernel: int, stride: int = 1, activation: nn.Module | None = None,
+        norm: Norm = instance_norm,
+    ):  # fmt: skip
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(kernel // 2),
             nn.Conv2d(channels_in, channels_out, kernel, stride),
-            nn.InstanceNorm2d(channels_out, affine=True),
+            norm(channels_out),
         ]
         if activation is not None:
             layers.append(activation)
@@ -33,10 +44,11 @@ class ConvBlock(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3x3 conv blocks with a skip connection (Johnson et al., after He et al.)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: Norm = instance_norm):
         super().__init__()
         self.body = nn.Sequential(
-            ConvBlock(channels, channels, 3, activation=nn.ReLU(inplace=True)), ConvBlock(channels, channels, 3)
+            ConvBlock(channels, channels, 3, activation=nn.ReLU(inplace=True), norm=norm),
+            ConvBlock(channels, channels, 3, norm=norm),
         )
 
     def forward(self, x):
@@ -46,14 +58,16 @@ class ResidualBlock(nn.Module):
 class Upsample(nn.Module):
     """Double the resolution: nearest-neighbour + conv (no checkerboard) or a stride-1/2 conv (the paper's)."""
 
-    def __init__(self, channels_in: int, channels_out: int, mode: str):
+    def __init__(self, channels_in: int, channels_out: int, mode: str, norm: Norm = instance_norm):
         super().__init__()
         if mode == "nearest":
-            self.body = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(channels_in, channels_out, 3))
+            self.body = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(channels_in, channels_out, 3, norm=norm)
+            )
         else:  # deconv: output exactly twice the input size
             self.body = nn.Sequential(
                 nn.ConvTranspose2d(channels_in, channels_out, 3, stride=2, padding=1, output_padding=1),
-                nn.InstanceNorm2d(channels_out, affine=True),
+                norm(channels_out),
             )
         self.activation = nn.ReLU(inplace=True)
 
@@ -67,23 +81,25 @@ def channel_widths(width: float) -> tuple[int, int, int]:
     return c1, c2, c3
 
 
-def encoder_layers(c1: int, c2: int, c3: int) -> list[nn.Module]:
+def encoder_layers(c1: int, c2: int, c3: int, norm: Norm = instance_norm) -> list[nn.Module]:
     """9x9 conv to c1, then two stride-2 3x3 convs to c2 and c3 (instance norm, ReLU)."""
     return [
-        ConvBlock(3, c1, 9, activation=nn.ReLU(inplace=True)),
-        ConvBlock(c1, c2, 3, stride=2, activation=nn.ReLU(inplace=True)),
-        ConvBlock(c2, c3, 3, stride=2, activation=nn.ReLU(inplace=True)),
+        ConvBlock(3, c1, 9, activation=nn.ReLU(inplace=True), norm=norm),
+        ConvBlock(c1, c2, 3, stride=2, activation=nn.ReLU(inplace=True), norm=norm),
+        ConvBlock(c2, c3, 3, stride=2, activation=nn.ReLU(inplace=True), norm=norm),
     ]
 
 
-def decoder_layers(c3: int, c2: int, c1: int, upsample: str, output_kernel: int = 9) -> list[nn.Module]:
+def decoder_layers(
+    c3: int, c2: int, c1: int, upsample: str, output_kernel: int = 9, norm: Norm = instance_norm
+) -> list[nn.Module]:
     """The encoder's mirror: two x2 upsampling stages, then a conv to RGB (no activation).
 
     The paper's output conv is 9x9; on onnxruntime's CPU kernels a 3-channel output conv is the
     slowest layer of a narrow net (a third of a width-0.5 StyleBank at 512 px), so it can be smaller.
     """
     pad = nn.ReflectionPad2d(output_kernel // 2)
-    return [Upsample(c3, c2, upsample), Upsample(c2, c1, upsample), pad, nn.Conv2d(c1, 3, output_kernel)]
+    return [Upsample(c3, c2, upsample, norm), Upsample(c2, c1, upsample, norm), pad, nn.Conv2d(c1, 3, output_kernel)]
 
 
 def validate_output_kernel(kernel: int) -> None:
