@@ -107,7 +107,7 @@ def test_resume_after_the_driver_is_killed(models, tmp_path, cluster):
     ray_env = {name: value for name, value in os.environ.items() if name.startswith("RAY_")}  # e.g. RAY_AUTH_MODE
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**SUBPROCESS_ENV, **ray_env})
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None and (not out.exists() or len(outputs(out)) < 5):
+    while time.monotonic() < deadline and process.poll() is None and (not out.exists() or finished_count(out) < 5):
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     _, stderr = process.communicate()
@@ -120,16 +120,17 @@ def test_resume_after_the_driver_is_killed(models, tmp_path, cluster):
     assert files(out) == files(tmp_path / "local")  # every output once, complete, no temporary file left
 
 
+def finished_count(folder: Path) -> int:
+    """The number of outputs in ``folder``, not counting temporary files (writes still going on)."""
+    return sum(not images.TEMP_NAME.fullmatch(Path(name).name) for name in outputs(folder))
+
+
 def settled_count(folder: Path) -> int:
-    """The number of outputs in ``folder`` (not temporary files a kill left) once it has not changed for 3 seconds."""
-
-    def count_now() -> int:
-        return sum(not images.TEMP_NAME.fullmatch(Path(name).name) for name in outputs(folder))
-
-    count, since = count_now(), time.monotonic()
+    """The number of finished outputs in ``folder`` once it has not changed for 3 seconds."""
+    count, since = finished_count(folder), time.monotonic()
     while time.monotonic() - since < 3.0:  # 1 s was too short on a loaded machine: a late write raced the resume
         time.sleep(0.1)
-        now = count_now()
+        now = finished_count(folder)
         if now != count:
             count, since = now, time.monotonic()
     return count
