@@ -17,6 +17,7 @@ up to :data:`CACHE_PIXELS`, as decoding a PNG costs more than the crop itself.
 from __future__ import annotations
 
 import hashlib
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -156,3 +157,11 @@ class StreamSampler(Sampler):
 
 def collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
     return torch.stack([image for image, _ in items]), sum(skipped for _, skipped in items)
+
+
+def ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
+    """Leave Ctrl-C and SIGTERM to the trainer: a terminal's Ctrl-C (or ``kill -TERM -PGID``) signals the
+    whole process group, and a worker that died of it would end the run with a lost-worker error
+    before the trainer could write its checkpoint. Workers still exit when the trainer does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

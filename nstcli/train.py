@@ -328,8 +328,9 @@ class Trainer:
             preview_dir.mkdir(parents=True, exist_ok=True)
         loader = DataLoader(
             self.dataset, batch_size=config.batch_size, sampler=self.sampler, num_workers=config.workers,
-            collate_fn=data.collate, pin_memory=self.cuda, generator=torch.Generator().manual_seed(config.seed),
-            persistent_workers=config.workers > 0, prefetch_factor=4 if config.workers > 0 else None,
+            collate_fn=data.collate, worker_init_fn=data.ignore_stop_signals, pin_memory=self.cuda,
+            generator=torch.Generator().manual_seed(config.seed), persistent_workers=config.workers > 0,
+            prefetch_factor=4 if config.workers > 0 else None,
         )  # fmt: skip
         self.model.train()
         start = time.perf_counter()

@@ -217,8 +217,8 @@ class UniversalTrainer:
         config = self.config
         loader = DataLoader(
             self.dataset, batch_size=config.batch_size, sampler=self.sampler, num_workers=config.workers,
-            collate_fn=data.collate, generator=torch.Generator().manual_seed(config.seed),
-            persistent_workers=config.workers > 0,
+            collate_fn=data.collate, worker_init_fn=data.ignore_stop_signals,
+            generator=torch.Generator().manual_seed(config.seed), persistent_workers=config.workers > 0,
         )  # fmt: skip
         total = self.step + max((steps - level.steps for steps, level in zip(config.level_steps, self.levels)), default=0)
         start = time.perf_counter()

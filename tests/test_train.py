@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -357,6 +358,27 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photo
     assert torch.load(tmp_path / "model.pt", weights_only=True)["step"] == int(target)
     result = nst("train", "-o", "again.pt", "--resume", "model.ckpt", "--lr", "0.5", cwd=tmp_path)
     assert result.returncode == 2 and "--lr cannot change on --resume" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_process_group_reaches_the_data_workers_too(tmp_path, photos, style, random_vgg16, signum):
+    """Ctrl-C at a terminal (or kill -TERM -PGID) signals the DataLoader workers as well as the trainer:
+    the run must still stop cleanly with its checkpoint, not die of a lost worker with a traceback."""
+    flags = [*tiny_flags(photos, style, random_vgg16), "--workers", "2", "--steps", "100000", "--log-every", "1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags], cwd=tmp_path, env=ENV,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell job ignores SIGINT
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    for line in process.stderr:  # wait until training is under way
+        if line.startswith("step 3") or time.monotonic() > deadline:
+            break
+    os.killpg(process.pid, signum)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "Traceback" not in rest and "continue with --resume model.ckpt" in rest
+    assert torch.load(tmp_path / "model.ckpt", weights_only=True)["step"] >= 3
 
 
 def test_a_killed_run_leaves_its_last_checkpoint_whole_and_resume_finishes(tmp_path, photos, style, random_vgg16):
