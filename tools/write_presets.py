@@ -51,6 +51,7 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
         f"--style-scale {loss.style_scale:g} --crop-scale {config.crop_scale:g} "
         + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
         + (f"--pooling {loss.pooling} " if loss.pooling != "max" else "")
+        + (f"--style-loss {loss.style_loss} " if loss.style_loss != "gram" else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
         + f"--checkpoint-every 0 --steps {steps} --device cuda"
@@ -66,7 +67,7 @@ def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     # The record stays flat, in the preset records' format 1 (names as in TRAIN_RENAMES_V1: "t"), which
     # TrainConfig.from_dict reads back.
     keys = {key: key for key in ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale",
-                                 "content_weight", "tv_weight", "net", "pooling", "seed")}  # fmt: skip
+                                 "content_weight", "tv_weight", "net", "pooling", "style_loss", "seed")}  # fmt: skip
     if kind == "stylebank":
         keys["t"] = "steps_per_identity"
     summary = {"arch": kind, **config.arch_options, **{key: get_setting(config, name) for key, name in keys.items()},
