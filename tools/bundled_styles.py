@@ -14,7 +14,8 @@ Training photos: --data (default ../shared/data/train, 1,500 photos; the first b
 the 23 Kodak photos other than HELD_OUT). The Kodak photos are never trained on: HELD_OUT are the
 incremental phase's probe and the judged photos of bench/bundled_quality.py.
 The descriptor pools by averaging (--pooling avg): with max pooling the nets learn a fine hatching
-(README, "Why the bundled nets hatch").
+(README, "Why the bundled nets hatch"); the style loss is the mean/covariance one (--style-loss
+meancov), as in the CPU-trained Starry Night net that replaced the first one (README, "Longer runs on the CPU").
 Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring, sheets: on the CPU after.
 
     PYTHONPATH=. python3 tools/bundled_styles.py --out $OUT --device cuda --crop-scale 0.5 --style-weight 0.7
@@ -70,6 +71,7 @@ def make_config(args: argparse.Namespace, arch: str, names: list[str], options: 
         arch_options=arch_options, image_size=args.size, batch_size=args.batch_size, steps=1_000_000,
         workers=args.workers, device=args.device, log_every=10, checkpoint_every=0, style_weight=args.style_weight,
         style_scale=args.style_scale, crop_scale=args.crop_scale, pooling=args.pooling,
+        style_loss=args.style_loss,
     ))  # fmt: skip
 
 
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"), help="where HELD_OUT are")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/train"), help="training photos")
     parser.add_argument("--pooling", default="avg", help="the descriptor's pooling: avg or max (the first models')")
+    parser.add_argument("--style-loss", default="meancov", help="gram or meancov (the first models': gram)")
     parser.add_argument("--paintings", type=Path, default=Path("../shared/data/paintings"))
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
