@@ -53,6 +53,7 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
         + (f"--pooling {loss.pooling} " if loss.pooling != "max" else "")
         + (f"--style-loss {loss.style_loss} " if loss.style_loss != "gram" else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
+        + (f"--residual-blocks {options['residual_blocks']} " if "residual_blocks" in options else "")
         + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
         + f"--checkpoint-every 0 --steps {steps} --device cuda"
     )
