@@ -39,10 +39,13 @@ def session(path: str, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def model_only(bank: Path, peer: Path, threads: int, repeats: int) -> tuple[float, float]:
+def model_only(model: Path, peer: Path, threads: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of nst's ``model`` (its first style, if it takes style weights) and the peer's style 19."""
     image = np.random.default_rng(0).random((1, 3, 512, 512), dtype=np.float32)
-    ours, theirs = session(str(bank), threads), session(str(peer), threads)
-    our_feeds = {"image": image, "style_weights": np.eye(ours.get_inputs()[1].shape[0], dtype=np.float32)[0]}
+    ours, theirs = session(str(model), threads), session(str(peer), threads)
+    our_feeds = {"image": image}
+    for value in ours.get_inputs()[1:]:  # a multi-style graph: style_weights
+        our_feeds[value.name] = np.eye(value.shape[0], dtype=np.float32)[0]
     peer_feeds = {"image": image, "style_weights": np.eye(26, dtype=np.float32)[19]}
     times: dict[str, list[float]] = {"nst": [], "peer": []}
     for _ in range(repeats + 1):  # the first round warms up

