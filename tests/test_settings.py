@@ -62,9 +62,15 @@ def test_bundled_models_and_preset_records_load_as_configs():
         config = TrainConfig.from_dict(json.loads(meta["nst.config"]))
         assert config.arch in ("johnson", "stylebank") and config.loss.style_weight > 0, path
     for path in sorted(STYLES.glob("*/preset.toml")):
-        for kind, record in tomllib.loads(path.read_text()).get("training", {}).items():
+        preset = tomllib.loads(path.read_text())
+        for kind, record in preset.get("training", {}).items():
             config = TrainConfig.from_dict(record["config"])
             assert config.arch == kind and config.loss.style_weight == record["config"]["style_weight"], path
+            # The record describes the model shipped beside it: same shape, same loss.
+            model = path.parent / preset["models"][kind]["file"]
+            meta = {entry.key: entry.value for entry in onnx.load(model, load_external_data=False).metadata_props}
+            shipped = TrainConfig.from_dict(json.loads(meta["nst.config"]))
+            assert config.arch_options == shipped.arch_options and config.loss == shipped.loss, path
 
 
 def test_deprecated_flags_are_renamed_with_one_warning_each():

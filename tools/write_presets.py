@@ -37,6 +37,13 @@ def quoted(value: object) -> str:
     return json.dumps(value)  # a TOML basic string or number
 
 
+def inline_toml(value: object) -> str:
+    """A TOML value: a string, number or boolean, or a table of them written inline."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {quoted(item)}" for key, item in value.items()) + " }"
+    return quoted(value)
+
+
 def train_command(config: TrainConfig, kind: str, steps: int) -> str:
     """The ``nst train`` + ``nst export`` commands equivalent to the time-boxed run (lr does not depend on steps)."""
     options = config.arch_options
@@ -65,15 +72,15 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
 def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
     config, steps = TrainConfig.from_dict(state["config"]), state["step"]  # any layout; defaults for newer fields
-    # The record stays flat, in the preset records' format 1 (names as in TRAIN_RENAMES_V1: "t"), which
-    # TrainConfig.from_dict reads back.
+    # The record is format 1 (loss settings at the top level, names as in TRAIN_RENAMES_V1: "t"; the
+    # architecture's options nested), which TrainConfig.from_dict reads back.
     keys = {key: key for key in ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale",
                                  "content_weight", "tv_weight", "net", "pooling", "style_loss", "seed")}  # fmt: skip
     if kind == "stylebank":
         keys["t"] = "steps_per_identity"
-    summary = {"arch": kind, **config.arch_options, **{key: get_setting(config, name) for key, name in keys.items()},
-               "precision": EXPORT_PRECISION[kind]}  # fmt: skip
-    inline = ", ".join(f"{key} = {quoted(value)}" for key, value in summary.items())
+    settings = {key: get_setting(config, name) for key, name in keys.items()}
+    summary = {"arch": kind, "arch_options": config.arch_options, **settings, "precision": EXPORT_PRECISION[kind]}
+    inline = ", ".join(f"{key} = {inline_toml(value)}" for key, value in summary.items())
     return [
         f"[training.{kind}]",
         f"command = {quoted(train_command(config, kind, steps))}",
