@@ -1,4 +1,5 @@
-"""A texture-noise figure that tells fine hatching from brush strokes: ``hatching_coherence``.
+"""Texture-noise figures that tell fine hatching from brush strokes: ``stripe_share`` and the older
+``hatching_coherence``.
 
 Plain high-frequency energy does not: the peer's result has more fine-detail energy than ours (a
 canvas-like weave of short dashes), yet it looks cleaner. What the eye reads as hatching is fine
@@ -13,10 +14,21 @@ lines that keep ONE angle over whole regions, laid over the picture whatever is 
 
 Measured on kodim04, 08, 13 and 23 at their full 768 x 512 px with The Starry Night (README, issue 18): the photos
 themselves 0.17-0.54, the peer 0.43-0.48, the bundled StyleBank 0.48-0.60, the bundled Johnson
-net 0.59-0.65 (the strongest hatching to the eye). It measures regular lines, not whether strokes
-follow the shapes; read it beside the sheets.
+net 0.59-0.65 (the strongest hatching to the eye). But it counts long strokes that bend with the
+shapes, and ink lines along edges, as it counts hatching, which the eye does not.
 
-    python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]   # one line per image
+``stripe_share`` asks what the eye asks: is the fine texture a *regular grating*, parallel lines at
+one spacing? In every 64 x 64 px window that lies in the photo's flat half, the power spectrum of
+the luma (Hann-windowed) over periods of 2.5 to 10 px, and the share of that band's energy in its
+4 strongest frequencies (one grating and its mirror image, with their nearest neighbours);
+energy-weighted over the windows. A grating puts most of its energy there; strokes that bend, a
+weave of dashes at many angles, dabs and photo detail spread it over the band (white noise: about
+0.02). On the same four photos: the photos 0.03-0.10, the first Johnson Starry Night net 0.09-0.12,
+the Starry Night net that replaced it 0.04-0.08, the peer's style 19 0.06-0.08 (README, issue 18).
+
+Both measure the texture, not whether strokes follow the shapes; read them beside the sheets.
+
+    python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]   # stripe share, coherence: a line per image
 """
 
 from __future__ import annotations
@@ -29,6 +41,9 @@ from PIL import Image, ImageFilter
 FINE_BAND = (0.7, 2.5)  # Gaussian sigmas (px) of the detail that is measured
 PHOTO_BAND = (1.0, 4.0)  # sigmas of the photo detail that marks its edges
 WINDOW_RADIUS = 8  # px: 17 x 17 windows, a few hatch lines wide
+SPECTRUM_WINDOW = 64  # px: stripe_share's windows, 6-25 hatch lines wide
+STRIPE_PERIODS = (2.5, 10.0)  # px: the gratings stripe_share looks for
+STRIPE_PEAKS = 4  # strongest frequencies counted: one grating, its mirror, their neighbours
 
 
 def band_pass(image: Image.Image, sigmas: tuple[float, float]) -> np.ndarray:
@@ -62,12 +77,36 @@ def hatching_coherence(photo: Image.Image, stylised: Image.Image) -> float:
     return float(np.abs(oriented)[flat].sum() / energy[flat].sum())
 
 
+def stripe_share(photo: Image.Image, stylised: Image.Image) -> float:
+    """Share of ``stylised``'s fine-detail spectrum in its strongest gratings, where ``photo`` is flat (0..1);
+    NaN when no window is mostly flat (pictures under about 300 px)."""
+    photo = photo.convert("RGB").resize(stylised.size, Image.Resampling.BICUBIC)
+    _, photo_energy = structure_tensor(band_pass(photo, PHOTO_BAND), 4)
+    flat = photo_energy <= np.median(photo_energy)
+    luma = np.asarray(stylised.convert("L"), np.float64) / 255.0
+    size, step = SPECTRUM_WINDOW, SPECTRUM_WINDOW // 2
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
+    band = (frequency >= 1 / STRIPE_PERIODS[1]) & (frequency <= 1 / STRIPE_PERIODS[0])
+    taper = np.outer(np.hanning(size), np.hanning(size))
+    peaks = total = 0.0
+    for top in range(0, luma.shape[0] - size + 1, step):
+        for left in range(0, luma.shape[1] - size + 1, step):
+            if flat[top : top + size, left : left + size].mean() < 0.75:  # mostly the photo's flat half
+                continue
+            window = luma[top : top + size, left : left + size]
+            power = np.abs(np.fft.fft2((window - window.mean()) * taper))[band] ** 2
+            peaks += np.sort(power)[-STRIPE_PEAKS:].sum()
+            total += power.sum()
+    return peaks / total if total > 0 else float("nan")
+
+
 def main() -> None:
     if len(sys.argv) < 3:
         raise SystemExit("usage: python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]")
     photo = Image.open(sys.argv[1])
     for path in sys.argv[1:]:
-        print(f"{hatching_coherence(photo, Image.open(path)):.3f}  {path}")
+        stylised = Image.open(path)
+        print(f"{stripe_share(photo, stylised):.3f}  {hatching_coherence(photo, stylised):.3f}  {path}")
 
 
 if __name__ == "__main__":
