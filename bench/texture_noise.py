@@ -24,9 +24,9 @@ window is hatched when its 4 strongest frequencies (one grating and its mirror i
 nearest neighbours) hold at least 10% of the band's energy (white noise: about 2%; strokes that
 bend, a weave of dashes at many angles, dabs and photo detail spread it) AND that grating's
 amplitude is at least 3/255 of luma (fainter is hard to see). The figure is the share of such
-windows. On the same four photos: the photos 0.06, the first Johnson Starry Night net 0.45, the
-one that replaced it 0.13, the peer's style 19 0.11, the bundled StyleBank's Starry Night 0.23
-(README, issue 18).
+windows. On the same four photos (means of the photos): the photos themselves 0.07, the first
+Johnson Starry Night net 0.45, the one that replaced it 0.13, the peer's style 19 0.11, the bundled
+StyleBank's Starry Night 0.22 (README, issue 18).
 
 Both measure the texture, not whether strokes follow the shapes; read them beside the sheets.
 
@@ -72,11 +72,16 @@ def structure_tensor(detail: np.ndarray, radius: int) -> tuple[np.ndarray, np.nd
     return oriented, energy
 
 
+def flat_half(photo: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """The half of ``photo`` (resized to ``size``) with the least detail: any line there comes from the stylisation."""
+    photo = photo.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    _, photo_energy = structure_tensor(band_pass(photo, PHOTO_BAND), 4)
+    return photo_energy <= np.median(photo_energy)
+
+
 def hatching_coherence(photo: Image.Image, stylised: Image.Image) -> float:
     """Energy-weighted coherence of ``stylised``'s fine detail where ``photo`` is flattest (0..1)."""
-    photo = photo.convert("RGB").resize(stylised.size, Image.Resampling.BICUBIC)
-    _, photo_energy = structure_tensor(band_pass(photo, PHOTO_BAND), 4)
-    flat = photo_energy <= np.median(photo_energy)
+    flat = flat_half(photo, stylised.size)
     oriented, energy = structure_tensor(band_pass(stylised.convert("RGB"), FINE_BAND), WINDOW_RADIUS)
     return float(np.abs(oriented)[flat].sum() / energy[flat].sum())
 
@@ -84,9 +89,7 @@ def hatching_coherence(photo: Image.Image, stylised: Image.Image) -> float:
 def hatched_area(photo: Image.Image, stylised: Image.Image) -> float:
     """Share of the windows in ``photo``'s flat half where one visible grating dominates ``stylised``'s fine
     detail (0..1); NaN when no window is mostly flat (pictures under about 300 px)."""
-    photo = photo.convert("RGB").resize(stylised.size, Image.Resampling.BICUBIC)
-    _, photo_energy = structure_tensor(band_pass(photo, PHOTO_BAND), 4)
-    flat = photo_energy <= np.median(photo_energy)
+    flat = flat_half(photo, stylised.size)
     luma = np.asarray(stylised.convert("L"), np.float64) / 255.0
     size, step = SPECTRUM_WINDOW, SPECTRUM_WINDOW // 2
     frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
