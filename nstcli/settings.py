@@ -215,7 +215,7 @@ class UniversalTrainConfig:
     level_steps: list[int] = setting(
         help="universal: steps of each decoder, relu1_1,relu2_1,relu3_1,relu4_1 (0 = leave that level untrained).",
         panel=PANEL_SCHEDULE,
-        factory=lambda: [2500, 900, 500, 750],  # about the bundled decoders' (README: any painting in one pass)
+        factory=lambda: [2500, 4000, 4000, 750],  # about the bundled decoders' (README: any painting in one pass)
         role=RUN,
         low=0,
         high=1e9,
