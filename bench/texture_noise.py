@@ -25,8 +25,8 @@ nearest neighbours) hold at least 10% of the band's energy (white noise: about 2
 bend, a weave of dashes at many angles, dabs and photo detail spread it) AND that grating's
 amplitude is at least 3/255 of luma (fainter is hard to see). The figure is the share of such
 windows. On the same four photos (means of the photos): the photos themselves 0.07, the first
-Johnson Starry Night net 0.45, the one that replaced it 0.13, the peer's style 19 0.11, the bundled
-StyleBank's Starry Night 0.22 (README, issue 18).
+Johnson Starry Night net 0.45, the one that replaced it 0.13, the peer's style 19 0.11, the first
+bundled StyleBank's Starry Night 0.22, the CPU-trained bank that replaced it 0.19 (README, issue 18).
 
 Both measure the texture, not whether strokes follow the shapes; read them beside the sheets.
 
