@@ -105,8 +105,9 @@ class LossSettings:
     )
     style_loss: str = setting(
         "gram",
-        help="Style loss per layer: gram (Gatys et al.), meancov (feature mean and covariance, matched apart) or "
-        "patch (each 3x3 feature patch against the most similar patch of the painting, Li & Wand; layers relu3_1,relu4_1).",
+        help="Style loss per layer: gram (Gatys et al.), meancov (feature mean and covariance, matched apart), "
+        "patch (each 3x3 feature patch against the most similar patch of the painting, Li & Wand; layers relu3_1,relu4_1) "
+        "or sw (sliced Wasserstein: each layer's whole feature distribution, along fixed directions).",
         panel=PANEL_LOSS,
     )
     style_tiles: int = setting(

@@ -11,7 +11,7 @@ from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
 from nstcli.losses import (
     LossWeights, PerceptualLoss, Tiled, gram, guided_mean_covariance, mean_covariance, mean_squared_error, patch_loss,
-    style_patches, tile_starts, total_variation,
+    sliced_wasserstein, sorted_projections, style_patches, tile_starts, total_variation,
 )  # fmt: skip
 
 
@@ -157,6 +157,36 @@ def test_patch_style_loss_uses_its_own_layers_and_no_masks() -> None:
     assert patch(content).style > 0
     with pytest.raises(UsageError, match="not patch"):
         patch.set_masks([torch.ones(1, 1, 32, 32)])
+
+
+def test_sliced_wasserstein_compares_distributions_not_places() -> None:
+    generator = torch.Generator().manual_seed(9)
+    style = torch.rand(1, 4, 8, 8, generator=generator)
+    target = sorted_projections(style)
+    assert torch.allclose(target.directions.T @ target.directions, torch.eye(4), atol=1e-5)  # an orthonormal basis
+    shuffled = style.flatten(2)[..., torch.randperm(64, generator=generator)].view(1, 4, 8, 8)
+    assert sliced_wasserstein(shuffled, target) < 1e-10  # the same features elsewhere: the same distribution
+    # a picture twice the painting's size made of two copies has its quantiles: the target is resampled
+    assert sliced_wasserstein(torch.cat([shuffled, style], dim=3), target) < 1e-3
+    # the same mean and variance, another distribution: meancov cannot see the difference, sw can
+    two_values = (torch.arange(64) % 2 * 2.0 - 1).view(1, 1, 8, 8)  # -1 and +1, half each: mean 0, variance 1
+    bell = torch.randn(1, 1, 8, 8, generator=generator)
+    bell = (bell - bell.mean()) / bell.std(unbiased=False)
+    assert torch.allclose(mean_covariance(bell), mean_covariance(two_values), atol=1e-5)
+    assert sliced_wasserstein(bell, sorted_projections(two_values)) > 0.1
+
+
+def test_sliced_wasserstein_style_loss_pulls_the_image_and_refuses_masks() -> None:
+    generator = torch.Generator().manual_seed(10)
+    content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
+    sw = _loss(LossWeights(["relu2_2"], ["relu1_1", "relu2_1"], style_loss="sw"), [style], content)
+    assert sw(style).style < 1e-6 * sw(content).style
+    image = content.clone().requires_grad_(True)
+    sw(image).style.backward()
+    stepped = (content - 1e-3 * image.grad / image.grad.abs().max()).detach()
+    assert sw(stepped).style < sw(content).style  # its gradient lowers it
+    with pytest.raises(UsageError, match="not sw"):
+        sw.set_masks([torch.ones(1, 1, 32, 32)])
 
 
 def test_per_layer_weights_must_match_layers() -> None:
