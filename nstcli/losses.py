@@ -159,7 +159,8 @@ def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> tor
     n, c, h, w = features.shape
     projected = target.directions.T @ features.reshape(n, c, h * w)  # (N, C, positions)
     ordered = projected.gather(2, sort_order(projected.detach()))
-    quantiles = F.interpolate(target.values[None], size=h * w, mode="linear", align_corners=True)
+    # the i-th of P sorted values sits at quantile (i + 0.5) / P of each distribution (not aligned corners)
+    quantiles = F.interpolate(target.values[None], size=h * w, mode="linear", align_corners=False)
     return (ordered - quantiles).pow(2).mean()
 
 
@@ -206,7 +207,30 @@ def guided_mean_covariance(features: torch.Tensor, mask: torch.Tensor) -> torch.
     return torch.cat([covariance, mean.transpose(1, 2)], dim=1)
 
 
+def guided_sliced_wasserstein(features: torch.Tensor, target: SortedProjections, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`sliced_wasserstein` of the region ``mask``: each position weighted as in the guided Gram (mask
+    squared), so along each direction a sorted value sits at its weighted quantile (the weight before it plus
+    half its own, over the region's mass) and is compared with the painting's value there. An all-ones mask
+    gives :func:`sliced_wasserstein`."""
+    n, c, h, w = features.shape
+    weights = resize_mask(mask, (h, w)).pow(2).reshape(n, 1, h * w).expand(n, c, h * w)
+    projected = target.directions.T @ features.reshape(n, c, h * w)
+    order = sort_order(projected.detach())
+    ordered, weights = projected.gather(2, order), weights.gather(2, order)
+    mass = weights.sum(dim=2, keepdim=True).clamp_min(1e-8)
+    with torch.no_grad():
+        painting = target.values[None].expand(n, -1, -1)
+        count = painting.shape[2]
+        position = ((weights.cumsum(dim=2) - weights / 2) / mass * count - 0.5).clamp(0, count - 1)
+        low = position.floor().long()
+        share = position - low
+        high = (low + 1).clamp_max(count - 1)
+        quantiles = painting.gather(2, low) * (1 - share) + painting.gather(2, high) * share
+    return ((ordered - quantiles).pow(2) * weights / mass).sum() / (n * c)
+
+
 GUIDED_STATISTICS = {"gram": guided_gram, "meancov": guided_mean_covariance}  # the style statistics inside a mask
+GUIDED_FEATURE_LOSSES = {"sw": guided_sliced_wasserstein}  # feature losses that take a mask (not patch)
 
 
 def mean_squared_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -347,8 +371,8 @@ class PerceptualLoss(torch.nn.Module):
         ``style_masks``: one region per style (None: each style everywhere); ``content_mask``: pixels
         where no style is applied. Call after :meth:`set_styles`; both None restores the plain objective.
         """
-        if (style_masks is not None or content_mask is not None) and self.feature_loss:
-            raise UsageError(f"--style-mask and --content-mask work with --style-loss gram or meancov, not {self.weights.style_loss}")
+        if (style_masks is not None or content_mask is not None) and self.weights.style_loss == "patch":
+            raise UsageError("--style-mask and --content-mask work with --style-loss gram, meancov or sw, not patch")
         if style_masks is not None and len(style_masks) != len(self.style_targets):
             raise UsageError(f"{len(style_masks)} style masks given for {len(self.style_targets)} style images")
         if content_mask is None:
@@ -360,10 +384,12 @@ class PerceptualLoss(torch.nn.Module):
         else:
             self.style_masks = [mask * resize_mask(free, mask.shape[-2:]) for mask in style_masks]
 
-    def _style_distance(self, name: str, grams: dict, features: dict, targets: dict) -> torch.Tensor:
-        """One style layer's loss: a feature loss (patches, sliced Wasserstein) against its target, or
-        statistic against statistic, divided by C^2."""
-        if self.feature_loss:
+    def _style_distance(self, name: str, grams: dict, features: dict, targets: dict, mask: torch.Tensor | None) -> torch.Tensor:
+        """One style layer's loss: a feature loss (patches, sliced Wasserstein; inside ``mask`` when given)
+        against its target, or statistic against statistic (``grams``: already of the mask's region), divided by C^2."""
+        if self.feature_loss and mask is not None:
+            distance = GUIDED_FEATURE_LOSSES[self.weights.style_loss](features[name], targets[name], mask)
+        elif self.feature_loss:
             distance = self.feature_loss[1](features[name], targets[name])
         else:
             distance = mean_squared_error(grams[name], targets[name]) / grams[name].shape[-1] ** 2  # broadcast over tiles
@@ -389,12 +415,13 @@ class PerceptualLoss(torch.nn.Module):
             factor * mean_squared_error(features[name], self.content_targets[name])
             for name, factor in self.content_factors.items()
         )
-        judged = zip(self._style_grams(features), self.style_targets, self.style_blend)
+        masks = self.style_masks or [None] * len(self.style_targets)
+        judged = zip(self._style_grams(features), self.style_targets, self.style_blend, masks)
         if style is not None:
             judged = [list(judged)[style]]
         per_style = []
-        for grams, targets, blend in judged:
-            style_loss = sum(factor * self._style_distance(name, grams, features, targets) for name, factor in self.style_factors.items())
+        for grams, targets, blend, mask in judged:
+            style_loss = sum(factor * self._style_distance(name, grams, features, targets, mask) for name, factor in self.style_factors.items())
             per_style.append(blend * style_loss)
         style = sum(per_style)
         tv = total_variation(image)

@@ -11,7 +11,7 @@ from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
 from nstcli.losses import (
     LossWeights, PerceptualLoss, Tiled, gram, guided_mean_covariance, mean_covariance, mean_squared_error, patch_loss,
-    sliced_wasserstein, sorted_projections, style_patches, tile_starts, total_variation,
+    guided_sliced_wasserstein, sliced_wasserstein, sorted_projections, style_patches, tile_starts, total_variation,
 )  # fmt: skip
 
 
@@ -176,7 +176,7 @@ def test_sliced_wasserstein_compares_distributions_not_places() -> None:
     assert sliced_wasserstein(bell, sorted_projections(two_values)) > 0.1
 
 
-def test_sliced_wasserstein_style_loss_pulls_the_image_and_refuses_masks() -> None:
+def test_sliced_wasserstein_style_loss_pulls_the_image() -> None:
     generator = torch.Generator().manual_seed(10)
     content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
     sw = _loss(LossWeights(["relu2_2"], ["relu1_1", "relu2_1"], style_loss="sw"), [style], content)
@@ -185,8 +185,22 @@ def test_sliced_wasserstein_style_loss_pulls_the_image_and_refuses_masks() -> No
     sw(image).style.backward()
     stepped = (content - 1e-3 * image.grad / image.grad.abs().max()).detach()
     assert sw(stepped).style < sw(content).style  # its gradient lowers it
-    with pytest.raises(UsageError, match="not sw"):
-        sw.set_masks([torch.ones(1, 1, 32, 32)])
+    unmasked = sw(content).style
+    sw.set_masks([torch.ones(1, 1, 32, 32)])  # a white mask: the plain objective
+    assert torch.isclose(sw(content).style, unmasked, rtol=1e-4)
+
+
+def test_guided_sliced_wasserstein_judges_only_the_region() -> None:
+    generator = torch.Generator().manual_seed(11)
+    painting = torch.rand(1, 3, 8, 4, generator=generator)
+    target = sorted_projections(painting)
+    picture = torch.cat([painting.flip(2), torch.rand(1, 3, 8, 4, generator=generator) * 5], dim=3)  # left: the painting
+    left = torch.zeros(1, 1, 8, 8)
+    left[..., :4] = 1
+    assert guided_sliced_wasserstein(picture, target, left) < 1e-10
+    assert guided_sliced_wasserstein(picture, target, 1 - left) > 1
+    whole = torch.ones(1, 1, 8, 8)
+    assert torch.isclose(guided_sliced_wasserstein(picture, target, whole), sliced_wasserstein(picture, target), rtol=1e-5)
 
 
 def test_per_layer_weights_must_match_layers() -> None:

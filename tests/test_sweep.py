@@ -50,7 +50,7 @@ def test_contact_sheet_grid_size() -> None:
 def test_cli_sweep_writes_results_sheet_and_csv(tmp_path: Path) -> None:
     gradient_image(48, 32).save(tmp_path / "c.png")
     stripes_image().save(tmp_path / "s.png")
-    args = ["optimize", "c.png", "s.png", "--size", "32", "--iterations", "3", "--device", "cpu", "--judge-size", "32",
+    args = ["optimize", "c.png", "s.png", "--size", "32", "--iterations", "6", "--device", "cpu", "--judge-size", "32",
             "--sweep", "style-weight=1,1e5", "--sweep", "tv-weight=0,1", "-o", "sheet.png"]  # fmt: skip
     result = nst(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
