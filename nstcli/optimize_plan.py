@@ -22,6 +22,8 @@ from nstcli.errors import UsageError
 from nstcli.optimize import OptimizeResult, Progress, run_optimize, validate
 from nstcli.settings import OptimizeConfig
 
+INIT_KINDS = ("content", "noise", "universal")  # --init values that are not a file
+
 
 @dataclass
 class OptimizeInputs:
@@ -45,20 +47,34 @@ def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> Opti
         str(presets.style_image(style)) if not Path(style).exists() and presets.is_preset(style) else style
         for style in styles
     ]
-    init_is_file = config.init not in ("content", "noise")
+    init_is_file = config.init not in INIT_KINDS
     masks = [*(config.style_masks or []), *([config.content_mask] if config.content_mask else [])]
     paths = [content, *styles, *([config.init] if init_is_file else []), *masks]
     if paths.count(images.STDIO) > 1:
         raise UsageError("only one input can be read from stdin")
     read = images.read_image
+    content_image = read(content)
+    if config.init == "universal":
+        init_image = universal_start(content_image, styles, config)
+    else:
+        init_image = read(config.init) if init_is_file else None
     return OptimizeInputs(
         paths=paths,
-        content=read(content),
+        content=content_image,
         styles=[read(style) for style in styles],
-        init_image=read(config.init) if init_is_file else None,
+        init_image=init_image,
         style_masks=[read(path) for path in config.style_masks] if config.style_masks else None,
         content_mask=read(config.content_mask) if config.content_mask else None,
     )
+
+
+def universal_start(content: Image.Image, styles: list[str], config: OptimizeConfig) -> Image.Image:
+    """``--init universal``: the content painted in one pass (``nst apply --style-image``) at the output size."""
+    if images.STDIO in styles:
+        raise UsageError("--init universal reads the style images from files, not stdin")
+    from nstcli.apply.universal import paint_once  # onnxruntime: only for this start
+
+    return paint_once(images.resize_long_side(content, config.size), styles, config.loss.style_blend)
 
 
 @dataclass

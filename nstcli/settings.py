@@ -151,7 +151,12 @@ class OptimizeConfig:
     loss: LossSettings = field(default_factory=_optimize_loss)
     style_masks: list[str] | None = None  # paths of the masks passed as style_masks (spatial control)
     content_mask: str | None = None  # path of the mask passed as content_mask
-    init: str = setting("content", help="Start image: content, noise or an image file.", panel=PANEL_OPTIMISER)
+    init: str = setting(
+        "content",
+        help="Start image: content, noise, universal (the content painted in one pass, as by nst apply --style-image) "
+        "or an image file.",
+        panel=PANEL_OPTIMISER,
+    )
     noise_ratio: float = setting(
         0.0,
         help="Mix of noise into the start image: 0 = none, 1 = pure noise.",

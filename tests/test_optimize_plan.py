@@ -65,3 +65,19 @@ def test_an_unwritable_folder_is_refused_before_work(files, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
     with pytest.raises(InputError, match="locked: cannot write there"):
         plan(loss_log="locked/log.csv")
+
+
+def test_init_universal_starts_from_the_one_pass_painting(files):
+    import numpy as np
+
+    from nstcli import images
+    from nstcli.optimize_plan import read_inputs
+
+    config = OptimizeConfig(size=32, iterations=5, init="universal")
+    inputs = read_inputs(config, "c.png", ["s.png"])
+    start = images.to_array(inputs.init_image)
+    content = images.to_array(images.resize_long_side(inputs.content, 32))
+    assert inputs.init_image.size == (32, 21)  # the content at the output size, painted
+    assert np.abs(start - content).mean() > 0.05  # not the content: the stripes' statistics painted over it
+    with pytest.raises(UsageError, match="--init universal reads the style images from files"):
+        read_inputs(config, "c.png", ["-"])

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from nstcli import images, model_format as fmt, regions as regions_, wct
+from nstcli.apply.bundled import UNIVERSAL_FOLDER
 from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
 from nstcli.errors import InputError, UsageError
+from nstcli.styles import styles_root
 
 ALL_LEVELS = (4, 3, 2, 1)  # coarse to fine
 # relu4_1 is left out by default: its bundled decoder is the least trained (18 dB on held-out photos), and
@@ -251,6 +253,13 @@ class UniversalModel:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
         return np.stack([self.stylise(image) for image in batch])
+
+
+def paint_once(photo: images.Image.Image, paintings: list[str], blend: list[float] | None = None) -> images.Image.Image:
+    """``photo`` painted with ``paintings`` in one pass by the bundled decoders at their defaults (what
+    ``nst apply --style-image`` gives): the start image of ``nst optimize --init universal``."""
+    model = UniversalModel(str(styles_root() / UNIVERSAL_FOLDER), paintings, fmt.UNIVERSAL_STYLE_SIZE, blend)
+    return images.from_array(model.stylise(images.to_array(photo)))
 
 
 def wct_channels(level: int) -> int:
