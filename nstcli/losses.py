@@ -293,6 +293,8 @@ def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
     numbers' ranges are checked with the rest of the config (:func:`nstcli.settings.check_ranges`)."""
     if settings.style_loss not in STYLE_LOSSES:
         raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {', '.join(STYLE_LOSSES)})")
+    if settings.style_tiles > 1 and settings.style_loss in FEATURE_LOSSES:
+        raise UsageError(f"--style-tiles works with --style-loss gram or meancov, not {settings.style_loss}")
     check_layers(settings.net, weights.content_layers + weights.style_layers)
     weights.content_factors()
     weights.style_factors()

@@ -74,7 +74,8 @@ def test_a_budget_below_the_number_of_scales_runs_only_the_finest() -> None:
 
 
 def test_two_styles_blend() -> None:
-    blended = run_optimize(CONTENT, [STYLE, CONTENT], tiny(style_blend=[0.7, 0.3]), keep_history=True)
+    # 30 evaluations: L-BFGS's first steps on a 48 px image overshoot (the style term rises, then falls)
+    blended = run_optimize(CONTENT, [STYLE, CONTENT], tiny(style_blend=[0.7, 0.3], iterations=30), keep_history=True)
     assert blended.history[-1]["style"] < blended.history[0]["style"]
 
 
@@ -167,9 +168,11 @@ def test_each_style_loss_optimises(style_loss: str) -> None:
 
 
 def test_style_tiles_optimise_and_have_a_range() -> None:
-    result = run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, iterations=12), keep_history=True)
+    result = run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, style_loss="meancov", iterations=12), keep_history=True)
     totals = [row["total"] for row in result.history]
     assert totals[-1] < totals[0] and result.image.size == (48, 32)
     assert OptimizeConfig().loss.style_tiles == 1  # off by default (README, "Quality")
     with pytest.raises(UsageError, match="--style-tiles must be in 1..16"):
         run_optimize(CONTENT, [STYLE], tiny(style_tiles=0))
+    with pytest.raises(UsageError, match="--style-tiles works with --style-loss gram or meancov, not sw"):
+        run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, style_loss="sw"))
