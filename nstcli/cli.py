@@ -230,7 +230,7 @@ def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], o
 
     title = f"{Path(content).name} + {', '.join(Path(s).name for s in styles)}: size {config.size}, " \
             f"{config.iterations} evaluations, judged at {judge_size} px"  # fmt: skip
-    sweep_engine.run_sweep(plan, inputs.content, inputs.styles, judge_size, inputs.init_image, **inputs.masks(),
+    sweep_engine.run_sweep(plan, inputs.content, inputs.styles, judge_size, inputs.start_image(config), **inputs.masks(),
                            on_run=on_run, on_done=on_done, title=title)  # fmt: skip
     say(f"wrote {plan.sheet} and {plan.csv} ({len(plan.runs)} runs)", quiet)
 

@@ -151,16 +151,23 @@ def sort_order(values: torch.Tensor) -> torch.Tensor:
     return values.argsort(dim=-1)
 
 
+def _project_and_sort(features: torch.Tensor, target: SortedProjections) -> tuple[torch.Tensor, torch.Tensor]:
+    """``features`` (N, C, H, W) projected on the target's directions and sorted along each: the sorted values
+    (N, C, H * W, differentiable) and the order that sorts them."""
+    n, c, h, w = features.shape
+    projected = target.directions.T @ features.reshape(n, c, h * w)
+    order = sort_order(projected.detach())
+    return projected.gather(2, order), order
+
+
 def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> torch.Tensor:
     """Sliced Wasserstein distance (Heitz et al. 2021): along each direction, the output's sorted feature
     values against the painting's at the same quantiles (its sorted values resampled to the output's
     number of positions). It matches each direction's whole distribution, not only its first two moments,
     so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
-    n, c, h, w = features.shape
-    projected = target.directions.T @ features.reshape(n, c, h * w)  # (N, C, positions)
-    ordered = projected.gather(2, sort_order(projected.detach()))
+    ordered, _ = _project_and_sort(features, target)
     # the i-th of P sorted values sits at quantile (i + 0.5) / P of each distribution (not aligned corners)
-    quantiles = F.interpolate(target.values[None], size=h * w, mode="linear", align_corners=False)
+    quantiles = F.interpolate(target.values[None], size=ordered.shape[2], mode="linear", align_corners=False)
     return (ordered - quantiles).pow(2).mean()
 
 
@@ -213,10 +220,8 @@ def guided_sliced_wasserstein(features: torch.Tensor, target: SortedProjections,
     half its own, over the region's mass) and is compared with the painting's value there. An all-ones mask
     gives :func:`sliced_wasserstein`."""
     n, c, h, w = features.shape
-    weights = resize_mask(mask, (h, w)).pow(2).reshape(n, 1, h * w).expand(n, c, h * w)
-    projected = target.directions.T @ features.reshape(n, c, h * w)
-    order = sort_order(projected.detach())
-    ordered, weights = projected.gather(2, order), weights.gather(2, order)
+    ordered, order = _project_and_sort(features, target)
+    weights = resize_mask(mask, (h, w)).pow(2).reshape(n, 1, h * w).expand(n, c, h * w).gather(2, order)
     mass = weights.sum(dim=2, keepdim=True).clamp_min(1e-8)
     with torch.no_grad():
         painting = target.values[None].expand(n, -1, -1)
@@ -373,8 +378,9 @@ class PerceptualLoss(torch.nn.Module):
         ``style_masks``: one region per style (None: each style everywhere); ``content_mask``: pixels
         where no style is applied. Call after :meth:`set_styles`; both None restores the plain objective.
         """
-        if (style_masks is not None or content_mask is not None) and self.weights.style_loss == "patch":
-            raise UsageError("--style-mask and --content-mask work with --style-loss gram, meancov or sw, not patch")
+        maskable = (*GUIDED_STATISTICS, *GUIDED_FEATURE_LOSSES)
+        if (style_masks is not None or content_mask is not None) and self.weights.style_loss not in maskable:
+            raise UsageError(f"--style-mask and --content-mask work with --style-loss {', '.join(maskable)}, not {self.weights.style_loss}")
         if style_masks is not None and len(style_masks) != len(self.style_targets):
             raise UsageError(f"{len(style_masks)} style masks given for {len(self.style_targets)} style images")
         if content_mask is None:

@@ -153,7 +153,7 @@ def _initial_image(content: torch.Tensor, config: OptimizeConfig, init_image: Im
     elif config.init == "noise":
         base = torch.zeros_like(content)
     elif config.init == "universal":
-        raise UsageError("--init universal: pass the one-pass result as init_image (optimize_plan.universal_start)")
+        raise UsageError("--init universal: pass the one-pass result as init_image (OptimizeInputs.start_image)")
     else:
         base = content.clone()
     ratio = 1.0 if config.init == "noise" and init_image is None else config.noise_ratio

@@ -32,13 +32,23 @@ class OptimizeInputs:
     paths: list[str]
     content: Image.Image
     styles: list[Image.Image]
-    init_image: Image.Image | None = None
+    init_image: Image.Image | None = None  # an --init file
     style_masks: list[Image.Image] | None = None
     content_mask: Image.Image | None = None
+    style_paths: list[str] = field(default_factory=list)
 
     def masks(self) -> dict[str, object]:
         """The masks as :func:`nstcli.optimize.run_optimize` takes them."""
         return {"style_masks": self.style_masks, "content_mask": self.content_mask}
+
+    def start_image(self, config: OptimizeConfig) -> Image.Image | None:
+        """The start image :func:`nstcli.optimize.run_optimize` takes: the --init file, or for ``--init
+        universal`` the content painted in one pass at the output size (work: call once every check passed)."""
+        if config.init != "universal":
+            return self.init_image
+        from nstcli.apply.universal import paint_once  # onnxruntime: only for this start
+
+        return paint_once(images.resize_long_side(self.content, config.size), self.style_paths, config.loss.style_blend)
 
 
 def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> OptimizeInputs:
@@ -52,29 +62,18 @@ def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> Opti
     paths = [content, *styles, *([config.init] if init_is_file else []), *masks]
     if paths.count(images.STDIO) > 1:
         raise UsageError("only one input can be read from stdin")
+    if config.init == "universal" and images.STDIO in styles:
+        raise UsageError("--init universal reads the style images from files, not stdin")
     read = images.read_image
-    content_image = read(content)
-    if config.init == "universal":
-        init_image = universal_start(content_image, styles, config)
-    else:
-        init_image = read(config.init) if init_is_file else None
     return OptimizeInputs(
         paths=paths,
-        content=content_image,
+        content=read(content),
         styles=[read(style) for style in styles],
-        init_image=init_image,
+        init_image=read(config.init) if init_is_file else None,
         style_masks=[read(path) for path in config.style_masks] if config.style_masks else None,
         content_mask=read(config.content_mask) if config.content_mask else None,
+        style_paths=styles,
     )
-
-
-def universal_start(content: Image.Image, styles: list[str], config: OptimizeConfig) -> Image.Image:
-    """``--init universal``: the content painted in one pass (``nst apply --style-image``) at the output size."""
-    if images.STDIO in styles:
-        raise UsageError("--init universal reads the style images from files, not stdin")
-    from nstcli.apply.universal import paint_once  # onnxruntime: only for this start
-
-    return paint_once(images.resize_long_side(content, config.size), styles, config.loss.style_blend)
 
 
 @dataclass
@@ -155,7 +154,7 @@ def run_plan(plan: OptimizePlan, on_progress: Callable[[Progress], None] | None 
     inputs = plan.inputs
     keep_history = bool(plan.loss_log or plan.plot)
     result = run_optimize(
-        inputs.content, inputs.styles, plan.config, inputs.init_image, progress, keep_history=keep_history,
+        inputs.content, inputs.styles, plan.config, inputs.start_image(plan.config), progress, keep_history=keep_history,
         **inputs.masks(),
     )  # fmt: skip
     images.write_image(result.image, plan.output, plan.image_format, plan.quality)
