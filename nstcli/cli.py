@@ -315,16 +315,21 @@ def apply(
         "the rest. With --style-image, NAME is a painting's file name without its suffix (fused per region in feature space).",
         rich_help_panel=PANEL_STYLE,
     ),
-    kind: Optional[str] = typer.Option(None, help="Bundled styles: stylebank (default; one model, mixable) or johnson.", rich_help_panel=PANEL_STYLE),
+    kind: Optional[str] = typer.Option(
+        None, help="Bundled styles: stylebank (default; one model, mixable), johnson, or universal (the painting's "
+        "statistics through --style-image's models; --levels and --strength apply).",
+        rich_help_panel=PANEL_STYLE,
+    ),
     style_image: Optional[list[str]] = typer.Option(
-        None, help="Any painting, in one pass (universal style transfer, Li et al. 2017); repeat to blend several.",
+        None, help="Any painting, in one pass (universal style transfer, Li et al. 2017); repeat to blend several. Also a "
+        "painting's statistics file (.npz, as the bundled styles ship for --kind universal).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
     style_blend: Optional[str] = typer.Option(
         None, help="--style-image: weights of the paintings, e.g. 0.7,0.3 (default: equal).", rich_help_panel=PANEL_ANY_STYLE
     ),
     levels: Optional[str] = typer.Option(
-        None, help="--style-image: feature levels, 4 (relu4_1, coarsest) to 1 (default: 3,2,1; 4,3,2,1 is more abstract; 3,1 "
+        None, help="--style-image, --kind universal: feature levels, 4 (relu4_1, coarsest) to 1 (default: 3,2,1; 4,3,2,1 is more abstract; 3,1 "
         "is faster).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
@@ -332,7 +337,7 @@ def apply(
         UNIVERSAL_STYLE_SIZE, low=64, high=4096, help="--style-image: long side the paintings are measured at.", rich_help_panel=PANEL_ANY_STYLE
     ),
     universal_model: Optional[str] = typer.Option(
-        None, help="--style-image: folder of universal models (from nst export; default: the bundled one).",
+        None, help="--style-image, --kind universal: folder of universal models (from nst export; default: the bundled one).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
     strength: float = number_option(1.0, low=0, high=1, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
@@ -368,7 +373,7 @@ def apply(
     if ray is not None:
         extras.require_ray("apply --ray")
     from nstcli import regions
-    from nstcli.apply.bundled import resolve_model, resolve_universal
+    from nstcli.apply.bundled import UNIVERSAL_KIND, resolve_model, resolve_universal, resolve_universal_styles
     from nstcli.apply.config import ApplyConfig, Progress, parse_mix, parse_shard
     from nstcli.apply.pipeline import run_apply
 
@@ -376,10 +381,14 @@ def apply(
         raise UsageError("--json and -o - both want stdout; write the image to a file")
     mix_weights = parse_mix(mix) if mix else None
     region_specs = [regions.split_region(text) for text in region] if region else None
+    blend = parse_list(style_blend, float, "--style-blend")
     if style_image:
         resolved = resolve_universal(paths, universal_model, style, region_specs)
+    elif kind == UNIVERSAL_KIND:
+        resolved = resolve_universal_styles(paths, universal_model, style, mix_weights, region_specs, blend)
+        mix_weights, blend = None, resolved.style_blend
     elif universal_model:
-        raise UsageError("--universal-model goes with --style-image")
+        raise UsageError("--universal-model goes with --style-image or --kind universal")
     else:
         resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
     config = ApplyConfig(
@@ -388,8 +397,8 @@ def apply(
         max_size=max_size, tile=tile, tile_overlap=tile_overlap, preserve_color=preserve_color, strength=strength,
         style=resolved.style, mix=mix_weights, regions=resolved.regions, skip_existing=skip_existing,
         overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast, temporal=temporal,
-        temporal_weight=temporal_weight, measure_flicker=json_summary, style_images=style_image or None,
-        style_blend=parse_list(style_blend, float, "--style-blend"), levels=parse_list(levels, int, "--levels"),
+        temporal_weight=temporal_weight, measure_flicker=json_summary, style_images=style_image or resolved.style_images,
+        style_blend=blend, levels=parse_list(levels, int, "--levels"),
         style_size=style_size,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:

@@ -1,7 +1,8 @@
 """Which model ``nst apply`` runs: a model file given first, or the bundled model of the styles named.
 
 ``nst apply MODEL.onnx INPUTS...`` runs that file; ``nst apply --style NAME INPUTS...`` (or --mix,
---region) runs the bundled model holding those styles (see ``styles``).
+--region) runs the bundled model holding those styles (see ``styles``); with ``--kind universal`` the
+universal models paint with the styles' stored painting statistics, as ``--style-image`` does with a painting.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from nstcli import styles
 from nstcli.errors import UsageError
 
 UNIVERSAL_FOLDER = "universal"  # styles/universal: the bundled encoder and decoders of --style-image
+UNIVERSAL_KIND = "universal"  # --kind universal: a preset's painting statistics through those models
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class ResolvedModel:
     inputs: list[str]  # the images, folders, globs or '-' to stylise
     style: str | None  # --style as the model names it (None: --mix, --region or the model's only style)
     regions: list[tuple[str, str | None]] | None  # --region (style, mask), styles as the model names them
+    style_images: list[str] | None = None  # universal: the paintings (or their statistics files) to paint with
+    style_blend: list[float] | None = None  # universal: their weights (None: equal)
 
 
 def resolve_model(
@@ -65,3 +69,31 @@ def resolve_universal(paths: list[str], folder: str | None, style: str | None,
     if not paths:
         raise UsageError("no input images given")
     return ResolvedModel(folder or str(styles.styles_root() / UNIVERSAL_FOLDER), paths, style, regions)
+
+
+def resolve_universal_styles(
+    paths: list[str],
+    folder: str | None,
+    style: str | None,
+    mix: dict[str, float] | None,
+    regions: list[tuple[str, str | None]] | None,
+    style_blend: list[float] | None,
+) -> ResolvedModel:
+    """--kind universal: bundled styles painted by the universal models from their stored statistics.
+
+    It is --style-image with each style's statistics file for its painting (the paintings are not shipped):
+    --style one style, --mix a blend in feature space (its weights the blend), --region one style per region.
+    """
+    if style_blend is not None:
+        raise UsageError("--style-blend goes with --style-image; with --kind universal, --mix blends bundled styles")
+    if style is not None:
+        names, blend = [style], None
+    elif mix:
+        names, blend = list(mix), list(mix.values())
+    else:
+        names, blend = [name for name, _ in regions or []], None
+    if not names:
+        raise UsageError("--kind universal: name bundled styles with --style, --mix or --region (list them with: nst styles)")
+    statistics = [str(styles.get_preset(name).model(UNIVERSAL_KIND).path) for name in names]
+    resolved = resolve_universal(paths, folder, None, regions)
+    return ResolvedModel(resolved.model, resolved.inputs, None, regions, statistics, blend)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nstcli.apply.bundled import resolve_model
+from nstcli.apply.bundled import resolve_model, resolve_universal_styles
 from nstcli.errors import UsageError
 from tests.conftest import REPO
 
@@ -63,3 +63,26 @@ def test_no_inputs_or_no_model_is_a_usage_error():
         resolve_model(["a.png"], None, None, None, None)
     with pytest.raises(UsageError, match="no bundled style 'nope'"):
         resolve_model(["a.png"], "nope", None, None, None)
+
+
+def test_kind_universal_paints_with_the_bundled_styles_statistics():
+    one = resolve_universal_styles(["a.png"], None, "starry-night", None, None, None)
+    assert Path(one.model) == REPO / "styles" / "universal" and one.inputs == ["a.png"] and one.style is None
+    assert one.style_images == [str(REPO / "styles" / "starry-night" / "starry-night.npz")] and one.style_blend is None
+    mixed = resolve_universal_styles(["a.png"], None, None, {"starry-night": 0.7, "the-kiss": 0.3}, None, None)
+    assert [Path(path).stem for path in mixed.style_images] == ["starry-night", "the-kiss"] and mixed.style_blend == [0.7, 0.3]
+    regions = [("great-wave", "sky.png"), ("the-kiss", None)]
+    painted = resolve_universal_styles(["a.png"], "my-decoders", None, None, regions, None)
+    assert painted.model == "my-decoders" and painted.regions == regions
+    assert [Path(path).stem for path in painted.style_images] == ["great-wave", "the-kiss"]
+
+
+def test_kind_universal_needs_a_bundled_painting_and_takes_no_style_blend():
+    with pytest.raises(UsageError, match="name bundled styles with --style, --mix or --region"):
+        resolve_universal_styles(["a.png"], None, None, None, None, None)
+    with pytest.raises(UsageError, match="--mix blends bundled styles"):
+        resolve_universal_styles(["a.png"], None, "starry-night", None, None, [1.0])
+    with pytest.raises(UsageError, match="'swirls' has no trained model"):  # a procedural image, no painting measured
+        resolve_universal_styles(["a.png"], None, "swirls", None, None, None)
+    with pytest.raises(UsageError, match="no bundled style 'nope'"):
+        resolve_universal_styles(["a.png"], None, "nope", None, None, None)

@@ -11,7 +11,8 @@ from PIL import Image
 from nstcli import wct
 from nstcli.apply.config import ApplyConfig
 from nstcli.apply.pipeline import run_apply
-from nstcli.apply.universal import UniversalModel, read_painting
+from nstcli.apply.universal import UniversalModel, load_painting_stats, read_painting, save_painting_stats
+from nstcli.errors import UsageError
 from tests.apply.test_cli import make_folder, photo
 from tests.conftest import assert_one_line_error, nst, stripes_image
 
@@ -308,3 +309,64 @@ def test_the_relu1_1_decoder_is_read_back_as_one_conv_and_decodes_as_its_session
     np.testing.assert_allclose(decoder.decode(features, matrix, offset), expected, atol=1e-4 * np.abs(expected).max())
     # a decoder with ReLUs inside is not one conv: it keeps decoding in onnxruntime
     assert LinearDecoder.probe(create_session(str(universal_models / "decoder_2.onnx"), "cpu", 1)[0], 128) is None
+
+
+def test_a_statistics_file_paints_as_its_painting_did(tmp_path, universal_models, painting):
+    image = np.asarray(photo(48, 32), dtype=np.float32) / 255
+    measured = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[4, 3, 2, 1])
+    stored = tmp_path / "painting.npz"
+    save_painting_stats(stored, {level: measured.stats[level][0] for level in (4, 3, 2, 1)}, 64)
+    read = UniversalModel(str(universal_models), [str(stored)], 64, threads=1, levels=[3, 1])
+    assert read.info.styles == ["painting"]
+    expected = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[3, 1]).stylise(image)
+    # the colouring matrices are stored in float16: a rounding, nothing that shows
+    assert np.abs(read.stylise(image) - expected).max() < 0.02
+
+
+def test_a_statistics_file_is_checked_against_the_run(tmp_path, universal_models, painting):
+    measured = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[2, 1])
+    stored = tmp_path / "painting.npz"
+    save_painting_stats(stored, {level: measured.stats[level][0] for level in (2, 1)}, 64)
+    with pytest.raises(UsageError, match="measured at --style-size 64, not 256"):
+        load_painting_stats(str(stored), [2, 1], 256)
+    with pytest.raises(UsageError, match="holds levels 1,2, not 3"):
+        load_painting_stats(str(stored), [3, 1], 64)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not a zip")
+    photo().save(tmp_path / "photo.png")
+    base = ("apply", "--universal-model", str(universal_models), "--style-size", "64", str(tmp_path / "photo.png"),
+            "-o", str(tmp_path / "out.png"))  # fmt: skip
+    assert_one_line_error(nst(*base, "--style-image", str(tmp_path / "broken.npz")), 1, "not a painting's statistics file")
+    assert_one_line_error(nst(*base, "--style-image", str(stored), "--levels", "3,1"), 2, "holds levels 1,2, not 3")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_bundled_styles_paint_through_the_universal_models(tmp_path):
+    photo(40, 32).save(tmp_path / "photo.png")
+    outputs = {}
+    for label, flags in {"one": ["--style", "starry-night"], "mix": ["--mix", "starry-night=0.5,the-kiss=0.5"],
+                         "regions": ["--region", "starry-night=" + str(tmp_path / "left.png"), "--region", "the-kiss"]}.items():  # fmt: skip
+        Image.fromarray(np.repeat(np.where(np.arange(40) < 20, 255, 0).astype(np.uint8)[None], 32, axis=0)).save(tmp_path / "left.png")
+        result = nst("apply", "--kind", "universal", *flags, "--levels", "2,1", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"),
+                     "--name", "{style}.png", "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[label] = next((tmp_path / "out").glob("*.png"))
+        with Image.open(outputs[label]) as image:
+            assert image.size == (40, 32)
+            outputs[label] = (outputs[label].name, np.asarray(image, dtype=np.float32))
+        for path in (tmp_path / "out").glob("*.png"):
+            path.unlink()
+    assert outputs["one"][0] == "starry-night.png" and outputs["mix"][0] == "starry-night+the-kiss.png"
+    assert np.abs(outputs["one"][1] - outputs["mix"][1]).mean() > 1
+    assert np.abs(outputs["mix"][1] - outputs["regions"][1]).mean() > 1
+
+
+def test_every_bundled_painting_has_its_statistics_at_every_level():
+    from nstcli import model_format as fmt, styles
+
+    painted = [preset for preset in styles.list_presets() if "painting" in preset.data]
+    assert len(painted) >= 8
+    for preset in painted:
+        path = preset.model("universal").path
+        assert path.name == f"{preset.name}.npz"
+        stats = load_painting_stats(str(path), [4, 3, 2, 1], fmt.UNIVERSAL_STYLE_SIZE)
+        assert all(np.isfinite(level.colouring).all() and np.abs(level.colouring).max() > 0 for level in stats.values())
