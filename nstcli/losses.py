@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import FunctionCtx
 
 from nstcli.descriptors import Descriptor, check_layers
 from nstcli.errors import UsageError
@@ -160,15 +161,35 @@ def _project_and_sort(features: torch.Tensor, target: SortedProjections) -> tupl
     return projected.gather(2, order), order
 
 
+class _SortedDistance(torch.autograd.Function):
+    """mean((sort(projected) - quantiles)^2) along the last dimension, keeping for the backward pass only each
+    value's residual in its own place (projected - the quantile of its rank): 4 bytes a value, where autograd
+    through a sort and a gather keeps the int64 order and the difference, 12 (2.8 GB less at 2048 px)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, projected: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+        order = sort_order(projected)
+        residual = torch.empty_like(projected).scatter_(2, order, projected.gather(2, order) - quantiles)
+        ctx.save_for_backward(residual)
+        flat = residual.reshape(-1)
+        return torch.dot(flat, flat) / flat.numel()
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (residual,) = ctx.saved_tensors
+        return residual * (grad * 2 / residual.numel()), None
+
+
 def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> torch.Tensor:
     """Sliced Wasserstein distance (Heitz et al. 2021): along each direction, the output's sorted feature
     values against the painting's at the same quantiles (its sorted values resampled to the output's
     number of positions). It matches each direction's whole distribution, not only its first two moments,
     so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
-    ordered, _ = _project_and_sort(features, target)
+    n, c, h, w = features.shape
+    projected = target.directions.T @ features.reshape(n, c, h * w)
     # the i-th of P sorted values sits at quantile (i + 0.5) / P of each distribution (not aligned corners)
-    quantiles = F.interpolate(target.values[None], size=ordered.shape[2], mode="linear", align_corners=False)
-    return (ordered - quantiles).pow(2).mean()
+    quantiles = F.interpolate(target.values[None], size=h * w, mode="linear", align_corners=False)
+    return _SortedDistance.apply(projected, quantiles)
 
 
 # --style-loss: a statistic of each style layer that the output must match, or a loss on the features
