@@ -144,6 +144,10 @@ def sorted_projections(features: torch.Tensor) -> SortedProjections:
     return SortedProjections(directions, projected.sort(dim=1).values)
 
 
+# Directions the sliced Wasserstein loss projects and sorts at once (bounds its forward pass's memory).
+SORT_CHUNK = 16
+
+
 def sort_order(values: torch.Tensor) -> torch.Tensor:
     """The indices that sort ``values`` along its last dimension. On the CPU numpy's vectorised sort is
     ~5x faster than torch's (64 x 43,520 values, a 256 px relu1_1: 34 ms against 160 ms, one thread)."""
@@ -162,22 +166,30 @@ def _project_and_sort(features: torch.Tensor, target: SortedProjections) -> tupl
 
 
 class _SortedDistance(torch.autograd.Function):
-    """mean((sort(projected) - quantiles)^2) along the last dimension, keeping for the backward pass only each
-    value's residual in its own place (projected - the quantile of its rank): 4 bytes a value, where autograd
-    through a sort and a gather keeps the int64 order and the difference, 12 (2.8 GB less at 2048 px)."""
+    """mean((sort(directions^T features) - quantiles)^2), each direction sorted along the positions.
+
+    Memory is what bounds high resolutions. The backward pass keeps only each projected value's residual in
+    its own place (the value minus the quantile of its rank): 4 bytes a value, where autograd through a sort
+    and a gather keeps the int64 order and the difference, 12. The forward pass projects and sorts
+    SORT_CHUNK directions at a time, so the projections, the order and the sorted copy exist for one chunk
+    only (at 2048 px, relu1_1 has 64 directions of 2.8M positions: 0.7 GB per float copy of them all)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, projected: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
-        order = sort_order(projected)
-        residual = torch.empty_like(projected).scatter_(2, order, projected.gather(2, order) - quantiles)
-        ctx.save_for_backward(residual)
+    def forward(ctx: FunctionCtx, features: torch.Tensor, directions: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+        residual = torch.empty(features.shape[0], directions.shape[1], features.shape[2], dtype=features.dtype, device=features.device)
+        for first in range(0, directions.shape[1], SORT_CHUNK):
+            chunk = slice(first, first + SORT_CHUNK)
+            projected = directions[:, chunk].T @ features
+            order = sort_order(projected)
+            residual[:, chunk].scatter_(2, order, projected.gather(2, order) - quantiles[:, chunk])
+        ctx.save_for_backward(residual, directions)
         flat = residual.reshape(-1)
         return torch.dot(flat, flat) / flat.numel()
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (residual,) = ctx.saved_tensors
-        return residual * (grad * 2 / residual.numel()), None
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        residual, directions = ctx.saved_tensors
+        return directions @ (residual * (grad * 2 / residual.numel())), None, None
 
 
 def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> torch.Tensor:
@@ -186,10 +198,9 @@ def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> tor
     number of positions). It matches each direction's whole distribution, not only its first two moments,
     so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
     n, c, h, w = features.shape
-    projected = target.directions.T @ features.reshape(n, c, h * w)
     # the i-th of P sorted values sits at quantile (i + 0.5) / P of each distribution (not aligned corners)
     quantiles = F.interpolate(target.values[None], size=h * w, mode="linear", align_corners=False)
-    return _SortedDistance.apply(projected, quantiles)
+    return _SortedDistance.apply(features.reshape(n, c, h * w), target.directions, quantiles)
 
 
 # --style-loss: a statistic of each style layer that the output must match, or a loss on the features

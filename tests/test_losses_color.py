@@ -176,6 +176,22 @@ def test_sliced_wasserstein_compares_distributions_not_places() -> None:
     assert sliced_wasserstein(bell, sorted_projections(two_values)) > 0.1
 
 
+def test_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None:
+    from nstcli.losses import SORT_CHUNK, SortedProjections
+
+    generator = torch.Generator().manual_seed(12)
+    channels = SORT_CHUNK + 5  # two chunks, the second one partial
+    target = sorted_projections(torch.rand(1, channels, 5, 4, generator=generator))
+    target = SortedProjections(target.directions.double(), target.values.double())
+    features = torch.rand(2, channels, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: sliced_wasserstein(x, target), (features,))
+    # the same value as sorting every direction at once with torch
+    projected = target.directions.T @ features.detach().flatten(2)
+    quantiles = torch.nn.functional.interpolate(target.values[None], size=12, mode="linear", align_corners=False)
+    expected = (projected.sort(dim=2).values - quantiles).pow(2).mean()
+    assert torch.isclose(sliced_wasserstein(features, target), expected, rtol=1e-12)
+
+
 def test_sliced_wasserstein_style_loss_pulls_the_image() -> None:
     generator = torch.Generator().manual_seed(10)
     content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
