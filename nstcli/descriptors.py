@@ -231,13 +231,20 @@ def _truncate(layers: nn.ModuleDict, deepest: str) -> nn.ModuleDict:
     return nn.ModuleDict(kept)
 
 
+PADDINGS = ("zeros", "replicate")  # the first convolution's padding mode (torch's names)
+
+
 def build_descriptor(
-    name: str = "vgg19", layers: list[str] | None = None, weights: str | None = None, pooling: str = "max"
-) -> Descriptor:
-    """Build descriptor ``name`` on the CPU, cut after the deepest of ``layers`` (all layers if None)."""
+    name: str = "vgg19", layers: list[str] | None = None, weights: str | None = None, pooling: str = "max",
+    padding: str = "zeros",
+) -> Descriptor:  # fmt: skip
+    """Build descriptor ``name`` on the CPU, cut after the deepest of ``layers`` (all layers if None), its first
+    convolution padded with ``padding``."""
     info = net_info(name)
     if pooling not in ("max", "avg"):
         raise UsageError(f"unknown pooling {pooling!r} (choose max or avg)")
+    if padding not in PADDINGS:
+        raise UsageError(f"unknown padding {padding!r} (choose {' or '.join(PADDINGS)})")
     if layers:
         check_layers(name, layers)
     if name == "vgg19" and weights is not None:
@@ -257,6 +264,8 @@ def build_descriptor(
         modules = _resnet_modules(_load_into(model, _torchvision_state(info, weights), source))
     if layers:
         modules = _truncate(modules, max(layers, key=info.layers.index))
+    first_conv = next(module for module in modules.modules() if isinstance(module, nn.Conv2d))
+    first_conv.padding_mode = padding
     if name == "vgg19":
         return Descriptor(modules, CAFFE_MEAN_BGR, (1.0, 1.0, 1.0), bgr_255=True)
     return Descriptor(modules, IMAGENET_MEAN, IMAGENET_STD, bgr_255=False)

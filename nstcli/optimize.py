@@ -66,6 +66,8 @@ def validate(config: OptimizeConfig) -> None:
     check_ranges(config)
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r} (choose lbfgs or adam)")
+    if config.average and config.optimizer != "adam":
+        raise UsageError("--average goes with --optimizer adam (L-BFGS's last iterate is its best)")
     if config.preserve_color not in (None, *color.METHODS):
         raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
     check_precision(config.precision)
@@ -285,13 +287,38 @@ def _run_scale(
     pixels = (image.detach() * PIXEL_SCALE).contiguous().requires_grad_(True)
     size = (image.shape[-1], image.shape[-2])
     iterate = _iteration(loss_fn, pixels, config)
+    average = IterateAverage(config.average) if config.average else None
+
+    def current() -> torch.Tensor:
+        return average.value() if average is not None and average.steps else pixels.detach()
 
     def snapshot() -> Image.Image:
-        return images.from_tensor(pixels.detach() / PIXEL_SCALE)
+        return images.from_tensor(current() / PIXEL_SCALE)
 
     for _ in range(evaluations):
-        budget.record(iterate(), scale, size, snapshot)
-    return pixels.detach() / PIXEL_SCALE
+        values = iterate()
+        if average is not None:
+            average.add(pixels.detach())
+        budget.record(values, scale, size, snapshot)
+    return current() / PIXEL_SCALE
+
+
+class IterateAverage:
+    """The exponential moving average of the iterates (crowsonkb's style transfer saves it): Adam's steps of a
+    fixed size keep jittering around the optimum, their average sits nearer it. Bias-corrected as Adam's moments
+    are, so the first average is the first iterate, not a blend with zero."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.sum: torch.Tensor | None = None
+
+    def add(self, iterate: torch.Tensor) -> None:
+        self.sum = iterate * (1 - self.decay) if self.sum is None else self.sum.mul_(self.decay).add_(iterate, alpha=1 - self.decay)
+        self.steps += 1
+
+    def value(self) -> torch.Tensor:
+        return self.sum / (1 - self.decay**self.steps)
 
 
 def run_optimize(
@@ -318,7 +345,8 @@ def run_optimize(
     device = resolve_device(config.device)
     weights = loss_weights(config)
     descriptor = build_descriptor(
-        config.loss.net, weights.content_layers + weights.style_layers, config.loss.weights, config.loss.pooling
+        config.loss.net, weights.content_layers + weights.style_layers, config.loss.weights, config.loss.pooling,
+        config.loss.padding,
     ).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per scale: autotuned kernels pay off

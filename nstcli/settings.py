@@ -61,6 +61,12 @@ class LossSettings:
     )
     weights: str | None = setting(None, help="Local weights file for a torchvision descriptor.", panel=PANEL_DESCRIPTOR)
     pooling: str = setting("max", help="Pooling in VGG descriptors: max or avg.", panel=PANEL_DESCRIPTOR)
+    padding: str = setting(
+        "zeros",
+        help="Padding of the descriptor's first convolution: zeros (the network's own) or replicate (the edge pixels "
+        "repeated, so the picture's border is not seen as a dark frame).",
+        panel=PANEL_DESCRIPTOR,
+    )
     content_layers: list[str] | None = setting(
         None, help="Comma-separated, e.g. relu4_2 (default: optimize relu4_2, train relu2_2).", panel=PANEL_DESCRIPTOR
     )
@@ -178,6 +184,14 @@ class OptimizeConfig:
         panel=PANEL_OPTIMISER,
         low=1e-12,
         high=1e6,
+    )
+    average: float = setting(
+        0.0,
+        help="adam: save the exponential moving average of the iterate with this decay, e.g. 0.9 (0: the last "
+        "iterate); each scale starts from the last one's average.",
+        panel=PANEL_OPTIMISER,
+        low=0,
+        high=0.999,
     )
     iterations: int = setting(
         330,  # an evaluation with the default sw loss costs ~1.3x one with meancov (its sorts): 330 take what 450 did

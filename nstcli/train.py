@@ -154,7 +154,7 @@ def _perceptual_loss(config: TrainConfig, device: torch.device, precision: torch
         weights = replace(weights, style_blend=config.loss.style_blend or [1.0] * len(config.style))
     settings = config.loss
     descriptor = build_descriptor(settings.net, weights.content_layers + weights.style_layers, settings.weights,
-                                  settings.pooling)  # fmt: skip
+                                  settings.pooling, settings.padding)  # fmt: skip
     loss_fn = PerceptualLoss(descriptor.to(device), weights, precision)
     long_side = max(16, round(config.image_size * settings.style_scale))
     styles = [images.to_tensor(images.resize_long_side(images.read_image(path), long_side)) for path in config.style]

@@ -35,6 +35,17 @@ def test_descriptor_stops_at_deepest_layer_and_has_no_trainable_weights() -> Non
     assert features["relu3_1"].shape == (1, 256, 9, 9)  # ceil-mode pooling keeps odd edges
 
 
+def test_replicate_padding_changes_only_the_first_layers_border() -> None:
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1))
+    zeros = build_descriptor("vgg19", ["relu1_1"])(image, {"relu1_1"})["relu1_1"]
+    replicated = build_descriptor("vgg19", ["relu1_1"], padding="replicate")(image, {"relu1_1"})["relu1_1"]
+    assert torch.equal(zeros[..., 1:-1, 1:-1], replicated[..., 1:-1, 1:-1])
+    border = (zeros - replicated).abs()
+    assert border[..., 0, :].mean() > 1 and border[..., :, -1].mean() > 1  # the frame the zeros made is gone
+    with pytest.raises(UsageError, match="unknown padding 'circular' \\(choose zeros or replicate\\)"):
+        build_descriptor("vgg19", padding="circular")
+
+
 def test_unknown_net_and_layer_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="unknown descriptor network"):
         build_descriptor("alexnet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from nstcli import color, images
 from nstcli.errors import UsageError
@@ -26,6 +27,21 @@ def test_loss_decreases_and_output_has_the_requested_size(optimizer: str) -> Non
     assert len(totals) == 12
     assert totals[-1] < 0.5 * totals[0]
     assert result.image.size == (48, 32) and result.image.mode == "RGB"
+
+
+def test_adam_can_save_the_average_of_its_iterates() -> None:
+    from nstcli.optimize import IterateAverage, validate
+
+    average = IterateAverage(0.5)
+    for value in (4.0, 8.0, 8.0):
+        average.add(torch.full((2,), value))
+    # bias-corrected: (0.5 * 8 + 0.25 * 8 + 0.125 * 4) / (1 - 0.125)
+    assert torch.allclose(average.value(), torch.full((2,), 6.5 / 0.875))
+    last = run_optimize(CONTENT, [STYLE], tiny(optimizer="adam", style_loss="gram"))
+    averaged = run_optimize(CONTENT, [STYLE], tiny(optimizer="adam", style_loss="gram", average=0.8))
+    assert averaged.image.size == last.image.size and averaged.image.tobytes() != last.image.tobytes()
+    with pytest.raises(UsageError, match="--average goes with --optimizer adam"):
+        validate(tiny(average=0.9))
 
 
 def test_seeded_cpu_runs_are_bit_for_bit_reproducible() -> None:
