@@ -298,6 +298,7 @@ class LossWeights:
     style_blend: list[float] | None = None
     style_loss: str = "gram"  # one of STYLE_LOSSES
     style_tiles: int = 1  # the output's statistic per tile of a grid x grid split (Tiled); 1: the whole image
+    style_orientations: int = 1  # each style image's target averaged over this many orientations (ORIENTATIONS)
 
     def content_factors(self) -> dict[str, float]:
         return _per_layer(self.content_layers, self.content_layer_weights, "content")
@@ -322,6 +323,7 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
         style_blend=settings.style_blend,
         style_loss=settings.style_loss,
         style_tiles=settings.style_tiles,
+        style_orientations=settings.style_orientations,
     )
 
 
@@ -332,6 +334,10 @@ def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
         raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {', '.join(STYLE_LOSSES)})")
     if settings.style_tiles > 1 and settings.style_loss in FEATURE_LOSSES:
         raise UsageError(f"--style-tiles works with --style-loss gram or meancov, not {settings.style_loss}")
+    if settings.style_orientations not in ORIENTATIONS:
+        raise UsageError(f"--style-orientations: choose {', '.join(map(str, ORIENTATIONS))}, not {settings.style_orientations}")
+    if settings.style_orientations > 1 and settings.style_loss == "patch":
+        raise UsageError("--style-orientations works with --style-loss gram, meancov or sw, not patch")
     check_layers(settings.net, weights.content_layers + weights.style_layers)
     weights.content_factors()
     weights.style_factors()
@@ -343,6 +349,28 @@ def _per_layer(layers: list[str], weights: list[float] | None, kind: str) -> dic
     if len(weights) != len(layers):
         raise UsageError(f"{len(weights)} {kind} layer weights given for {len(layers)} {kind} layers")
     return dict(zip(layers, weights))
+
+
+# --style-orientations: the image as given; with its mirror image; each quarter turn and its mirror image
+ORIENTATIONS = (1, 2, 8)
+
+
+def oriented(image: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """``image`` (N, C, H, W) in ``count`` orientations (ORIENTATIONS)."""
+    turns = [torch.rot90(image, quarter, dims=(2, 3)) for quarter in range(4 if count == 8 else 1)]
+    return [view for turn in turns for view in ([turn, turn.flip(3)] if count > 1 else [turn])]
+
+
+def average_targets(targets: list) -> object:
+    """One style target from several (the orientations of one painting). For the Gram and mean/covariance
+    statistics the average is exact: the summed squared distances to each differ from the distance to their
+    average by a constant, so the gradient is the same. For sorted projections (the same directions: they
+    depend on the channel count alone) the average of the sorted values is the 1-D Wasserstein barycentre."""
+    if len(targets) == 1:
+        return targets[0]
+    if isinstance(targets[0], SortedProjections):
+        return SortedProjections(targets[0].directions, torch.stack([target.values for target in targets]).mean(dim=0))
+    return torch.stack(targets).mean(dim=0)
 
 
 @dataclass
@@ -402,7 +430,11 @@ class PerceptualLoss(torch.nn.Module):
         self.style_blend = list(blend)
         layers = frozenset(self.weights.style_layers)
         target = self.feature_loss[0] if self.feature_loss else self.statistic
-        self.style_targets = [{name: target(value) for name, value in self.features(style, layers).items()} for style in styles]
+        self.style_targets = []
+        for style in styles:
+            views = [{name: target(value) for name, value in self.features(view, layers).items()}
+                     for view in oriented(style, self.weights.style_orientations)]  # fmt: skip
+            self.style_targets.append({name: average_targets([view[name] for view in views]) for name in views[0]})
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
         """Spatial control (see the module docstring): masks (1, 1, H, W) in 0..1, any resolution.

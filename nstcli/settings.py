@@ -124,6 +124,15 @@ class LossSettings:
         low=1,
         high=16,
     )
+    style_orientations: int = setting(
+        1,
+        help="The style image in 1 (as given), 2 (and its mirror image) or 8 orientations (each quarter turn, each "
+        "mirrored), matched as one averaged target: the painting's strokes keep no one direction.",
+        panel=PANEL_LOSS,
+        role=BANK,
+        low=1,
+        high=8,
+    )
     style_scale: float = setting(
         1.0,
         help="Style image long side relative to the image it styles (optimize: --size; train: --image-size).",

@@ -256,3 +256,39 @@ def test_match_color_gives_reference_mean_and_covariance() -> None:
     assert np.allclose(matched.reshape(-1, 3).mean(0), reference.reshape(-1, 3).mean(0), atol=0.01)
     assert np.allclose(np.cov(matched.reshape(-1, 3), rowvar=False),
                        np.cov(reference.reshape(-1, 3), rowvar=False), atol=5e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "meancov", "sw"])
+def test_style_orientations_average_the_targets_of_the_turned_and_mirrored_painting(style_loss: str) -> None:
+    from nstcli.losses import oriented
+
+    generator = torch.Generator().manual_seed(13)
+    style, content = torch.rand(1, 3, 20, 28, generator=generator), torch.rand(1, 3, 24, 24, generator=generator)
+    views = oriented(style, 8)
+    assert len(views) == 8 and torch.equal(views[0], style) and views[2].shape == (1, 3, 28, 20)
+    assert len({tuple(view.flatten().tolist()) for view in views}) == 8  # eight different pictures
+    layers = (["relu2_2"], ["relu1_1", "relu2_1"])
+    averaged = _loss(LossWeights(*layers, style_loss=style_loss, style_orientations=8), [style], content)
+    blended = _loss(LossWeights(*layers, style_loss=style_loss), views, content)  # eight style images, equal blend
+    gradients = []
+    for loss in (averaged, blended):
+        image = content.clone().requires_grad_(True)
+        loss(image).style.backward()
+        gradients.append(image.grad)
+    # the same gradient: the loss to the average differs from the blend's by a constant
+    assert torch.allclose(gradients[0], gradients[1], rtol=1e-4, atol=1e-6 * float(gradients[1].abs().max()))
+    plain = _loss(LossWeights(*layers, style_loss=style_loss), [style], content)
+    image = content.clone().requires_grad_(True)
+    plain(image).style.backward()
+    assert not torch.allclose(image.grad, gradients[0], rtol=1e-2)  # and not the painting's own as given
+
+
+def test_style_orientations_are_one_two_or_eight_and_not_for_patches() -> None:
+    from nstcli.losses import validate_settings
+    from nstcli.settings import LossSettings
+
+    weights = LossWeights(["relu4_2"], ["relu3_1"])
+    with pytest.raises(UsageError, match="--style-orientations: choose 1, 2, 8, not 4"):
+        validate_settings(LossSettings(style_orientations=4), weights)
+    with pytest.raises(UsageError, match="not patch"):
+        validate_settings(LossSettings(style_orientations=2, style_loss="patch"), weights)
