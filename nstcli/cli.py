@@ -386,7 +386,7 @@ def apply(
     region_specs = [regions.split_region(text) for text in region] if region else None
     blend = parse_list(style_blend, float, "--style-blend")
     if style_image:
-        resolved = resolve_universal(paths, universal_model, style, region_specs)
+        resolved = resolve_universal(paths, universal_model, style, region_specs, kind)
     elif kind == UNIVERSAL_KIND:
         resolved = resolve_universal_styles(paths, universal_model, style, mix_weights, region_specs, blend)
         mix_weights, blend = None, resolved.style_blend

@@ -61,9 +61,11 @@ def resolve_model(
 
 
 def resolve_universal(paths: list[str], folder: str | None, style: str | None,
-                      regions: list[tuple[str, str | None]] | None) -> ResolvedModel:  # fmt: skip
+                      regions: list[tuple[str, str | None]] | None, kind: str | None = None) -> ResolvedModel:  # fmt: skip
     """--style-image: the universal models' folder (``folder``, else the bundled one) and the inputs;
     --style and --region pass through to be refused with their own message (``apply.config.validate``)."""
+    if kind is not None:
+        raise UsageError("--kind picks among bundled models; --style-image paints with the images given")
     if paths and paths[0].lower().endswith(".onnx"):
         raise UsageError("--style-image runs the universal models: give no model file (--universal-model DIR picks others)")
     if not paths:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nstcli.apply.bundled import resolve_model, resolve_universal_styles
+from nstcli.apply.bundled import resolve_model, resolve_universal, resolve_universal_styles
 from nstcli.errors import UsageError
 from tests.conftest import REPO
 
@@ -86,3 +86,5 @@ def test_kind_universal_needs_a_bundled_painting_and_takes_no_style_blend():
         resolve_universal_styles(["a.png"], None, "swirls", None, None, None)
     with pytest.raises(UsageError, match="no bundled style 'nope'"):
         resolve_universal_styles(["a.png"], None, "nope", None, None, None)
+    with pytest.raises(UsageError, match="--kind picks among bundled models; --style-image paints with the images given"):
+        resolve_universal(["a.png"], None, None, None, "universal")
