@@ -38,6 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bundled_vs_peer import installed_env  # noqa: E402 - bench/ is the script's folder
 from nstcli import images, report, styles  # noqa: E402 - after the path set-up
 from nstcli.apply.runtime import create_session  # noqa: E402
 from nstcli.apply.universal import available_levels, pad  # noqa: E402
@@ -65,9 +66,7 @@ def level_psnr(folder: Path, photos: list[Path], size: int, threads: int) -> dic
 
 def timed(command: list[str], tree: Path | None = None) -> float:
     """Seconds of one run; ``tree``: the nstcli of that source tree (``python -m`` puts the working folder first on the path)."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    if tree:
-        env["PYTHONPATH"] = str(tree)
+    env = installed_env(PYTHONPATH=str(tree)) if tree else installed_env()
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)
     return time.perf_counter() - start
