@@ -164,9 +164,16 @@ def format_for(path: str | Path, format_name: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+# zlib level 1, as OpenCV writes PNG: on stylised images 2.5x faster to encode than Pillow's default 6
+# (32 against 79 ms at 768x512), for 6.5% more bytes
+PNG_COMPRESS_LEVEL = 1
+
+
 def encode_image(image: Image.Image, format_name: str, quality: int = 95, icc_profile: bytes | None = None) -> bytes:
     buffer = io.BytesIO()
     options: dict[str, object] = {"quality": quality} if format_name in ("JPEG", "WEBP") else {}
+    if format_name == "PNG":
+        options["compress_level"] = PNG_COMPRESS_LEVEL
     if icc_profile and format_name in ("JPEG", "PNG", "WEBP", "TIFF"):
         options["icc_profile"] = icc_profile
     image.save(buffer, format=format_name, **options)

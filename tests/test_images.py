@@ -131,3 +131,11 @@ def test_format_by_suffix_or_flag() -> None:
     assert images.format_for("a.bin", "webp") == "WEBP"
     with pytest.raises(UsageError, match="unknown image suffix"):
         images.format_for("a.xyz")
+
+
+def test_png_written_fast_is_still_lossless(tmp_path: Path) -> None:
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8), "RGB")
+    images.write_image(noisy, tmp_path / "out.png")
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.format == "PNG"
+        assert np.array_equal(np.asarray(written.convert("RGB")), np.asarray(noisy))
