@@ -156,40 +156,61 @@ def sort_order(values: torch.Tensor) -> torch.Tensor:
     return values.argsort(dim=-1)
 
 
-def _project_and_sort(features: torch.Tensor, target: SortedProjections) -> tuple[torch.Tensor, torch.Tensor]:
-    """``features`` (N, C, H, W) projected on the target's directions and sorted along each: the sorted values
-    (N, C, H * W, differentiable) and the order that sorts them."""
-    n, c, h, w = features.shape
-    projected = target.directions.T @ features.reshape(n, c, h * w)
-    order = sort_order(projected.detach())
-    return projected.gather(2, order), order
-
-
 class _SortedDistance(torch.autograd.Function):
-    """mean((sort(directions^T features) - quantiles)^2), each direction sorted along the positions.
+    """The sliced Wasserstein distance of features (N, C, P) to a painting's sorted projections (C, Q): along
+    each direction the output's sorted values against the painting's at the same quantiles, squared, each
+    position weighted by ``weights`` (N, P), summing to 1 per image, or equally (None).
 
-    Memory is what bounds high resolutions. The backward pass keeps only each projected value's residual in
-    its own place (the value minus the quantile of its rank): 4 bytes a value, where autograd through a sort
-    and a gather keeps the int64 order and the difference, 12. The forward pass projects and sorts
-    SORT_CHUNK directions at a time, so the projections, the order and the sorted copy exist for one chunk
-    only (at 2048 px, relu1_1 has 64 directions of 2.8M positions: 0.7 GB per float copy of them all)."""
+    Memory is what bounds high resolutions. The backward pass keeps only each projected value's weighted
+    residual in its own place (its value minus the painting's value at its quantile): 4 bytes a value, where
+    autograd through a sort and a gather keeps the int64 order and the difference, 12. The forward pass
+    projects, sorts and finds the quantiles of SORT_CHUNK directions at a time, so those copies exist for one
+    chunk only (at 2048 px, relu1_1 has 64 directions of 2.8M positions: 0.7 GB per float copy of them all)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, features: torch.Tensor, directions: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
-        residual = torch.empty(features.shape[0], directions.shape[1], features.shape[2], dtype=features.dtype, device=features.device)
+    def forward(ctx: FunctionCtx, features: torch.Tensor, directions: torch.Tensor, painting: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        n, _, positions = features.shape
+        residual = torch.empty(n, directions.shape[1], positions, dtype=features.dtype, device=features.device)
+        total = features.new_zeros(())
         for first in range(0, directions.shape[1], SORT_CHUNK):
             chunk = slice(first, first + SORT_CHUNK)
             projected = directions[:, chunk].T @ features
             order = sort_order(projected)
-            residual[:, chunk].scatter_(2, order, projected.gather(2, order) - quantiles[:, chunk])
+            if weights is None:
+                difference = projected.gather(2, order) - _uniform_quantiles(painting[chunk], positions)
+                total += difference.pow(2).sum()
+            else:
+                ordered_weights = weights[:, None, :].expand_as(projected).gather(2, order)
+                difference = projected.gather(2, order) - _weighted_quantiles(painting[chunk], ordered_weights)
+                total += (difference.pow(2) * ordered_weights).sum()
+                difference *= ordered_weights
+            residual[:, chunk].scatter_(2, order, difference)
         ctx.save_for_backward(residual, directions)
-        flat = residual.reshape(-1)
-        return torch.dot(flat, flat) / flat.numel()
+        ctx.scale = 1.0 / residual.numel() if weights is None else 1.0 / (n * directions.shape[1])
+        return total * ctx.scale
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         residual, directions = ctx.saved_tensors
-        return directions @ (residual * (grad * 2 / residual.numel())), None, None
+        return directions @ (residual * (grad * 2 * ctx.scale)), None, None, None
+
+
+def _uniform_quantiles(painting: torch.Tensor, positions: int) -> torch.Tensor:
+    """The painting's sorted values (k, Q) at the quantiles of ``positions`` equal values: the i-th sorted
+    value sits at quantile (i + 0.5) / P of each distribution (not aligned corners)."""
+    return F.interpolate(painting[None], size=positions, mode="linear", align_corners=False)
+
+
+def _weighted_quantiles(painting: torch.Tensor, ordered_weights: torch.Tensor) -> torch.Tensor:
+    """The painting's sorted values (k, Q) at the quantiles of weighted values: each sorted value (N, k, P)
+    sits at the weight before it plus half its own (``ordered_weights``, in sorted order, summing to 1)."""
+    count = painting.shape[1]
+    position = ((ordered_weights.cumsum(dim=2) - ordered_weights / 2) * count - 0.5).clamp(0, count - 1)
+    low = position.floor().long()
+    share = position - low
+    values = painting[None].expand(ordered_weights.shape[0], -1, -1)
+    return values.gather(2, low) * (1 - share) + values.gather(2, (low + 1).clamp_max(count - 1)) * share
 
 
 def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> torch.Tensor:
@@ -198,9 +219,7 @@ def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> tor
     number of positions). It matches each direction's whole distribution, not only its first two moments,
     so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
     n, c, h, w = features.shape
-    # the i-th of P sorted values sits at quantile (i + 0.5) / P of each distribution (not aligned corners)
-    quantiles = F.interpolate(target.values[None], size=h * w, mode="linear", align_corners=False)
-    return _SortedDistance.apply(features.reshape(n, c, h * w), target.directions, quantiles)
+    return _SortedDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, None)
 
 
 # --style-loss: a statistic of each style layer that the output must match, or a loss on the features
@@ -248,22 +267,12 @@ def guided_mean_covariance(features: torch.Tensor, mask: torch.Tensor) -> torch.
 
 def guided_sliced_wasserstein(features: torch.Tensor, target: SortedProjections, mask: torch.Tensor) -> torch.Tensor:
     """:func:`sliced_wasserstein` of the region ``mask``: each position weighted as in the guided Gram (mask
-    squared), so along each direction a sorted value sits at its weighted quantile (the weight before it plus
-    half its own, over the region's mass) and is compared with the painting's value there. An all-ones mask
-    gives :func:`sliced_wasserstein`."""
+    squared), so along each direction a sorted value sits at its weighted quantile and is compared with the
+    painting's value there. An all-ones mask gives :func:`sliced_wasserstein`."""
     n, c, h, w = features.shape
-    ordered, order = _project_and_sort(features, target)
-    weights = resize_mask(mask, (h, w)).pow(2).reshape(n, 1, h * w).expand(n, c, h * w).gather(2, order)
-    mass = weights.sum(dim=2, keepdim=True).clamp_min(1e-8)
-    with torch.no_grad():
-        painting = target.values[None].expand(n, -1, -1)
-        count = painting.shape[2]
-        position = ((weights.cumsum(dim=2) - weights / 2) / mass * count - 0.5).clamp(0, count - 1)
-        low = position.floor().long()
-        share = position - low
-        high = (low + 1).clamp_max(count - 1)
-        quantiles = painting.gather(2, low) * (1 - share) + painting.gather(2, high) * share
-    return ((ordered - quantiles).pow(2) * weights / mass).sum() / (n * c)
+    weights = resize_mask(mask, (h, w)).pow(2).reshape(n, h * w)
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-8)
+    return _SortedDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, weights)
 
 
 GUIDED_STATISTICS = {"gram": guided_gram, "meancov": guided_mean_covariance}  # the style statistics inside a mask

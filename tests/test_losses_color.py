@@ -192,6 +192,29 @@ def test_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None
     assert torch.isclose(sliced_wasserstein(features, target), expected, rtol=1e-12)
 
 
+def test_guided_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None:
+    from nstcli.losses import SORT_CHUNK, SortedProjections
+
+    generator = torch.Generator().manual_seed(13)
+    channels = SORT_CHUNK + 3
+    target = sorted_projections(torch.rand(1, channels, 4, 4, generator=generator))
+    target = SortedProjections(target.directions.double(), target.values.double())
+    features = torch.rand(2, channels, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 1, 3, 4, generator=generator, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: guided_sliced_wasserstein(x, target, mask), (features,))
+    # the same value as sorting every direction at once, each value at its weighted quantile
+    projected = target.directions.T @ features.detach().flatten(2)
+    ordered, order = projected.sort(dim=2)
+    weights = mask.flatten(2).pow(2).expand_as(projected).gather(2, order)
+    weights = weights / weights.sum(dim=2, keepdim=True)
+    quantile = ((weights.cumsum(dim=2) - weights / 2) * 16 - 0.5).clamp(0, 15)
+    painting = target.values[None].expand(2, -1, -1)
+    low = quantile.floor().long()
+    values = painting.gather(2, low) * (1 - (quantile - low)) + painting.gather(2, (low + 1).clamp_max(15)) * (quantile - low)
+    expected = ((ordered - values).pow(2) * weights).sum() / (2 * channels)
+    assert torch.isclose(guided_sliced_wasserstein(features, target, mask), expected, rtol=1e-12)
+
+
 def test_sliced_wasserstein_style_loss_pulls_the_image() -> None:
     generator = torch.Generator().manual_seed(10)
     content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
