@@ -6,6 +6,7 @@ stdout carries only data (images, JSON); messages and progress go to stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -21,7 +22,6 @@ try:  # Typer >= 0.25 vendors Click; older releases use the click package
 except ImportError:
     from click import exceptions as click_errors
 import typer
-from rich.console import Console
 
 from nstcli import __version__, extras, settings
 from nstcli.model_format import UNIVERSAL_STYLE_SIZE
@@ -32,6 +32,7 @@ from nstcli.settings import (
 )  # fmt: skip
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
 app = typer.Typer(
@@ -41,7 +42,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Neural style transfer: optimise images (Gatys), train and apply feed-forward generators.",
 )
-stderr = Console(stderr=True, highlight=False)
 PANEL_SWEEP = "Sweeps"  # nst optimize --sweep
 PANEL_STYLE = "Style"  # nst apply: which style, how strong
 PANEL_SPEED = "Size and speed"  # nst apply: tiling, runtime, threads
@@ -54,9 +54,22 @@ def one_line(message: str) -> str:
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
+@functools.cache
+def terminal_console() -> Console:
+    """rich's console on stderr, made only for a terminal: importing rich is 16 ms of every start."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
 def say(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        stderr.print(one_line(message), markup=False, soft_wrap=True)  # one message, one line (never wrapped)
+    """One message on stderr, one line (never wrapped); on a terminal through rich, above a live progress bar."""
+    if quiet:
+        return
+    if sys.stderr.isatty():
+        terminal_console().print(one_line(message), markup=False, soft_wrap=True)
+    else:
+        print(one_line(message), file=sys.stderr, flush=True)
 
 
 PLAIN_PROGRESS_SECONDS = 5.0  # between progress lines when stderr is not a terminal (logs, CI)
@@ -98,7 +111,7 @@ class ProgressLines:
 def progress_bar(description: str, total: int, quiet: bool, lines: bool = True) -> Iterator[Progress | ProgressLines | None]:
     """A rich progress bar on stderr when it is a terminal; else, with ``lines``, a plain line every
     few seconds; nothing with --quiet."""
-    if quiet or not stderr.is_terminal:
+    if quiet or not sys.stderr.isatty():
         yield ProgressLines(description, total) if lines and not quiet else None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -107,7 +120,7 @@ def progress_bar(description: str, total: int, quiet: bool, lines: bool = True) 
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=stderr, transient=False) as progress:
+    with Progress(*columns, console=terminal_console(), transient=False) as progress:
         progress.add_task(description, total=total, status="")
         yield progress
 
