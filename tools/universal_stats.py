@@ -26,6 +26,19 @@ def painting_of(preset: styles.Preset, paintings: Path) -> Path | None:
     return paintings / name if name and (paintings / name).is_file() else None
 
 
+def with_universal_table(text: str, statistics: str) -> str:
+    """A preset's text with its ``[models.universal]`` table added after the other models' tables: before the
+    first ``[training.`` table and the comment lines that belong to it (at the end when there is none)."""
+    entry = [f"[models.{UNIVERSAL_KIND}]", f'file = "{statistics}"  # the painting\'s statistics (tools/universal_stats.py)', ""]
+    lines = text.splitlines()
+    at = next((index for index, line in enumerate(lines) if line.startswith("[training.")), None)
+    if at is None:
+        return text.rstrip("\n") + "\n\n" + "\n".join(entry)
+    while at > 0 and lines[at - 1].startswith("#"):
+        at -= 1
+    return "\n".join(lines[:at] + entry + lines[at:]) + "\n"
+
+
 def main() -> None:
     paintings = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PAINTINGS
     folder = str(styles.styles_root() / UNIVERSAL_FOLDER)
@@ -38,12 +51,9 @@ def main() -> None:
         target = preset.folder / f"{preset.name}.npz"
         save_painting_stats(target, {level: model.stats[level][0] for level in ALL_LEVELS}, fmt.UNIVERSAL_STYLE_SIZE)
         toml = preset.folder / "preset.toml"
-        if f"[models.{UNIVERSAL_KIND}]" not in toml.read_text():
-            text = toml.read_text()
-            marker = "\n[training."  # the models' tables come first: add it after them
-            entry = f'[models.{UNIVERSAL_KIND}]\nfile = "{target.name}"  # the painting\'s statistics (tools/universal_stats.py)\n'
-            at = text.find(marker)
-            toml.write_text(text + "\n" + entry if at < 0 else text[: at + 1] + entry + text[at:])
+        text = toml.read_text()
+        if f"[models.{UNIVERSAL_KIND}]" not in text:
+            toml.write_text(with_universal_table(text, target.name))
         print(f"{preset.name}: {painting.name} -> {target} ({target.stat().st_size} bytes)")
 
 
