@@ -177,12 +177,13 @@ class _SortedDistance(torch.autograd.Function):
             chunk = slice(first, first + SORT_CHUNK)
             projected = directions[:, chunk].T @ features
             order = sort_order(projected)
+            ordered = projected.gather(2, order)
             if weights is None:
-                difference = projected.gather(2, order) - _uniform_quantiles(painting[chunk], positions)
+                difference = ordered - _uniform_quantiles(painting[chunk], positions)
                 total += difference.pow(2).sum()
             else:
                 ordered_weights = weights[:, None, :].expand_as(projected).gather(2, order)
-                difference = projected.gather(2, order) - _weighted_quantiles(painting[chunk], ordered_weights)
+                difference = ordered - _weighted_quantiles(painting[chunk], ordered_weights)
                 total += (difference.pow(2) * ordered_weights).sum()
                 difference *= ordered_weights
             residual[:, chunk].scatter_(2, order, difference)
