@@ -21,7 +21,7 @@ TORCH_COMMANDS = ("optimize", "score", "train", "export", "bench")
 # The import names the ``ray`` extra installs (ray[data]: Ray Data needs pyarrow), for ``nst apply --ray``.
 RAY_MODULES = ("ray", "pyarrow")
 INSTALL_RAY = "pip install 'nst[ray]'"
-PANEL_NEEDS_TORCH = f"Not in this install (they need PyTorch: {INSTALL_TORCH})"  # rich markup: escaped when used
+PANEL_NEEDS_TORCH = f"Not in this install (they need PyTorch: {INSTALL_TORCH})"
 
 
 def missing_torch_modules() -> list[str]:
@@ -55,11 +55,12 @@ def mark_unavailable(app: object) -> None:
     """For ``nst --help``: list the commands this install cannot run last, in a panel that says what to install."""
     if not missing_torch_modules():
         return
-    from rich.markup import escape
 
     def needs_torch(command: object) -> bool:  # typer.models.CommandInfo, before Typer builds the Click group
         return (command.name or command.callback.__name__.replace("_", "-")) in TORCH_COMMANDS
 
     app.registered_commands.sort(key=needs_torch)  # stable: the others keep their order
     for command in filter(needs_torch, app.registered_commands):
-        command.rich_help_panel = escape(PANEL_NEEDS_TORCH)
+        # Typer reads panel titles as rich markup: "[torch]" would be a tag. Escaped by hand, as rich's
+        # escape would do it, so that a start without a terminal does not import rich (16 ms)
+        command.rich_help_panel = PANEL_NEEDS_TORCH.replace("[", "\\[")

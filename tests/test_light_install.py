@@ -161,3 +161,20 @@ def test_demo_runs_a_bundled_model(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "demo.png").size == (64, 42)
     assert nst("demo", "-o", str(tmp_path / "x.png"), "--iterations", "3").returncode == 2
     assert nst("demo", "-o", str(tmp_path / "x.png"), "--style", "swirls").returncode == 2  # an image, no model
+
+
+def test_starts_without_a_terminal_do_not_import_rich(tmp_path: Path) -> None:
+    """rich draws for terminals only (importing it costs ~16 ms a start): piped or logged, in either install,
+    a command runs without it."""
+    gradient_image(32, 24).save(tmp_path / "photo.png")
+    apply = ["apply", "--style", "starry-night", "photo.png", "-o"]
+    light = without_torch(*apply, "light", cwd=tmp_path, flags=("-X", "importtime"))
+    full = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nstcli", *apply, "full"], capture_output=True, text=True,
+        cwd=tmp_path, env=SUBPROCESS_ENV, timeout=120,
+    )  # fmt: skip
+    for result in (light, full):
+        assert result.returncode == 0, result.stderr
+        imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+        assert "nstcli.cli" in imported  # importtime did report
+        assert not [name for name in imported if name.split(".")[0] == "rich"]
