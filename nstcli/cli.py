@@ -182,7 +182,7 @@ def optimize(
     min_size: int = setting_option(OptimizeConfig, "min_size"),
     device: str = setting_option(OptimizeConfig, "device"),
     precision: str = setting_option(OptimizeConfig, "precision"),
-    save_every: int = number_option(0, low=0, high=1_000_000, help="Also write a snapshot every N evaluations (OUT.<N>.png).", rich_help_panel=PANEL_LOGGING),
+    save_every: int = number_option(0, low=0, high=1_000_000, help="Also write a snapshot every N evaluations (-o out.jpg: out.00050.jpg, ...).", rich_help_panel=PANEL_LOGGING),
     loss_log: Optional[str] = typer.Option(None, help="Write losses per evaluation to FILE.csv or FILE.json.", rich_help_panel=PANEL_LOGGING),
     plot: Optional[str] = typer.Option(None, help="Write loss curves to FILE.png.", rich_help_panel=PANEL_LOGGING),
     save_config: Optional[str] = typer.Option(None, help="Write the resolved configuration to FILE.json.", rich_help_panel=PANEL_LOGGING),

@@ -1,9 +1,10 @@
 """Image optimisation (Gatys et al. 2016): optimise the pixels of one image against the losses.
 
 The budget is counted in descriptor evaluations (one forward + backward pass), so L-BFGS, Adam
-and other tools compare at equal cost. The image is optimised coarse to fine: first at
-``min_size`` (long side), then at sizes sqrt(2) apart up to ``size``, each scale starting from the
-last one's result upsampled. At a small size the style's features span a large part of the
+and other tools compare at equal cost. The image is optimised coarse to fine: at long
+sides sqrt(2) apart, counted down from ``size`` to the smallest not below ``min_size`` (512 with 128:
+128, 181, 256, 362, 512; 600: 150, 212, 300, 424, 600), each scale starting from the last one's result
+upsampled. At a small size the style's features span a large part of the
 picture, so strokes reach every region before the fine scales add detail; and a small scale's
 evaluation costs a fraction of a full one (see ``evaluations_per_scale`` for the split).
 """

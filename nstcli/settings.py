@@ -5,7 +5,7 @@ The engines take these dataclasses (``OptimizeConfig``, ``TrainConfig``, both ho
 so a default or a help text is written in one place and ``--help`` shows the real default. The
 module is torch-free: ``nst --help`` reads it without loading an engine.
 
-A setting's *role* says what ``nst train --resume`` may change (docs/ARCHITECTURE.md, "Training"):
+A setting's *role* says what ``nst train --resume`` may change (docs/ARCHITECTURE.md, "Settings and the CLI"):
 ``fixed`` settings define the training and come from the checkpoint; ``run`` settings (steps,
 device, logging) may differ on every run; ``bank`` settings may change when only some banks of a
 StyleBank train (``--add-style``, ``--tune-style``).
@@ -211,8 +211,8 @@ class OptimizeConfig:
     )
     min_size: int = setting(
         128,
-        help="Coarse to fine: the first scale's long side; each next scale is sqrt(2) larger, up to --size "
-        "(at or above --size: one scale).",
+        help="Coarse to fine: scales sqrt(2) apart, counted down from --size to the smallest long side not below "
+        "this (512 and 128: 128, 181, 256, 362, 512; at or above --size: one scale).",
         panel=PANEL_OPTIMISER,
         low=16,
         high=MAX_SIDE,

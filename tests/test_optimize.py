@@ -69,6 +69,7 @@ def test_init_image_is_the_starting_point() -> None:
 def test_scales_grow_by_sqrt2_from_min_size_and_share_the_budget() -> None:
     assert scale_sides(512, 128) == [128, 181, 256, 362, 512]
     assert scale_sides(100, 128) == [100]
+    assert scale_sides(600, 128) == [150, 212, 300, 424, 600]  # counted down from --size
     assert scale_sizes((48, 32), 24) == [(24, 16), (34, 23), (48, 32)]
     assert evaluations_per_scale(10, 3) == [3, 3, 4]
     assert evaluations_per_scale(2, 3) == [0, 0, 2]
