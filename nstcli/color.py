@@ -38,13 +38,18 @@ def _matrix_sqrt(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return root, inverse_root
 
 
+def _covariance(pixels: np.ndarray) -> np.ndarray:
+    """The (3, 3) covariance of (N, 3) pixels; one pixel has none (zeros, where np.cov would divide by zero)."""
+    return np.cov(pixels, rowvar=False) if len(pixels) > 1 else np.zeros((3, 3))
+
+
 def match_color(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``source`` recoloured so its RGB mean and covariance equal ``reference``'s (sizes may differ)."""
     source_pixels = source.reshape(-1, 3).astype(np.float64)
     reference_pixels = reference.reshape(-1, 3).astype(np.float64)
     source_mean, reference_mean = source_pixels.mean(0), reference_pixels.mean(0)
-    _, source_inverse_root = _matrix_sqrt(np.cov(source_pixels, rowvar=False) + 1e-6 * np.eye(3))
-    reference_root, _ = _matrix_sqrt(np.cov(reference_pixels, rowvar=False) + 1e-6 * np.eye(3))
+    _, source_inverse_root = _matrix_sqrt(_covariance(source_pixels) + 1e-6 * np.eye(3))
+    reference_root, _ = _matrix_sqrt(_covariance(reference_pixels) + 1e-6 * np.eye(3))
     transform = reference_root @ source_inverse_root
     matched = (source_pixels - source_mean) @ transform.T + reference_mean
     return np.clip(matched, 0.0, 1.0).reshape(source.shape).astype(np.float32)

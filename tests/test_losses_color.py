@@ -281,6 +281,19 @@ def test_match_color_gives_reference_mean_and_covariance() -> None:
                        np.cov(reference.reshape(-1, 3), rowvar=False), atol=5e-4)  # fmt: skip
 
 
+def test_match_color_with_a_one_pixel_image_gives_its_colour_without_warnings() -> None:
+    import warnings
+
+    painting = np.random.default_rng(2).uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    pixel = np.array([[[0.2, 0.5, 0.7]]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.cov of one pixel divides by zero
+        flat = color.match_color(painting, pixel)
+        same = color.match_color(pixel, painting)
+    assert np.allclose(flat, pixel, atol=5e-3)  # no variance to give: the pixel's colour everywhere (to the regulariser)
+    assert np.allclose(same, painting.reshape(-1, 3).mean(0), atol=5e-3)
+
+
 @pytest.mark.parametrize("style_loss", ["gram", "meancov", "sw"])
 def test_style_orientations_average_the_targets_of_the_turned_and_mirrored_painting(style_loss: str) -> None:
     from nstcli.losses import oriented
