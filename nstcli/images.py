@@ -150,15 +150,18 @@ def resize_long_side(image: Image.Image, size: int) -> Image.Image:
 
 
 def format_for(path: str | Path, format_name: str | None = None) -> str:
-    """Pillow format name from an explicit --format or the output suffix ('-' defaults to PNG)."""
+    """Pillow format name from an explicit --format or the output suffix ('-' defaults to PNG); a --format
+    that contradicts the name's image suffix (``-o out.png --format jpg``) is refused, not written as JPEG."""
+    suffix = Path(path).suffix.lower() if str(path) != STDIO else ""
     if format_name:
         key = "." + format_name.lower().lstrip(".")
         if key not in FORMATS:
             raise UsageError(f"unknown image format {format_name!r} (choose from png, jpg, webp, bmp, tiff)")
+        if suffix in FORMATS and FORMATS[suffix] != FORMATS[key]:
+            raise UsageError(f"{path}: named {suffix}, but --format is {format_name}; make them match or leave --format out")
         return FORMATS[key]
     if str(path) == STDIO:
         return "PNG"
-    suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise UsageError(f"{path}: unknown image suffix {suffix or '(none)'!r}; use .png, .jpg, .webp or --format")
     return FORMATS[suffix]

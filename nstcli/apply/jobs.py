@@ -198,6 +198,9 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     out_dir = Path(config.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder (an output file needs exactly one input)")
+    if not out_dir.exists() and (out_dir.suffix.lower() in images.FORMATS or is_video(out_dir)):
+        # a file's name, not a new folder's: several inputs (or a folder) cannot go into one file
+        raise UsageError(f"{out_dir}: an output file needs exactly one input file; for several, give a folder (-o out/)")
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     input_paths: set[Path] = {Path(path).resolve() for path in _input_files(config)}

@@ -306,6 +306,23 @@ def test_globs_with_dotdot_never_write_outside_the_output_folder(models, tmp_pat
     assert {path: path.read_bytes() for path in before} == before  # nothing outside out/ changed
 
 
+def test_a_file_name_for_several_inputs_or_a_clashing_format_is_refused(models, tmp_path):
+    """-o out.png names a file: several inputs are refused, not written into a new folder called out.png;
+    and --format may not contradict the name (JPEG bytes in out.png)."""
+    both = [str(path) for path in make_folder(tmp_path / "in", 2)]
+    for inputs in (both, [str(tmp_path / "in")]):
+        result = nst("apply", str(models["single"]), *inputs, "-o", str(tmp_path / "out.png"))
+        assert result.returncode == 2
+        assert result.stderr == f"nst: error: {tmp_path / 'out.png'}: an output file needs exactly one input file; for several, give a folder (-o out/)\n"
+    result = nst("apply", str(models["single"]), both[0], "-o", str(tmp_path / "one.png"), "--format", "jpg")
+    assert result.returncode == 2
+    assert result.stderr == f"nst: error: {tmp_path / 'one.png'}: named .png, but --format is jpg; make them match or leave --format out\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+    result = nst("apply", str(models["single"]), both[0], "-o", str(tmp_path / "one.jpeg"), "--format", "jpg")
+    assert result.returncode == 0, result.stderr  # .jpeg is a JPEG name
+    assert Image.open(tmp_path / "one.jpeg").format == "JPEG"
+
+
 def test_an_unwritable_output_folder_is_refused_before_any_work(models, tmp_path, monkeypatch):
     """Root may write anywhere, so the permission is refused the way os.access reports it for other users."""
     make_folder(tmp_path / "in", 2)
