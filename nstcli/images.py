@@ -203,7 +203,10 @@ def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: b
 
 
 def check_writable_folder(folder: str | Path) -> None:
-    """The folder (or the nearest part of it that exists, where it will be created) accepts new files."""
+    """The folder (or the nearest part of it that exists, where it will be created) accepts new files.
+
+    Permissions say no for most folders that refuse files; a file made and removed there finds the rest
+    (root passes every permission check, yet /proc or /sys take no new files), before any work is done."""
     existing = Path(folder).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -211,6 +214,11 @@ def check_writable_folder(folder: str | Path) -> None:
         read_only = existing.is_dir() and os.statvfs(existing).f_flag & os.ST_RDONLY
         reason = os.strerror(errno.EROFS if read_only else errno.EACCES)  # name the real cause
         raise InputError(f"{existing}: cannot write there ({reason})")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".nst-probe-"):
+            pass
+    except OSError as error:
+        raise InputError(f"{existing}: cannot write there (a new file there failed: {error.strerror or error})") from None
 
 
 def check_outputs(outputs: list[str | Path], inputs: list[str | Path], overwrite: bool) -> None:

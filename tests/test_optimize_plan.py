@@ -67,6 +67,15 @@ def test_an_unwritable_folder_is_refused_before_work(files, monkeypatch):
         plan(loss_log="locked/log.csv")
 
 
+def test_a_folder_that_takes_no_new_files_is_refused_before_work(files):
+    """Root passes every permission check, yet /proc takes no new files: a file made there finds it."""
+    with pytest.raises(InputError, match="^/proc: cannot write there"):
+        plan(loss_log="/proc/log.csv")
+    assert not [path for path in files.iterdir() if path.name.startswith(".nst-probe")]
+    plan(loss_log="log.csv")  # a folder that takes files: the probe leaves nothing behind
+    assert not [path for path in files.iterdir() if path.name.startswith(".nst-probe")]
+
+
 def test_init_universal_starts_from_the_one_pass_painting(files):
     import numpy as np
 
