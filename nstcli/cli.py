@@ -141,8 +141,8 @@ def root(
 @app.command(rich_help_panel="Stylise")
 def optimize(
     ctx: typer.Context,
-    content: str = typer.Argument(..., help="Content image (path, or - for stdin)."),
-    styles: list[str] = typer.Argument(..., help="One or more style images (or bundled styles with an image: nst styles)."),
+    content: str = typer.Argument(..., metavar="CONTENT", help="Content image (path, or - for stdin)."),
+    styles: list[str] = typer.Argument(..., metavar="STYLE...", help="One or more style images (or bundled styles with an image: nst styles)."),
     output: str = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout).", rich_help_panel=PANEL_IO),
     size: int = setting_option(OptimizeConfig, "size"),
     style_crop: float = setting_option(OptimizeConfig, "style_crop"),
@@ -253,9 +253,9 @@ def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], o
 
 @app.command(rich_help_panel="Measure")
 def score(
-    content: str = typer.Argument(..., help="Content image."),
-    style: str = typer.Argument(..., help="Style image."),
-    image: str = typer.Argument(..., help="Image to judge (e.g. a stylised result)."),
+    content: str = typer.Argument(..., metavar="CONTENT", help="Content image."),
+    style: str = typer.Argument(..., metavar="STYLE", help="Style image."),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image to judge (e.g. a stylised result)."),
     size: int = number_option(512, low=16, high=8192, help="Long side at which all three are compared."),
     grid: int = number_option(4, low=1, high=16, help="Coverage: the style loss per tile of a GRID x GRID split."),
 ) -> None:
@@ -692,7 +692,7 @@ def _train_universal(params: dict[str, Any], typed: set[str], output: str, resum
 
 @app.command("export", rich_help_panel="Train and export")
 def export_command(
-    model: str = typer.Argument(..., help="A trained model or checkpoint (FILE.pt from nst train)."),
+    model: str = typer.Argument(..., metavar="MODEL.pt", help="A trained model or checkpoint (FILE.pt from nst train)."),
     output: str = typer.Option(..., "-o", "--output", help="ONNX file to write (FILE.onnx); universal: a folder."),
     precision: str = typer.Option(
         "fp32", help="fp32, or fp16 (float16 inside; inputs and outputs stay float32); universal decoders: also int8 (stored)."
