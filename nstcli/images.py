@@ -198,7 +198,8 @@ def check_output_path(output: str | Path, inputs: list[str | Path], overwrite: b
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists (use --overwrite to replace it)")
     if not out.parent.is_dir() and str(out.parent) != "":
-        raise UsageError(f"{out.parent}: output folder does not exist")
+        missing = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise UsageError(f"{out.parent}: output folder {missing}")
     check_writable_folder(out.parent)
 
 

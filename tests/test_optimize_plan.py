@@ -32,6 +32,7 @@ def plan(**options):
         ({"output": "-", "save_config": "-"}, "only one output can go to stdout"),
         ({"plot": "curves.jpg"}, "plots are written as .png"),
         ({"save_config": "missing/config.json"}, "output folder does not exist"),
+        ({"loss_log": "c.png/log.csv"}, "c.png: output folder is a file, not a folder"),
     ],
 )
 def test_side_outputs_follow_the_same_rule_as_the_result(files, options, message):
