@@ -17,7 +17,7 @@ from typing import Iterator
 
 from nstcli import images
 from nstcli.apply.config import VIDEO_FORMATS, ApplyConfig, Job
-from nstcli.errors import UsageError
+from nstcli.errors import InputError, UsageError
 
 # Extensions picked up when walking folders (explicit files may have any name).
 IMAGE_SUFFIXES = frozenset(images.FORMATS) | {".gif"}
@@ -94,13 +94,13 @@ def find_inputs(inputs: list[str], skip_dir: Path | None, unreadable: list[str])
         elif glob.has_magic(entry):
             matches = sorted(glob.glob(entry, recursive=True))
             if not matches:
-                raise UsageError(f"{entry}: no files match")
+                raise InputError(f"{entry}: no files match")
             root = Path(glob_root(entry))
             for match in map(Path, matches):
                 if match.is_file():
                     yield match, _relative_below(match, root)
         else:
-            raise UsageError(f"{entry}: no such file or folder")
+            raise InputError(f"{entry}: no such file or folder")
 
 
 def _relative_below(path: Path, root: Path) -> Path:
