@@ -13,6 +13,7 @@ from nstcli import styles
 from nstcli.errors import UsageError
 
 UNIVERSAL_FOLDER = "universal"  # styles/universal: the bundled encoder and decoders of --style-image
+CHECKPOINT_SUFFIXES = (".pt", ".ckpt")  # what nst train writes: exported before apply runs it
 UNIVERSAL_KIND = "universal"  # --kind universal: a preset's painting statistics through those models
 
 
@@ -39,6 +40,8 @@ def resolve_model(
     an input and the model is the bundled one (of ``kind``) holding the styles named by --style,
     --mix or --region, whose names are turned into the model's own. UsageError when no input is left.
     """
+    if paths and paths[0].lower().endswith(CHECKPOINT_SUFFIXES):
+        raise UsageError(f"{paths[0]}: a training checkpoint; apply runs ONNX models: nst export {paths[0]} -o MODEL.onnx")
     if paths and paths[0].lower().endswith(".onnx"):
         model, inputs = paths[0], paths[1:]
         if kind is not None:

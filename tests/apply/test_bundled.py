@@ -88,3 +88,10 @@ def test_kind_universal_needs_a_bundled_painting_and_takes_no_style_blend():
         resolve_universal_styles(["a.png"], None, "nope", None, None, None)
     with pytest.raises(UsageError, match="--kind picks among bundled models; --style-image paints with the images given"):
         resolve_universal(["a.png"], None, None, None, "universal")
+
+
+@pytest.mark.parametrize("checkpoint", ["starry.pt", "runs/bank.ckpt"])
+def test_a_training_checkpoint_as_the_model_points_to_nst_export(checkpoint: str) -> None:
+    for style in (None, "starry-night"):
+        with pytest.raises(UsageError, match=rf"^{checkpoint}: a training checkpoint; apply runs ONNX models: nst export {checkpoint} -o MODEL.onnx$"):
+            resolve_model([checkpoint, "photo.jpg"], style, None, None, None)
