@@ -178,6 +178,9 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     """All (source, target) pairs to process, the number skipped as already done, and the folders
     that could not be read."""
     check_template(config.name)
+    missing = [entry for entry in config.inputs if entry != images.STDIO and not Path(entry).exists() and not glob.has_magic(entry)]
+    if missing:  # before the output rules, whose messages assume the inputs are there
+        raise InputError(f"{missing[0]}: no such file or folder")
     model_stem = Path(config.model).stem
     stdin = images.STDIO in config.inputs
     if stdin and len(config.inputs) != 1:
@@ -236,6 +239,10 @@ def check_target(source: str, target: str, format_name: str | None) -> None:
         raise UsageError(f"{source} is {kind}; {target} would be {other} (use a matching extension)")
     if not is_video(target):
         images.format_for(target, image_format(format_name))
+        return
+    suffix, wanted = Path(target).suffix.lower().lstrip("."), video_format(format_name)
+    if wanted and VIDEO_FORMATS[wanted] != VIDEO_FORMATS[suffix]:  # as for images: not WebM bytes in out.mp4
+        raise UsageError(f"{target}: named .{suffix}, but --format is {format_name}; make them match or leave --format out")
 
 
 def _input_files(config: ApplyConfig) -> list[str]:

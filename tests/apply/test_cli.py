@@ -314,6 +314,9 @@ def test_a_file_name_for_several_inputs_or_a_clashing_format_is_refused(models, 
         result = nst("apply", str(models["single"]), *inputs, "-o", str(tmp_path / "out.png"))
         assert result.returncode == 2
         assert result.stderr == f"nst: error: {tmp_path / 'out.png'}: an output file needs exactly one input file; for several, give a folder (-o out/)\n"
+    for output in (tmp_path / "one.png", "-", tmp_path / "out"):  # a missing input is named first, whatever -o is
+        missing = nst("apply", str(models["single"]), str(tmp_path / "nothere.jpg"), "-o", str(output))
+        assert (missing.returncode, missing.stderr) == (1, f"nst: error: {tmp_path / 'nothere.jpg'}: no such file or folder\n")
     result = nst("apply", str(models["single"]), both[0], "-o", str(tmp_path / "one.png"), "--format", "jpg")
     assert result.returncode == 2
     assert result.stderr == f"nst: error: {tmp_path / 'one.png'}: named .png, but --format is jpg; make them match or leave --format out\n"

@@ -203,6 +203,9 @@ def test_one_line_errors(tmp_path):
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", "-"), 2, "videos are written to files")
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "x.png")), 2, "is a video")
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "o"), "--temporal", "smooth"), 2, "--temporal")
+    clash = nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "v.mp4"), "--format", "webm")  # not WebM in .mp4
+    assert_one_line_error(clash, 2, "named .mp4, but --format is webm")
+    assert not (tmp_path / "v.mp4").exists()
     with mock.patch.dict(sys.modules, {"av": None}):
         result = nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "o.mp4"))
     assert_one_line_error(result, 2, "pip install 'nst[video]'")
