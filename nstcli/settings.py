@@ -403,7 +403,7 @@ class TrainConfig:
         high=1e9,
     )
     preview: str | None = setting(
-        None, help="Image to stylise every --preview-every steps, into MODEL.preview/.", panel=PANEL_LOGGING, role=RUN
+        None, help="Image to stylise every --preview-every steps and at the last, into MODEL.preview/.", panel=PANEL_LOGGING, role=RUN
     )
     preview_every: int = setting(100, help="Steps between previews.", panel=PANEL_LOGGING, role=RUN, low=1, high=1e9)
     names: list[str] | None = None  # stylebank, cin: one name per style image (None: the images' stems)

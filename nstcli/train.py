@@ -251,6 +251,8 @@ class Trainer:
             self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.sampler = data.StreamSampler(len(self.dataset), config.seed, self.items_seen, self.env.rank, self.env.world)
         self.total = total_steps(config, self.sampler.per_rank())
+        if resume is not None and self.total <= self.step:  # it would write the checkpoint's model again, untrained
+            raise UsageError(f"the checkpoint has trained {self.step} steps; give --steps (or --epochs) beyond that to train further")
 
     def _load(self, state: dict[str, Any]) -> None:
         if state["world"] != self.env.world:
@@ -315,6 +317,7 @@ class Trainer:
             extra = self.objective.preview_inputs(self.device)
             result = generators.stylise(self.model, image.to(self.device), self.options.size_multiple(), *extra)
         self.model.train()
+        folder.mkdir(parents=True, exist_ok=True)  # here, not before the run: a run too short to preview leaves none
         path = folder / f"step_{self.step:07d}.png"
         images.write_image(images.from_tensor(result.clamp(0, 1)), path)
         return str(path)
@@ -325,7 +328,6 @@ class Trainer:
         preview = None
         if config.preview and preview_dir and self.env.main:
             preview = images.to_tensor(images.resize_long_side(images.read_image(config.preview), config.image_size))
-            preview_dir.mkdir(parents=True, exist_ok=True)
         loader = DataLoader(
             self.dataset, batch_size=config.batch_size, sampler=self.sampler, num_workers=config.workers,
             collate_fn=data.collate, worker_init_fn=data.ignore_stop_signals, pin_memory=self.cuda,
@@ -361,7 +363,7 @@ class Trainer:
                 if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < self.total:
                     self._write(checkpoint_path, start)
                     event = f"checkpoint {checkpoint_path}"
-                if preview is not None and self.step % config.preview_every == 0:
+                if preview is not None and (self.step % config.preview_every == 0 or self.step == self.total):
                     event = f"preview {self._preview(preview, preview_dir)}"
                 if on_progress is not None and self.env.main:
                     last = self.history[-1] if self.history else {}

@@ -210,6 +210,8 @@ def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
         elif _normalised(key, value) != _normalised(key, get_setting(saved, key)):
             kept = get_setting(saved, key)
             raise UsageError(f"{flag_of(TrainConfig, key)} cannot change on --resume (the checkpoint has {kept!r})")
+    if "epochs" in run_values and "steps" not in run_values:
+        run_values["steps"] = None  # --epochs given: it sets the length, not the checkpoint's --steps
     return with_settings(saved, run_values)
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,8 @@ def test_resume_config_keeps_the_training_and_takes_run_flags(photos, style, ran
     with pytest.raises(UsageError, match="--width cannot change"):
         train_plan.resume_config(saved, {"arch_options": {"width": 1.0}})
     train_plan.resume_config(saved, {"arch_options": {"upsample": "nearest"}})  # the default, given again: not a change
+    assert train_plan.resume_config(saved, {"epochs": 3.0}).steps is None  # --epochs alone sets the length
+    assert train_plan.resume_config(saved, {"epochs": 3.0, "steps": 7}).steps == 7  # --steps still wins
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -247,6 +250,17 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, photos, st
     final_resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["model"]
     for key, value in final_whole.items():
         torch.testing.assert_close(final_resumed[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_refuses_a_length_already_trained_and_the_last_step_is_previewed(tmp_path, photos, style, random_vgg16):
+    config = tiny_config(photos, style, random_vgg16, steps=2, preview=str(style), preview_every=100)
+    train.run_train(train_plan.TrainPlan(config, tmp_path / "m.pt"))
+    assert [path.name for path in (tmp_path / "m.preview").iterdir()] == ["step_0000002.png"]  # the last step's
+    state = checkpoint.load_checkpoint(tmp_path / "m.pt", resumable=True)
+    for steps in (2, 1):
+        with pytest.raises(UsageError, match="^the checkpoint has trained 2 steps; give --steps"):
+            train.run_train(train_plan.TrainPlan(replace(config, steps=steps), tmp_path / "again.pt", resume_state=state))
+    assert not (tmp_path / "again.pt").exists()
 
 
 def test_resume_refuses_changed_data(tmp_path, photos, style, random_vgg16):
