@@ -367,7 +367,7 @@ def apply(
     ),
     max_size: Optional[int] = number_option(None, low=16, high=65536, help="Downscale inputs whose long side is larger.", rich_help_panel=PANEL_SPEED),
     tile: Optional[int] = number_option(None, low=0, high=65536, help="Tile size in px for large images (default: auto above 4 MP; 0 = off).", rich_help_panel=PANEL_SPEED),
-    tile_overlap: int = number_option(64, low=0, high=4096, help="Overlap of neighbouring tiles in px.", rich_help_panel=PANEL_SPEED),
+    tile_overlap: Optional[int] = number_option(None, low=0, high=4096, help="Overlap of neighbouring tiles in px (default 64, or less than half of a smaller --tile).", rich_help_panel=PANEL_SPEED),
     provider: str = typer.Option("auto", help="auto (TensorRT > CUDA > CPU), tensorrt, cuda or cpu.", rich_help_panel=PANEL_SPEED),
     threads: int = number_option(0, low=0, high=1024, help="onnxruntime threads (0 = its default).", rich_help_panel=PANEL_SPEED),
     batch_size: int = number_option(0, low=0, high=1024, help="Images of equal size per inference batch (0 = auto: GPU 8, CPU 1).", rich_help_panel=PANEL_SPEED),

@@ -16,6 +16,8 @@ from nstcli.settings import check_range
 
 
 # Video containers nst writes: file extension (or --format) -> FFmpeg muxer.
+DEFAULT_TILE = 1024  # px, when --tile is not given and a photo is over auto_tile_pixels
+DEFAULT_TILE_OVERLAP = 64  # px, or less than half of a tile smaller than 130 px
 VIDEO_FORMATS = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm", "avi": "avi"}
 
 
@@ -33,7 +35,7 @@ class ApplyConfig:
     workers: int = 2  # decode threads and encode threads (each)
     max_size: int | None = None  # downscale inputs whose long side is larger
     tile: int | None = None  # tile size in px; None = automatic above auto_tile_pixels; 0 = never
-    tile_overlap: int = 64
+    tile_overlap: int | None = None  # px between neighbouring tiles; None: see tiling()
     auto_tile_pixels: int = 2048 * 2048
     preserve_color: str | None = None  # luminance | histogram
     strength: float = 1.0  # 1 = fully stylised, 0 = the input
@@ -99,6 +101,13 @@ class Summary:
         return asdict(self)
 
 
+def tiling(config: ApplyConfig) -> tuple[int, int]:
+    """The tile size and the overlap between tiles, in px, when a photo is tiled."""
+    tile = config.tile or DEFAULT_TILE
+    overlap = config.tile_overlap if config.tile_overlap is not None else min(DEFAULT_TILE_OVERLAP, tile // 2 - 1)
+    return tile, overlap
+
+
 def validate(config: ApplyConfig) -> None:
     """Reject settings that contradict each other or are out of range (UsageError), before any work."""
     if not config.output or not all(config.inputs):  # Path('') is '.': it would walk the whole current folder
@@ -117,9 +126,9 @@ def validate(config: ApplyConfig) -> None:
         raise UsageError("--max-size must be at least 16")
     if config.tile is not None and config.tile != 0 and config.tile < 64:
         raise UsageError("--tile must be 0 (off) or at least 64")
-    tile = config.tile or 1024
-    if not 0 <= config.tile_overlap < tile // 2:
-        raise UsageError(f"--tile-overlap must be in 0..{tile // 2 - 1}")
+    tile, _ = tiling(config)
+    if config.tile_overlap is not None and not 0 <= config.tile_overlap < tile // 2:
+        raise UsageError(f"--tile-overlap must be in 0..{tile // 2 - 1} (less than half of --tile {tile})")
     if config.regions and (config.style is not None or config.mix):
         raise UsageError("--region names its styles: give no --style or --mix with it")
     _validate_universal(config)

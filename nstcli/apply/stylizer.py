@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nstcli import color, images, regions, styles
-from nstcli.apply.config import ApplyConfig, validate
+from nstcli.apply.config import ApplyConfig, tiling, validate
 from nstcli.apply.model import Model
 from nstcli.apply.universal import UniversalModel
 from nstcli.errors import UsageError
@@ -112,7 +112,7 @@ class Stylizer:
 
     def _run(self, batch: np.ndarray, tiled: bool) -> list[np.ndarray]:
         if tiled:
-            return [self.model.run_tiled(batch[0], self.config.tile or 1024, self.config.tile_overlap, self.batch_size)]
+            return [self.model.run_tiled(batch[0], *tiling(self.config), self.batch_size)]
         return list(self.model.run(batch))
 
 

@@ -244,6 +244,13 @@ def test_tiled_cli_run_and_foreign_model_error(models, tmp_path):
                  "--tile", "64", "--tile-overlap", "16")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "t.png").size == (200, 140)
+    # a small --tile alone: the default overlap (64 px) shrinks below half a tile, as the whole image would give
+    small = nst("apply", str(models["single"]), str(tmp_path / "big.png"), "-o", str(tmp_path / "s.png"), "--tile", "64")
+    assert small.returncode == 0, small.stderr
+    assert Image.open(tmp_path / "s.png").size == (200, 140)
+    too_wide = nst("apply", str(models["single"]), str(tmp_path / "big.png"), "-o", str(tmp_path / "w.png"),
+                   "--tile", "64", "--tile-overlap", "32")  # fmt: skip
+    assert (too_wide.returncode, too_wide.stderr) == (2, "nst: error: --tile-overlap must be in 0..31 (less than half of --tile 64)\n")
     foreign = nst("apply", str(models["foreign"]), str(tmp_path / "big.png"), "-o", str(tmp_path / "f.png"))
     assert foreign.returncode == 1
     lines = foreign.stderr.strip().splitlines()
