@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import time
 import warnings
@@ -110,13 +111,20 @@ def _to_onnx(model: nn.Module, multiple: int, styles: int = 0) -> Any:
         args += (torch.full((styles,), 1.0 / styles),)
         names.append(model_format.INPUT_STYLE_WEIGHTS)
         shapes += (None,)
-    # The exporter reports its steps with print(); stdout is for data only.
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model, args, dynamo=True, opset_version=OPSET, verbose=False,
-            input_names=names, output_names=[model_format.OUTPUT_IMAGE], dynamic_shapes=shapes,
-        )  # fmt: skip
+    # The exporter reports its steps with print(); stdout is for data only. Its optimiser logs what it
+    # skips as warnings ("Skipping constant folding for op Split ..." on one CIN style): nothing for users.
+    optimiser_log = logging.getLogger("onnxscript")
+    level = optimiser_log.level
+    optimiser_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, args, dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=names, output_names=[model_format.OUTPUT_IMAGE], dynamic_shapes=shapes,
+            )  # fmt: skip
+    finally:
+        optimiser_log.setLevel(level)
     proto = program.model_proto
     images_io = [value for value in (*proto.graph.input, *proto.graph.output) if value.name != names[-1] or not styles]
     for value in images_io:  # "4*height" -> "height": plain names for users
