@@ -356,7 +356,7 @@ def apply(
         None, help="--style-image, --kind universal: folder of universal models (from nst export; default: the bundled one).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
-    strength: float = number_option(1.0, low=0, high=1, help="Blend with the input: 1 = fully stylised, 0 = unchanged.", rich_help_panel=PANEL_STYLE),
+    strength: float = number_option(1.0, low=0, high=1, help="1 = fully stylised, 0 = the input (a model's output blended with the photo; with --style-image and --kind universal the features are blended, so 0 is the photo through the decoders, not the photo itself).", rich_help_panel=PANEL_STYLE),
     preserve_color: Optional[str] = typer.Option(None, help="Keep the input's colours: luminance or histogram.", rich_help_panel=PANEL_STYLE),
     temporal: str = typer.Option(
         "flow", help="Videos: flow (carry the last frame along the motion), blend (with the last frame) or off.",
