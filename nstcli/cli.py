@@ -590,6 +590,10 @@ def train(
     (Chen et al.) or conditional instance norm (Dumoulin et al.)."""
     extras.require_torch("train")
     typed = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    from nstcli.generators import ARCHS
+
+    if arch not in (*ARCHS, "universal"):
+        raise UsageError(f"unknown --arch {arch!r} (choose from {', '.join([*ARCHS, 'universal'])})")
     if arch == "universal":
         _train_universal(ctx.params, typed, output, resume, export, overwrite, quiet)
         return

@@ -330,6 +330,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
         (["--data", "{empty}"], 1, "no images"),
         (["--style-image", "{missing}"], 1, "no such file"),
         (["--crop-scale", "0"], 2, "--crop-scale must be in 0.01..1, got 0"),
+        (["--arch", "bogus"], 2, "unknown --arch 'bogus' (choose from johnson, texture, stylebank, cin, universal)"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, photos, style, random_vgg16, args, code, message):

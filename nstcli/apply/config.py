@@ -147,7 +147,7 @@ def _validate_universal(config: ApplyConfig) -> None:
     """The flags of universal style transfer, and the ones it does not take."""
     if not config.style_images:
         if config.style_blend is not None or config.levels is not None:
-            raise UsageError("--style-blend and --levels go with --style-image")
+            raise UsageError("--style-blend goes with --style-image, --levels with --style-image or --kind universal")
         return
     if config.style is not None or config.mix:
         raise UsageError("--style-image paints with the images given: no --style or --mix with it")

@@ -234,6 +234,8 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
 
 def check_target(source: str, target: str, format_name: str | None) -> None:
     """An image is written as an image and a video as a video (UsageError otherwise)."""
+    if source == images.STDIO and is_video(target):
+        raise UsageError(f"stdin (-) is read as one image; a video is read from its file ({target} would be a video)")
     if is_video(source) != is_video(target):
         kind, other = ("a video", "an image") if is_video(source) else ("an image", "a video")
         raise UsageError(f"{source} is {kind}; {target} would be {other} (use a matching extension)")

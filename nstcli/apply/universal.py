@@ -408,5 +408,5 @@ def _blend_weights(blend: list[float] | None, count: int) -> list[float]:
     if len(blend) != count:
         raise UsageError(f"--style-blend has {len(blend)} weights for {count} style images")
     if any(weight < 0 for weight in blend) or sum(blend) <= 0:
-        raise UsageError("--style-blend: weights must not be negative nor all zero")
+        raise UsageError("the paintings' blend weights (--style-blend, or --mix with --kind universal) must not be negative nor all zero")
     return [weight / sum(blend) for weight in blend]

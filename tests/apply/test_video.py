@@ -203,6 +203,8 @@ def test_one_line_errors(tmp_path):
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", "-"), 2, "videos are written to files")
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "x.png")), 2, "is a video")
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "o"), "--temporal", "smooth"), 2, "--temporal")
+    from_stdin = nst("apply", *STYLE, "-", "-o", str(tmp_path / "v.mp4"), stdin=clip.read_bytes())
+    assert_one_line_error(from_stdin, 2, "stdin (-) is read as one image; a video is read from its file")
     clash = nst("apply", *STYLE, str(clip), "-o", str(tmp_path / "v.mp4"), "--format", "webm")  # not WebM in .mp4
     assert_one_line_error(clash, 2, "named .mp4, but --format is webm")
     assert not (tmp_path / "v.mp4").exists()
