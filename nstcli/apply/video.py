@@ -39,6 +39,9 @@ from nstcli.apply.pipeline import put
 from nstcli.errors import InputError, NstError, UsageError
 
 # Encoders used when the input's codec cannot be written here or --format asks for another container.
+# A video without a frame count that decodes to fewer than this share of its duration's frames is reported
+# (a variable frame rate makes the estimate rough, so only a clear shortfall counts).
+SHORT_OF_DURATION = 0.9
 DEFAULT_CODEC = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9", "avi": "mpeg4"}
 # Encoders whose quality is a constant rate factor (--quality 95 -> CRF 18, visually lossless for x264).
 CRF_CODECS = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libsvtav1": 63}
@@ -263,7 +266,7 @@ class _VideoRun:
         self.stream = self.source.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.stream_frames = self.stream.frames
-        self.total = self.stream_frames or _estimate_frames(self.stream)
+        self.total = self.stream_frames or _estimate_frames(self.stream, self.source)
         # Read now: a closed container's streams must not be touched (FFmpeg has freed them).
         self.rate = float(self.stream.average_rate or self.stream.guessed_rate or 0)
         self.duration = float(self.stream.duration * self.stream.time_base) if self.stream.duration else 0.0
@@ -303,6 +306,8 @@ class _VideoRun:
                 raise InputError(f"{self.job.source}: no video frames could be decoded")
             if self.stream_frames > self.frames:
                 self.encoder.warnings.append(f"decoded {self.frames} of the {self.stream_frames} frames it declares (truncated?)")
+            elif not self.stream_frames and self.frames < SHORT_OF_DURATION * self.total:  # e.g. Matroska: no count
+                self.encoder.warnings.append(f"decoded {self.frames} frames, where its duration holds about {self.total} (truncated?)")
             self.encoder.commit()
         except BaseException:
             self.encoder.discard()
@@ -412,12 +417,15 @@ class _VideoRun:
             self.on_frame(self.frames, self.total)
 
 
-def _estimate_frames(stream) -> int:
-    """Frames from the duration and rate when the container does not count them (0: unknown)."""
+def _estimate_frames(stream, container) -> int:
+    """Frames from the duration (the stream's, else the container's) and the rate when the container does not
+    count them (0: unknown)."""
     rate = stream.average_rate or stream.guessed_rate
-    if not stream.duration or not rate:
-        return 0
-    return round(float(stream.duration * stream.time_base * rate))
+    if stream.duration:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = (container.duration or 0) / 1_000_000  # FFmpeg's AV_TIME_BASE: microseconds
+    return round(seconds * float(rate)) if rate else 0
 
 
 def _resize_long_side(pixels: np.ndarray, max_size: int) -> np.ndarray:

@@ -198,6 +198,17 @@ def test_corrupt_and_failing_videos_leave_no_file(tmp_path):
     assert not (out / "good.mp4").exists() and leftovers(out) == []
 
 
+def test_a_truncated_video_without_a_frame_count_is_reported(tmp_path):
+    """Matroska counts no frames: a cut file is measured against its duration (an MP4 against its count)."""
+    whole = make_clip(tmp_path / "whole.mkv", frames=24)
+    (tmp_path / "cut.mkv").write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    complete = apply_json(str(whole), "-o", str(tmp_path / "a.mkv"))["videos"][0]
+    assert complete["frames"] == 24 and complete["warnings"] == []
+    cut = apply_json(str(tmp_path / "cut.mkv"), "-o", str(tmp_path / "b.mkv"))["videos"][0]
+    assert 0 < cut["frames"] < 20
+    assert cut["warnings"] == [f"decoded {cut['frames']} frames, where its duration holds about 24 (truncated?)"]
+
+
 def test_one_line_errors(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=2)
     assert_one_line_error(nst("apply", *STYLE, str(clip), "-o", "-"), 2, "videos are written to files")
