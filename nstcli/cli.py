@@ -349,8 +349,9 @@ def apply(
         "is faster).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
-    style_size: int = number_option(
-        UNIVERSAL_STYLE_SIZE, low=64, high=4096, help="--style-image: long side the paintings are measured at.", rich_help_panel=PANEL_ANY_STYLE
+    style_size: Optional[int] = number_option(
+        None, low=64, high=4096, help=f"--style-image: long side the paintings are measured at (default {UNIVERSAL_STYLE_SIZE}).",
+        rich_help_panel=PANEL_ANY_STYLE,
     ),
     universal_model: Optional[str] = typer.Option(
         None, help="--style-image, --kind universal: folder of universal models (from nst export; default: the bundled one).",
@@ -403,8 +404,9 @@ def apply(
     elif kind == UNIVERSAL_KIND:
         resolved = resolve_universal_styles(paths, universal_model, style, mix_weights, region_specs, blend)
         mix_weights, blend = None, resolved.style_blend
-    elif universal_model:
-        raise UsageError("--universal-model goes with --style-image or --kind universal")
+    elif universal_model or style_size is not None:
+        flag = "--universal-model" if universal_model else "--style-size"
+        raise UsageError(f"{flag} goes with --style-image or --kind universal")
     else:
         resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
     config = ApplyConfig(
@@ -415,7 +417,7 @@ def apply(
         overwrite=overwrite, shard=parse_shard(shard) if shard else None, fail_fast=fail_fast, temporal=temporal,
         temporal_weight=temporal_weight, measure_flicker=json_summary, style_images=style_image or resolved.style_images,
         style_blend=blend, levels=parse_list(levels, int, "--levels"),
-        style_size=style_size,
+        style_size=style_size or UNIVERSAL_STYLE_SIZE,
     )  # fmt: skip
     with progress_bar("apply", 0, quiet) as bar:
 

@@ -371,3 +371,12 @@ def test_every_bundled_painting_has_its_statistics_at_every_level():
         assert path.name == f"{preset.name}.npz"
         stats = load_painting_stats(str(path), [4, 3, 2, 1], fmt.UNIVERSAL_STYLE_SIZE)
         assert all(np.isfinite(level.colouring).all() and np.abs(level.colouring).max() > 0 for level in stats.values())
+
+
+def test_universal_flags_without_universal_transfer_are_refused(tmp_path):
+    """--style-size and --universal-model say how paintings are measured and painted: a trained model ignores them."""
+    photo().save(tmp_path / "photo.png")
+    for flags, name in ((["--style-size", "128"], "--style-size"), (["--universal-model", str(tmp_path)], "--universal-model")):
+        result = nst("apply", "--style", "starry-night", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.png"), *flags)
+        assert_one_line_error(result, 2, f"{name} goes with --style-image or --kind universal")
+    assert not (tmp_path / "out.png").exists()
