@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python3 tools/write_presets.py CHECKPOINTS_DIR [QUALITY.json] [--card KIND=TEXT ...]
 
-CHECKPOINTS_DIR holds bank.ckpt and johnson-NAME.ckpt from tools/bundled_styles.py (export
-them into styles/ first: bank as styles/stylebank.onnx, fp32; johnson as styles/NAME/johnson.onnx,
+CHECKPOINTS_DIR holds bank.ckpt (and bank-tuned.ckpt, its --as-given banks tuned: the bank that
+ships when present) and johnson-NAME.ckpt from tools/bundled_styles.py (export them into styles/ first:
+the bank as styles/stylebank.onnx, fp32; johnson as styles/NAME/johnson.onnx,
 fp16). QUALITY.json is bench/bundled_quality.py's output at 512 px: run that once the models
 are in place, then this again to add the judged losses.
 """
@@ -59,33 +60,52 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
         + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
         + (f"--pooling {loss.pooling} " if loss.pooling != "max" else "")
         + (f"--style-loss {loss.style_loss} " if loss.style_loss != "gram" else "")
+        + (f"--style-orientations {loss.style_orientations} " if loss.style_orientations > 1 else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         + (f"--residual-blocks {options['residual_blocks']} " if "residual_blocks" in options else "")
         + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
         + f"--checkpoint-every 0 --steps {steps} --device cuda"
     )
-    precision = EXPORT_PRECISION[kind]
-    return (f"nst train --arch {kind} {styles} --data PHOTOS {flags} -o {kind}.pt && "
-            f"nst export {kind}.pt -o {kind}.onnx --precision {precision}")  # fmt: skip
+    return f"nst train --arch {kind} {styles} --data PHOTOS {flags} -o {kind}.pt"
 
 
-def training_table(checkpoint: Path, kind: str, card: str) -> list[str]:
+def tune_command(config: TrainConfig, steps: int) -> str:
+    """The ``nst train --tune-style`` run that trained ``config.train_banks`` further, from the bank of the command before."""
+    names = ",".join(config.style_names()[bank] for bank in config.train_banks or [])
+    return (f"nst train --resume stylebank.pt --tune-style {names} --style-orientations {config.loss.style_orientations} "
+            f"--steps {steps} --device cuda -o tuned.pt")  # fmt: skip
+
+
+def training_table(checkpoint: Path, kind: str, card: str, base: Path | None = None) -> list[str]:
+    """The [training.KIND] table of ``checkpoint``; ``base``: the bank it tuned (its run comes first in the command)."""
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
     config, steps = TrainConfig.from_dict(state["config"]), state["step"]  # any layout; defaults for newer fields
+    seconds = state["history"][-1]["seconds"]
+    command = train_command(config, kind, steps)
+    model = f"{kind}.pt"
+    if base is not None:
+        base_state = torch.load(base, weights_only=True, map_location="cpu")
+        command = train_command(TrainConfig.from_dict(base_state["config"]), kind, base_state["step"]) + " && " + tune_command(config, steps)
+        steps, seconds, model = base_state["step"] + steps, base_state["history"][-1]["seconds"] + seconds, "tuned.pt"
+    command += f" && nst export {model} -o {kind}.onnx --precision {EXPORT_PRECISION[kind]}"
     # The record is format 1 (loss settings at the top level, names as in TRAIN_RENAMES_V1: "t"; the
     # architecture's options nested), which TrainConfig.from_dict reads back.
     keys = {key: key for key in ("image_size", "crop_scale", "batch_size", "lr", "style_weight", "style_scale",
                                  "content_weight", "tv_weight", "net", "pooling", "style_loss", "seed")}  # fmt: skip
     if kind == "stylebank":
         keys["t"] = "steps_per_identity"
+    if config.loss.style_orientations > 1:
+        keys["style_orientations"] = "style_orientations"
     settings = {key: get_setting(config, name) for key, name in keys.items()}
+    if config.train_banks is not None:
+        settings["train_banks"] = config.train_banks
     summary = {"arch": kind, "arch_options": config.arch_options, **settings, "precision": EXPORT_PRECISION[kind]}
     inline = ", ".join(f"{key} = {inline_toml(value)}" for key, value in summary.items())
     return [
         f"[training.{kind}]",
-        f"command = {quoted(train_command(config, kind, steps))}",
+        f"command = {quoted(command)}",
         f"steps = {steps}",
-        f"seconds = {state['history'][-1]['seconds']:.0f}",
+        f"seconds = {seconds:.0f}",
         f"card = {quoted(card)}",
         f"data = {quoted(training_data(state))}",
         f"config = {{ {inline} }}",
@@ -114,9 +134,13 @@ def preset_toml(name: str, checkpoints: Path, judged: dict, cards: dict[str, str
         "# Trained with tools/bundled_styles.py (time-boxed phases, stopped by Ctrl-C); the equivalent",
         "# commands are below (the learning rate does not depend on the step budget); data: the training photos.",
     ]
-    checkpoint_names = {"stylebank": "bank", "johnson": f"johnson-{name}"}
-    for kind in kinds:
-        lines += training_table(checkpoints / f"{checkpoint_names[kind]}.ckpt", kind, cards[kind]) + [""]
+    tuned = checkpoints / "bank-tuned.ckpt"  # when present, the bank that ships; config: the tuning run's (the model's own)
+    if tuned.exists():
+        lines += training_table(tuned, "stylebank", cards["stylebank"], base=checkpoints / "bank.ckpt") + [""]
+    else:
+        lines += training_table(checkpoints / "bank.ckpt", "stylebank", cards["stylebank"]) + [""]
+    if "johnson" in kinds:
+        lines += training_table(checkpoints / f"johnson-{name}.ckpt", "johnson", cards["johnson"]) + [""]
     if judged:
         lines += [f"# nst score at 512 px (long side), mean over the held-out photos {', '.join(HELD_OUT)}", "[judged]"]
         lines += [f"{kind} = {{ content = {j['content']:.4g}, style = {j['style']:.4g}, total = {j['total']:.4g} }}"
