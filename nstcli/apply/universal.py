@@ -395,6 +395,8 @@ def region_paintings(regions: list[regions_.Region], paintings: list[str], blend
             raise UsageError(f"--region {region.style}: no --style-image by that name (give a painting's file name without its suffix: {', '.join(stems)})")
         if len(matches) > 1:
             raise UsageError(f"--region {region.style}: names {len(matches)} --style-image files; give the painting's path as on the command line")
+        if matches[0] in chosen:  # as with a model: one mask per painting (paint one mask with both shapes)
+            raise UsageError("--region: each painting once")
         chosen.append(matches[0])
     unused = [paintings[i] for i in range(len(paintings)) if i not in chosen]
     if unused:
