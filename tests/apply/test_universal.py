@@ -268,7 +268,7 @@ def test_regions_fuse_in_feature_space_with_the_masks_on_every_level(universal_m
         (["painting=MASK"], [], "--style-image OTHER paints no --region"),
         (["painting=MASK", "other"], ["--style-blend", "1,2"], "--style-blend does not apply with --region"),
         (["painting"], [], "--region: give at least one NAME=MASK.png"),
-        (["painting=MASK", "painting", "other"], [], "--region: each painting once"),
+        (["painting=MASK", "painting=MASK", "other"], [], "--region: each painting once"),
     ],
 )
 def test_refused_regions(tmp_path, universal_models, two_paintings, regions, extra, fragment):
