@@ -150,6 +150,7 @@ def main() -> None:
 
     names = list(BANK_STYLES)
     skip = set(args.skip.split(","))
+    as_given = [name for name in args.as_given.split(",") if name]
     if "bank" not in skip:
         bank_options = {**BANK_OPTIONS, "bank_layers": args.bank_layers}
         bank_cfg = with_settings(make_config(args, "stylebank", names, bank_options),
@@ -157,7 +158,6 @@ def main() -> None:
         bank_run = run_for(budget["bank"], train.Trainer(bank_cfg), args.out / "bank.ckpt", args.slim)
         results["bank"] = {"config": bank_cfg.to_dict(), **bank_run}
         save(f"bank: {results['bank']['steps']} steps, {results['bank']['seconds_per_step']:.4f} s/step")
-        as_given = [name for name in args.as_given.split(",") if name]
         if as_given and args.style_orientations > 1 and "tune" not in skip:
             run = {key: get_setting(bank_cfg, key) for key in RUN_SETTINGS}
             tune_cfg = tune_styles_config(bank_cfg, as_given, {**run, "style_orientations": 1})
@@ -185,7 +185,7 @@ def main() -> None:
 
     if "johnson" not in skip:
         for name in args.johnson_styles.split(","):
-            cfg = make_config(args, "johnson", [name], JOHNSON_OPTIONS, 1 if name in args.as_given.split(",") else None)
+            cfg = make_config(args, "johnson", [name], JOHNSON_OPTIONS, 1 if name in as_given else None)
             checkpoint = args.out / f"johnson-{name}.ckpt"
             results[f"johnson-{name}"] = run_for(budget["johnson"], train.Trainer(cfg), checkpoint, args.slim)
             save(f"johnson {name}: {results[f'johnson-{name}']['steps']} steps")

@@ -15,9 +15,9 @@ from nstcli.errors import UsageError
 from nstcli.settings import check_range
 
 
-# Video containers nst writes: file extension (or --format) -> FFmpeg muxer.
 DEFAULT_TILE = 1024  # px, when --tile is not given and a photo is over auto_tile_pixels
 DEFAULT_TILE_OVERLAP = 64  # px, or less than half of a tile smaller than 130 px
+# Video containers nst writes: file extension (or --format) -> FFmpeg muxer.
 VIDEO_FORMATS = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm", "avi": "avi"}
 
 

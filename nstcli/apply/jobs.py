@@ -84,14 +84,13 @@ def output_name(template: str, source: Path, style: str, model: str, format_name
 
 def find_inputs(inputs: list[str], skip_dir: Path | None, unreadable: list[str]) -> Iterator[tuple[Path, Path]]:
     """(file, path relative to its input root) for files, folders (recursive) and globs; folders that
-    cannot be listed are added to ``unreadable`` (as ``find`` does, the walk goes on without them)."""
+    cannot be listed are added to ``unreadable`` (as ``find`` does, the walk goes on without them).
+    Inputs that are neither there nor globs were refused first (:func:`missing_inputs`)."""
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
             yield from walk_folder(path, skip_dir, unreadable)
-        elif path.is_file() or path.exists():
-            yield path, Path(path.name)
-        elif glob.has_magic(entry):
+        elif glob.has_magic(entry) and not path.exists():
             matches = sorted(glob.glob(entry, recursive=True))
             if not matches:
                 raise InputError(f"{entry}: no files match")
@@ -99,8 +98,13 @@ def find_inputs(inputs: list[str], skip_dir: Path | None, unreadable: list[str])
             for match in map(Path, matches):
                 if match.is_file():
                     yield match, _relative_below(match, root)
-        else:
-            raise InputError(f"{entry}: no such file or folder")
+        else:  # a file, or another readable non-folder (a FIFO, /dev/stdin)
+            yield path, Path(path.name)
+
+
+def missing_inputs(inputs: list[str]) -> list[str]:
+    """The inputs that are not there (stdin and globs aside: a glob's matches are found when it is walked)."""
+    return [entry for entry in inputs if entry != images.STDIO and not Path(entry).exists() and not glob.has_magic(entry)]
 
 
 def _relative_below(path: Path, root: Path) -> Path:
@@ -178,7 +182,7 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     """All (source, target) pairs to process, the number skipped as already done, and the folders
     that could not be read."""
     check_template(config.name)
-    missing = [entry for entry in config.inputs if entry != images.STDIO and not Path(entry).exists() and not glob.has_magic(entry)]
+    missing = missing_inputs(config.inputs)
     if missing:  # before the output rules, whose messages assume the inputs are there
         raise InputError(f"{missing[0]}: no such file or folder")
     model_stem = Path(config.model).stem

@@ -38,10 +38,10 @@ from nstcli.apply.jobs import video_format
 from nstcli.apply.pipeline import put
 from nstcli.errors import InputError, NstError, UsageError
 
-# Encoders used when the input's codec cannot be written here or --format asks for another container.
 # A video without a frame count that decodes to fewer than this share of its duration's frames is reported
 # (a variable frame rate makes the estimate rough, so only a clear shortfall counts).
 SHORT_OF_DURATION = 0.9
+# Encoders used when the input's codec cannot be written here or --format asks for another container.
 DEFAULT_CODEC = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9", "avi": "mpeg4"}
 # Encoders whose quality is a constant rate factor (--quality 95 -> CRF 18, visually lossless for x264).
 CRF_CODECS = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libsvtav1": 63}
