@@ -15,7 +15,9 @@ Metadata (ONNX ``metadata_props``, all strings):
 Universal style transfer (``nst apply --style-image``, :mod:`nstcli.universal_export`) is a folder of
 graphs instead, ``encoder_K.onnx`` (relu{K-1}_1 or the RGB image -> relu{K}_1) and ``decoder_K.onnx``
 (relu{K}_1 -> RGB, not clamped), each with input ``x`` and output ``y`` (float32 NCHW, N/H/W dynamic;
-H and W multiples of 8 at the image) and ``nst.arch`` = universal plus the part and level below.
+H and W multiples of 8 at the image) and ``nst.arch`` = universal plus the part and level below. An
+encoder stage may also come as ``encoder_K.int8.onnx``, the same stage quantised to compute in int8 (its
+``nst.precision`` is ``int8-compute``), which apply runs in its place on the CPU.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ META_UNIVERSAL_PART = "nst.universal.part"  # encoder | decoder
 META_UNIVERSAL_LEVEL = "nst.universal.level"  # 1..4
 META_UNIVERSAL_LAYER = "nst.universal.layer"  # relu1_1 .. relu4_1
 UNIVERSAL_STYLE_SIZE = 256  # default long side a painting is measured at (the peer's size; 512 costs 0.9 s more per run)
+INT8_COMPUTE = "int8-compute"  # nst.precision of a universal encoder stage that computes in int8 (not just stores)
 UNIVERSAL_INPUT = "x"
 UNIVERSAL_OUTPUT = "y"
 META_INPUT = "nst.input"  # human-readable input convention, INPUT_CONVENTION
 INPUT_CONVENTION = "image: float32 NCHW RGB 0..1; output stylised: float32 NCHW RGB 0..1"
+
+
+def universal_file(part: str, level: int, int8_compute: bool = False) -> str:
+    """A universal folder's file: ``encoder_K.onnx``, ``decoder_K.onnx``, or an int8 encoder stage ``encoder_K.int8.onnx``."""
+    return f"{part}_{level}{'.int8' if int8_compute else ''}.onnx"

@@ -109,6 +109,41 @@ def test_export_writes_every_stage_and_decoder_with_metadata(tmp_path, photos):
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
+def test_export_with_calibration_photos_adds_encoder_stages_that_compute_in_int8(tmp_path, photos):
+    import onnx
+    import onnxruntime
+
+    from nstcli import model_format as fmt
+    from nstcli.universal_export import export_universal
+    from nstcli.universal_net import build_encoder
+    from nstcli.universal_train import load, run_universal_train
+
+    run_universal_train(tiny_config(photos, level_steps=[1, 0, 1, 0]), tmp_path / "model.pt")
+    result = export_universal(load(tmp_path / "model.pt"), tmp_path / "out", "int8", calibration=photos)
+    names = sorted(Path(path).name for path in result.files)
+    assert names == ["decoder_1.onnx", "decoder_3.onnx", "encoder_1.onnx", "encoder_2.int8.onnx", "encoder_2.onnx",
+                     "encoder_3.int8.onnx", "encoder_3.onnx"]  # fmt: skip
+    assert 0 < result.max_abs_diff["encoder_2.int8"] < 0.05 and 0 < result.max_abs_diff["encoder_3.int8"] < 0.05
+    proto = onnx.load(str(tmp_path / "out" / "encoder_3.int8.onnx"))
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {node.op_type for node in proto.graph.node}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert (meta[fmt.META_ARCH], meta[fmt.META_UNIVERSAL_LEVEL], meta[fmt.META_PRECISION]) == ("universal", "3", fmt.INT8_COMPUTE)
+    # the stage computes relu3_1 from a photo's relu2_1 as the float32 one does, to int8's precision
+    import torch
+
+    from nstcli import images
+
+    encoder = build_encoder()
+    with torch.no_grad():
+        features = encoder(images.to_tensor(gradient_image(64, 48, seed=9)), 2)[1]
+    stage = encoder.stages[2]
+    session = onnxruntime.InferenceSession(str(tmp_path / "out" / "encoder_3.int8.onnx"), providers=["CPUExecutionProvider"])
+    found = session.run(None, {fmt.UNIVERSAL_INPUT: features.numpy()})[0]
+    with torch.no_grad():
+        expected = stage(features).numpy()
+    assert found.shape == expected.shape and 0 < np.abs(found - expected).mean() < 0.1 * np.abs(expected).mean()
+
+
 def test_cli_train_and_export(tmp_path, photos):
     common = ("train", "--arch", "universal", "--data", str(photos), "--image-size", "16", "--batch-size", "2",
               "--width", "0.125", "--workers", "0", "--device", "cpu")  # fmt: skip
@@ -116,9 +151,13 @@ def test_cli_train_and_export(tmp_path, photos):
     assert result.returncode == 0, result.stderr
     assert "relu4_1 1 steps" in result.stderr
     assert sorted(path.name for path in (tmp_path / "onnx").iterdir())[0] == "decoder_1.onnx"
+    assert (tmp_path / "onnx" / "encoder_4.int8.onnx").is_file()  # calibrated on --data
     result = nst("export", str(tmp_path / "u.pt"), "-o", str(tmp_path / "int8"), "--precision", "int8")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "int8" / "decoder_4.onnx").is_file()
+    assert (tmp_path / "int8" / "decoder_4.onnx").is_file() and not (tmp_path / "int8" / "encoder_2.int8.onnx").exists()
+    result = nst("export", str(tmp_path / "u.pt"), "-o", str(tmp_path / "calibrated"), "--calibration", str(photos))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calibrated" / "encoder_2.int8.onnx").is_file()
     assert_one_line_error(nst(*common, "--style-weight", "2", "-o", str(tmp_path / "x.pt")), 2,
                           "--style-weight does not apply to --arch universal")  # fmt: skip
     assert_one_line_error(nst(*common, "--level-steps", "1,1", "-o", str(tmp_path / "x.pt")), 2, "--level-steps needs 4")

@@ -53,6 +53,7 @@ class ApplyConfig:
     style_blend: list[float] | None = None  # one weight per style image
     levels: list[int] | None = None  # universal levels to run (4 = relu4_1 ... 1); None: universal.DEFAULT_LEVELS
     style_size: int = fmt.UNIVERSAL_STYLE_SIZE  # long side the paintings are measured at
+    int8: bool = True  # universal, on the CPU: the encoder stages the folder has in int8 compute in int8
 
 
 @dataclass(frozen=True)

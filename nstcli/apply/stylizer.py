@@ -139,7 +139,7 @@ def make_stylizer(config: ApplyConfig) -> Stylizer:
         # --region: the model fuses the regions in feature space (WCT per region), so no RegionPlan here
         universal = UniversalModel(
             config.model, config.style_images, config.style_size, config.style_blend, config.strength, config.levels,
-            config.provider, config.threads, regions.load_regions(config.regions) if config.regions else None,
+            config.provider, config.threads, regions.load_regions(config.regions) if config.regions else None, config.int8,
         )  # fmt: skip
         return Stylizer(universal, config, universal.select_style(config.style, config.mix))
     model = Model(config.model, config.provider, config.threads)
