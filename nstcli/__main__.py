@@ -1,3 +1,3 @@
-from nstcli.cli import main
+from nstcli.cli import run
 
-main()
+run()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import os
 import string
 from dataclasses import dataclass, field
@@ -166,6 +165,8 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
     """Deterministic split by a hash of the relative output path: the same on every machine."""
     if shard is None:
         return True
+    import hashlib  # here: only --shard needs it, and every nst apply would import it (3 ms)
+
     index, count = shard
     digest = int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
     return digest % count == index - 1
