@@ -25,7 +25,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 # Subprocesses get one OpenMP thread: on a loaded 2-core machine spinning threads make small ops ~100x slower.
-SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+# Without PYTHONUNBUFFERED (this machine sets it, a user's shell does not): stdout into a pipe is block-buffered there
+SUBPROCESS_ENV = {**{key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"},
+                  "PYTHONPATH": str(REPO), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

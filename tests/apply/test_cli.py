@@ -213,6 +213,21 @@ def test_sigterm_stops_like_ctrl_c_with_a_message_and_no_part_files(models, tmp_
             image.load()  # every file there is complete
 
 
+def test_a_real_process_leaves_quickly_with_every_byte_written_and_its_exit_code(models, tmp_path):
+    """``nst`` skips the interpreter's teardown (``cli.run``): what went to stdout still arrives whole."""
+    from tests.conftest import run_nst
+
+    photo(64, 48).save(tmp_path / "p.png")
+    image = run_nst("apply", str(models["single"]), str(tmp_path / "p.png"), "-o", "-", cwd=tmp_path, timeout=60)
+    assert image.returncode == 0, image.stderr
+    expected = nst("apply", str(models["single"]), str(tmp_path / "p.png"), "-o", str(tmp_path / "in_process.png"))
+    assert expected.returncode == 0 and image.stdout == (tmp_path / "in_process.png").read_bytes()
+    summary = run_nst("apply", str(models["single"]), str(tmp_path / "p.png"), "-o", "out.png", "--json", cwd=tmp_path, timeout=60)
+    assert summary.returncode == 0 and json.loads(summary.stdout)["written"] == 1
+    missing = run_nst("apply", str(models["single"]), "nothing.png", "-o", "x.png", cwd=tmp_path, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.decode().strip().startswith("nst: error:")
+
+
 def test_fail_fast_stops_at_first_failure(models, tmp_path):
     make_folder(tmp_path, 6)
     (tmp_path / "img000.png").write_bytes(b"broken")  # first in sorted order
