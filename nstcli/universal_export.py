@@ -18,7 +18,7 @@ Given calibration photos, the encoder stages from relu2_1 down are also written 
 int8 (``encoder_K.int8.onnx``: onnxruntime's static quantisation, int8 weights per channel, uint8
 activations whose ranges come from the photos' features), which apply runs in their place on the CPU: the
 two stages of ``--levels 3,1`` 2.4-2.6x faster each, their features close enough that the stylised photo
-is 38-45 dB from the float32 encoders' (README, "Any painting"). The first stage stays float32: it reads
+is 38-46 dB from the float32 encoders' with those levels, 34-40 dB at the default (README, "Any painting"). The first stage stays float32: it reads
 the image and its output is coloured directly at full size, so it is bound by memory, not arithmetic.
 """
 

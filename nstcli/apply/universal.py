@@ -129,7 +129,7 @@ class UniversalModel:
         self.decoders = {level: self._load(folder_path / fmt.universal_file("decoder", level), provider, threads) for level in levels}
         self.providers = self.decoders[levels[0]].get_providers()
         self.on_gpu = self.providers[0] in GPU_PROVIDERS
-        # on the CPU, the stages the folder has in int8 compute in int8 (universal_export: faster, 38-45 dB from
+        # on the CPU, the stages the folder has in int8 compute in int8 (universal_export: faster, 34-46 dB from
         # the float32 stages' result); GPUs run the float32 ones
         stages = [self._stage(folder_path, level, int8 and not self.on_gpu) for level in range(1, levels[0] + 1)]
         self.encoders = [self._load(path, provider, threads) for path in stages]
