@@ -39,7 +39,7 @@ from torch.autograd.function import FunctionCtx
 
 from nstcli.descriptors import Descriptor, check_layers
 from nstcli.errors import UsageError
-from nstcli.settings import LossSettings
+from nstcli.settings import LossSettings, orientation_counts
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -308,7 +308,8 @@ class LossWeights:
     style_blend: list[float] | None = None
     style_loss: str = "gram"  # one of STYLE_LOSSES
     style_tiles: int = 1  # the output's statistic per tile of a grid x grid split (Tiled); 1: the whole image
-    style_orientations: int = 1  # each style image's target averaged over this many orientations (ORIENTATIONS)
+    # each style image's target averaged over this many orientations (ORIENTATIONS): one count for all, or one each
+    style_orientations: list[int] = field(default_factory=lambda: [1])
 
     def content_factors(self) -> dict[str, float]:
         return _per_layer(self.content_layers, self.content_layer_weights, "content")
@@ -344,9 +345,10 @@ def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
         raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {', '.join(STYLE_LOSSES)})")
     if settings.style_tiles > 1 and settings.style_loss in FEATURE_LOSSES:
         raise UsageError(f"--style-tiles works with --style-loss gram or meancov, not {settings.style_loss}")
-    if settings.style_orientations not in ORIENTATIONS:
-        raise UsageError(f"--style-orientations: choose {', '.join(map(str, ORIENTATIONS))}, not {settings.style_orientations}")
-    if settings.style_orientations > 1 and settings.style_loss == "patch":
+    wrong = [count for count in settings.style_orientations if count not in ORIENTATIONS]
+    if wrong or not settings.style_orientations:
+        raise UsageError(f"--style-orientations: choose {', '.join(map(str, ORIENTATIONS))}, not {wrong[0] if wrong else 'nothing'}")
+    if max(settings.style_orientations) > 1 and settings.style_loss == "patch":
         raise UsageError("--style-orientations works with --style-loss gram, meancov or sw, not patch")
     check_layers(settings.net, weights.content_layers + weights.style_layers)
     weights.content_factors()
@@ -441,9 +443,9 @@ class PerceptualLoss(torch.nn.Module):
         layers = frozenset(self.weights.style_layers)
         target = self.feature_loss[0] if self.feature_loss else self.statistic
         self.style_targets = []
-        for style in styles:
+        for style, count in zip(styles, orientation_counts(self.weights.style_orientations, len(styles))):
             views = [{name: target(value) for name, value in self.features(view, layers).items()}
-                     for view in oriented(style, self.weights.style_orientations)]  # fmt: skip
+                     for view in oriented(style, count)]  # fmt: skip
             self.style_targets.append({name: average_targets([view[name] for view in views]) for name in views[0]})
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:

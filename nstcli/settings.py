@@ -124,11 +124,13 @@ class LossSettings:
         low=1,
         high=16,
     )
-    style_orientations: int = setting(
-        1,
+    style_orientations: list[int] = setting(
         help="The style image in 1 (as given), 2 (and its mirror image) or 8 orientations (each quarter turn, each "
-        "mirrored), matched as one averaged target: the painting's strokes keep no one direction.",
+        "mirrored), matched as one averaged target: the painting's strokes keep no one direction. One number for "
+        "every style image, or one per style image (8,1: the second as given, e.g. a print whose lines keep their "
+        "direction) [default: 1].",
         panel=PANEL_LOSS,
+        factory=lambda: [1],
         role=BANK,
         low=1,
         high=8,
@@ -441,7 +443,7 @@ class TrainConfig:
         loss_values = values.get("loss", {})
         if not isinstance(loss_values, dict):
             raise ValueError(f"loss is {loss_values!r}, not a table of settings")
-        loss = replace(_train_loss(), **{key: value for key, value in loss_values.items() if key in loss_known})
+        loss = replace(_train_loss(), **{key: value for key, value in migrate_loss(loss_values).items() if key in loss_known})
         return cls(**{key: value for key, value in values.items() if key in known and key != "loss"}, loss=loss)
 
 
@@ -461,6 +463,28 @@ def migrate_train(values: dict[str, Any]) -> dict[str, Any]:
         if key not in loss_names:
             migrated[TRAIN_RENAMES_V1.get(key, key)] = value
     return migrated
+
+
+def orientation_counts(counts: list[int], styles: int) -> list[int]:
+    """--style-orientations for each of ``styles`` style images: one count for all, or one each."""
+    if len(counts) == 1:
+        return counts * styles
+    if len(counts) != styles:
+        raise UsageError(f"--style-orientations has {len(counts)} counts for {styles} style images (give one, or one each)")
+    return list(counts)
+
+
+def compact_counts(counts: list[int]) -> list[int]:
+    """Per-style orientation counts as the setting holds them: one count when all are the same."""
+    return counts[:1] if len(set(counts)) == 1 else counts
+
+
+def migrate_loss(values: dict[str, Any]) -> dict[str, Any]:
+    """Loss settings in today's types: ``style_orientations`` was one number for every style image before it
+    could be one per style image (nst 0.1's checkpoints and model metadata of 2026-12-01)."""
+    if isinstance(values.get("style_orientations"), int):
+        return {**values, "style_orientations": [values["style_orientations"]]}
+    return values
 
 
 def _fits(value: Any, annotation: Any) -> bool:

@@ -26,7 +26,10 @@ from nstcli import generators, images, report
 from nstcli.checkpoint import load_checkpoint
 from nstcli.devices import check_precision
 from nstcli.errors import UsageError, reject_first
-from nstcli.settings import BANK, RUN, TrainConfig, check_ranges, declarations, flag_of, get_setting, roles, with_settings
+from nstcli.settings import (
+    BANK, RUN, TrainConfig, check_ranges, compact_counts, declarations, flag_of, get_setting, orientation_counts, roles,
+    with_settings,
+)  # fmt: skip
 
 RUN_SETTINGS = roles(TrainConfig, RUN)  # may differ on --resume
 BANK_SETTINGS = RUN_SETTINGS | roles(TrainConfig, BANK)  # may differ when only some banks train
@@ -67,6 +70,7 @@ def validate(config: TrainConfig) -> None:
     blend = config.loss.style_blend
     if blend is not None and len(blend) != len(config.style):
         raise UsageError(f"--style-blend has {len(blend)} weights for {len(config.style)} style images")
+    orientation_counts(config.loss.style_orientations, len(config.style))
     multiple = options.size_multiple()
     if config.image_size % multiple:
         raise UsageError(f"--image-size must be at least 16 and a multiple of {multiple} for --arch {config.arch}")
@@ -230,17 +234,23 @@ def _bank_run(saved: TrainConfig, given: dict[str, Any], flag: str, count: int) 
     weights = given.get("style_blend")
     if weights is not None and len(weights) != count:
         raise UsageError(f"--style-blend with {flag}: one weight per style it trains ({count}), got {len(weights)}")
+    orientations = given.get("style_orientations")
+    if orientations is not None and len(orientations) not in (1, count):
+        raise UsageError(f"--style-orientations with {flag}: one count, or one per style it trains ({count}), got {len(orientations)}")
     defaults = TrainConfig()
     run_defaults = {key: get_setting(defaults, key) for key in RUN_SETTINGS}
-    values = {**run_defaults, **given, "style_blend": saved.loss.style_blend, "warmup_steps": given.get("warmup_steps", 0)}
+    values = {**run_defaults, **given, "style_blend": saved.loss.style_blend, "style_orientations": saved.loss.style_orientations,
+              "warmup_steps": given.get("warmup_steps", 0)}  # fmt: skip
     return with_settings(saved, values)
+
 
 
 def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], given: dict[str, Any]) -> TrainConfig:
     """The config of an incremental run: ``saved`` (a trained bank) plus new styles, of which only the banks train.
 
-    ``given``: see :func:`_bank_run`. A given ``style_blend`` weighs the new styles only (the trained
-    banks keep theirs).
+    ``given``: see :func:`_bank_run`. A given ``style_blend`` weighs the new styles only, a given
+    ``style_orientations`` sets theirs (the trained banks keep their own); without it the new styles take the
+    model's one count, and a model with one count per style asks for theirs.
     """
     config = _bank_run(saved, given, "--add-style", len(styles))
     all_styles = saved.style + styles
@@ -253,14 +263,22 @@ def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], g
     if saved.loss.style_blend or new_weights:
         blend = (saved.loss.style_blend or [1.0] * len(saved.style)) + (new_weights or [1.0] * len(styles))
         config = with_settings(config, {"style_blend": blend})
-    return config
+    new_counts = given.get("style_orientations")
+    if new_counts is None:
+        if len(saved.loss.style_orientations) > 1:
+            raise UsageError("--add-style: the model has one --style-orientations count per style; give the new "
+                             "styles' (one count, or one per new style)")  # fmt: skip
+        new_counts = saved.loss.style_orientations
+    counts = orientation_counts(saved.loss.style_orientations, len(saved.style)) + orientation_counts(new_counts, len(styles))
+    return with_settings(config, {"style_orientations": compact_counts(counts)})
 
 
 def tune_styles_config(saved: TrainConfig, names: list[str], given: dict[str, Any]) -> TrainConfig:
     """The config of a tuning run: the banks of ``names`` in ``saved`` (a trained bank) train further, the rest is frozen.
 
     ``given``: see :func:`_bank_run`. A given ``style_blend`` sets the tuned styles' weights (the
-    others keep theirs), e.g. a stronger style for a bank that came out too faint.
+    others keep theirs), e.g. a stronger style for a bank that came out too faint; a given
+    ``style_orientations`` their orientation counts, e.g. 1 for a print whose lines keep their direction.
     """
     config = _bank_run(saved, given, "--tune-style", len(names))
     known = saved.style_names()
@@ -275,6 +293,11 @@ def tune_styles_config(saved: TrainConfig, names: list[str], given: dict[str, An
         for bank, weight in zip(config.train_banks, given["style_blend"]):
             weights[bank] = weight
         config = with_settings(config, {"style_blend": weights})
+    if given.get("style_orientations") is not None:
+        counts = orientation_counts(saved.loss.style_orientations, len(known))
+        for bank, count in zip(config.train_banks, orientation_counts(given["style_orientations"], len(names))):
+            counts[bank] = count
+        config = with_settings(config, {"style_orientations": compact_counts(counts)})
     return config
 
 

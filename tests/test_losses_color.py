@@ -304,7 +304,7 @@ def test_style_orientations_average_the_targets_of_the_turned_and_mirrored_paint
     assert len(views) == 8 and torch.equal(views[0], style) and views[2].shape == (1, 3, 28, 20)
     assert len({tuple(view.flatten().tolist()) for view in views}) == 8  # eight different pictures
     layers = (["relu2_2"], ["relu1_1", "relu2_1"])
-    averaged = _loss(LossWeights(*layers, style_loss=style_loss, style_orientations=8), [style], content)
+    averaged = _loss(LossWeights(*layers, style_loss=style_loss, style_orientations=[8]), [style], content)
     blended = _loss(LossWeights(*layers, style_loss=style_loss), views, content)  # eight style images, equal blend
     gradients = []
     for loss in (averaged, blended):
@@ -325,6 +325,32 @@ def test_style_orientations_are_one_two_or_eight_and_not_for_patches() -> None:
 
     weights = LossWeights(["relu4_2"], ["relu3_1"])
     with pytest.raises(UsageError, match="--style-orientations: choose 1, 2, 8, not 4"):
-        validate_settings(LossSettings(style_orientations=4), weights)
+        validate_settings(LossSettings(style_orientations=[8, 4]), weights)
     with pytest.raises(UsageError, match="not patch"):
-        validate_settings(LossSettings(style_orientations=2, style_loss="patch"), weights)
+        validate_settings(LossSettings(style_orientations=[1, 2], style_loss="patch"), weights)
+
+
+def test_style_orientations_one_count_per_style_image() -> None:
+    """8,1: the first painting's target over its eight orientations, the second's as given."""
+    generator = torch.Generator().manual_seed(5)
+    first, second, content = (torch.rand(1, 3, 20, 28, generator=generator) for _ in range(3))
+    layers = (["relu2_2"], ["relu1_1", "relu2_1"])
+    mixed = _loss(LossWeights(*layers, style_orientations=[8, 1]), [first, second], content)
+    turned = _loss(LossWeights(*layers, style_orientations=[8]), [first], content)
+    given = _loss(LossWeights(*layers), [second], content)
+    for name in mixed.style_targets[0]:
+        assert torch.allclose(mixed.style_targets[0][name], turned.style_targets[0][name])
+        assert torch.equal(mixed.style_targets[1][name], given.style_targets[0][name])
+    assert not torch.allclose(mixed.style_targets[0]["relu1_1"], given.style_targets[0]["relu1_1"])
+    with pytest.raises(UsageError, match="--style-orientations has 3 counts for 2 style images"):
+        _loss(LossWeights(*layers, style_orientations=[8, 1, 8]), [first, second], content)
+
+
+def test_a_config_with_one_orientation_count_as_a_number_still_loads() -> None:
+    """Checkpoints and model metadata written before the counts could differ per style hold one number."""
+    from nstcli.settings import TrainConfig
+
+    old = TrainConfig(style=["a.png"]).to_dict()
+    old["loss"]["style_orientations"] = 8
+    assert TrainConfig.from_dict(old).loss.style_orientations == [8]
+    assert TrainConfig.from_dict(TrainConfig(style=["a.png"]).to_dict()).loss.style_orientations == [1]

@@ -4,6 +4,7 @@ export with a style_weights input, and nst apply --style/--mix on the exported g
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,13 @@ def test_add_style_weighs_only_the_new_banks(folder, bank):
     saved = train.TrainConfig.from_dict(checkpoint.load_checkpoint(bank)["config"])
     blue = [str(folder / "blue.png")]
     assert train_plan.add_styles_config(saved, blue, ["blue"], {}).loss.style_blend is None
+    # orientation counts: the new styles take the given count, else the model's one count
+    eights = replace(saved, loss=replace(saved.loss, style_orientations=[8]))
+    assert train_plan.add_styles_config(eights, blue, ["blue"], {}).loss.style_orientations == [8]
+    per_style = train_plan.add_styles_config(eights, blue, ["blue"], {"style_orientations": [1]})
+    assert per_style.loss.style_orientations == [8, 8, 1]
+    with pytest.raises(UsageError, match="one --style-orientations count per style; give the new styles'"):
+        train_plan.add_styles_config(per_style, blue, ["cyan"], {})
     grown = train_plan.add_styles_config(saved, blue, ["blue"], {"style_blend": [2.0]})
     assert grown.loss.style_blend == [1.0, 1.0, 2.0]
     weighted = settings.with_settings(saved, {"style_blend": [0.5, 1.5]})
@@ -203,6 +211,13 @@ def test_tuning_trains_one_existing_bank_from_its_weights_and_freezes_the_rest(f
         assert torch.equal(value, tuned[key]) != key.startswith("banks.1."), key  # only green's bank moved
     with pytest.raises(UsageError, match="one weight per style it trains"):
         train_plan.tune_styles_config(saved, ["green"], {"style_blend": [1.0, 2.0]})
+    # --style-orientations with --tune-style: the tuned styles' counts, the others keep theirs
+    assert train_plan.tune_styles_config(saved, ["green"], {"style_orientations": [8]}).loss.style_orientations == [1, 8]
+    eights = replace(saved, loss=replace(saved.loss, style_orientations=[8]))
+    assert train_plan.tune_styles_config(eights, ["red"], {"style_orientations": [1]}).loss.style_orientations == [1, 8]
+    assert train_plan.tune_styles_config(eights, ["red"], {}).loss.style_orientations == [8]
+    with pytest.raises(UsageError, match="--style-orientations with --tune-style: one count, or one per style it trains"):
+        train_plan.tune_styles_config(saved, ["green"], {"style_orientations": [8, 1]})
     with pytest.raises(UsageError, match="each style once"):
         train_plan.tune_styles_config(saved, ["red", "red"], {})
     with pytest.raises(UsageError, match="--net cannot change with --tune-style"):
@@ -264,17 +279,27 @@ def test_cli_trains_a_bank_with_the_embedded_vgg19_adds_a_style_exports_and_appl
     red, green, blue = (str(folder / f"{name}.png") for name in ("red", "green", "blue"))
     common = ["--image-size", "32", "--batch-size", "1", "--workers", "0", "--max-images", "2", "-q"]
     done = nst("train", "--arch", "stylebank", "--style-image", f"red={red}", "--style-image", f"green={green}", "--data", photos,
-               "--steps", "3", "--width", "0.25", "--style-blend", "2,1", "-o", "bank.pt", *common, cwd=tmp_path)  # fmt: skip
+               "--steps", "3", "--width", "0.25", "--style-blend", "2,1", "--style-orientations", "8,1", "-o", "bank.pt",
+               *common, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    done = nst("train", "--resume", "bank.pt", "--add-style", f"blue={blue}", "--steps", "2", "-o", "bank3.pt",
-               "--export", "bank3.onnx", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
+    assert checkpoint.load_checkpoint(tmp_path / "bank.pt")["config"]["loss"]["style_orientations"] == [8, 1]
+    add = ("train", "--resume", "bank.pt", "--add-style", f"blue={blue}", "--steps", "2", "-o", "bank3.pt", "--export",
+           "bank3.onnx", "--workers", "0", "-q")  # fmt: skip
+    unsaid = nst(*add, cwd=tmp_path)  # the bank has a count per style: the new one's must be given
+    assert unsaid.returncode == 2 and "give the new styles'" in unsaid.stderr and not (tmp_path / "bank3.pt").exists()
+    done = nst(*add, "--style-orientations", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert checkpoint.load_checkpoint(tmp_path / "bank3.pt")["config"]["loss"]["style_blend"] == [2.0, 1.0, 1.0]
-    done = nst("train", "--resume", "bank3.pt", "--tune-style", "green", "--style-blend", "3", "--steps", "1",
-               "-o", "tuned.pt", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
+    grown = checkpoint.load_checkpoint(tmp_path / "bank3.pt")["config"]["loss"]
+    assert grown["style_blend"] == [2.0, 1.0, 1.0] and grown["style_orientations"] == [8, 1, 2]
+    done = nst("train", "--resume", "bank3.pt", "--tune-style", "green", "--style-blend", "3", "--style-orientations", "8",
+               "--steps", "1", "-o", "tuned.pt", "--workers", "0", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     tuned = checkpoint.load_checkpoint(tmp_path / "tuned.pt")["config"]
     assert tuned["loss"]["style_blend"] == [2.0, 3.0, 1.0] and tuned["train_banks"] == [1]
+    assert tuned["loss"]["style_orientations"] == [8, 8, 2]
+    wrong = nst("train", "--arch", "stylebank", "--style-image", red, "--style-image", green, "--data", photos,
+                "--style-orientations", "8,1,8", "--steps", "1", "-o", "x.pt", *common, cwd=tmp_path)  # fmt: skip
+    assert wrong.returncode == 2 and "--style-orientations has 3 counts for 2 style images" in wrong.stderr
     pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")  # not flat: instance norm maps a flat image to flat grey
     done = nst("apply", "bank3.onnx", "photo.png", "-o", "blue.png", "--style", "blue", cwd=tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bundled_styles import BANK_STYLES, HELD_OUT
-from nstcli.settings import TrainConfig, get_setting
+from nstcli.settings import TrainConfig, compact_counts, get_setting, orientation_counts
 
 STYLES = Path(__file__).resolve().parents[1] / "styles"
 PAINTINGS = {  # preset name: (title, artist, lifespan, year), from shared/data/PROVENANCE.md
@@ -60,7 +60,7 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
         + (f"--style-blend {','.join(f'{weight:g}' for weight in blend)} " if blend else "")
         + (f"--pooling {loss.pooling} " if loss.pooling != "max" else "")
         + (f"--style-loss {loss.style_loss} " if loss.style_loss != "gram" else "")
-        + (f"--style-orientations {loss.style_orientations} " if loss.style_orientations > 1 else "")
+        + (f"--style-orientations {','.join(map(str, loss.style_orientations))} " if max(loss.style_orientations) > 1 else "")
         + f"--width {options['width']:g} --output-kernel {options['output_kernel']} "
         + (f"--residual-blocks {options['residual_blocks']} " if "residual_blocks" in options else "")
         + (f"--bank-layers {options['bank_layers']} " if "bank_layers" in options else "")
@@ -71,8 +71,10 @@ def train_command(config: TrainConfig, kind: str, steps: int) -> str:
 
 def tune_command(config: TrainConfig, steps: int) -> str:
     """The ``nst train --tune-style`` run that trained ``config.train_banks`` further, from the bank of the command before."""
-    names = ",".join(config.style_names()[bank] for bank in config.train_banks or [])
-    return (f"nst train --resume stylebank.pt --tune-style {names} --style-orientations {config.loss.style_orientations} "
+    banks = config.train_banks or []
+    names = ",".join(config.style_names()[bank] for bank in banks)
+    counts = compact_counts([orientation_counts(config.loss.style_orientations, len(config.style))[bank] for bank in banks])
+    return (f"nst train --resume stylebank.pt --tune-style {names} --style-orientations {','.join(map(str, counts))} "
             f"--steps {steps} --device cuda -o tuned.pt")  # fmt: skip
 
 
@@ -94,7 +96,7 @@ def training_table(checkpoint: Path, kind: str, card: str, base: Path | None = N
                                  "content_weight", "tv_weight", "net", "pooling", "style_loss", "seed")}  # fmt: skip
     if kind == "stylebank":
         keys["t"] = "steps_per_identity"
-    if config.loss.style_orientations > 1:
+    if max(config.loss.style_orientations) > 1:
         keys["style_orientations"] = "style_orientations"
     settings = {key: get_setting(config, name) for key, name in keys.items()}
     if config.train_banks is not None:
