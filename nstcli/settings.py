@@ -470,7 +470,7 @@ def orientation_counts(counts: list[int], styles: int) -> list[int]:
     if len(counts) == 1:
         return counts * styles
     if len(counts) != styles:
-        raise UsageError(f"--style-orientations has {len(counts)} counts for {styles} style images (give one, or one each)")
+        raise UsageError(f"--style-orientations has {len(counts)} counts for {styles} style image{'s' if styles != 1 else ''} (give one, or one each)")
     return list(counts)
 
 
