@@ -4,6 +4,7 @@ and a session on the best one that really loads."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from pathlib import Path
@@ -68,6 +69,19 @@ def provider_options(name: str) -> dict[str, str]:
     return {}
 
 
+@functools.cache
+def _share_cpu_memory() -> None:
+    """One CPU memory arena for every session of this process (onnxruntime's environment allocator), once.
+
+    Each session otherwise grows its own arena to its peak and keeps it: the universal model's six sessions
+    held 4.7 GB at 2048 px, each fresh arena paid again in page faults. Shared, the next session reuses what
+    the last one freed: 3.0 GB, and the run 1.4-2x faster (README, "Any painting")."""
+    import onnxruntime as ort
+
+    memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))  # onnxruntime's default arena settings
+
+
 def create_session(model: str | bytes, choice: str = "auto", threads: int = 0, spin: bool = True) -> tuple[object, list[str]]:
     """An InferenceSession on the best provider that actually loads, and that provider list.
 
@@ -90,6 +104,8 @@ def create_session(model: str | bytes, choice: str = "auto", threads: int = 0, s
         options.intra_op_num_threads = threads
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    _share_cpu_memory()
+    options.add_session_config_entry("session.use_env_allocators", "1")
     with contextlib.redirect_stdout(io.StringIO()):
         session = ort.InferenceSession(
             model, sess_options=options, providers=[(name, provider_options(name)) for name in wanted]
