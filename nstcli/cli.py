@@ -361,8 +361,8 @@ def apply(
     ),
     int8: Optional[bool] = typer.Option(
         None, "--int8/--no-int8", help="--style-image, --kind universal: on the CPU, compute the encoder stages in int8 where "
-        "the folder has int8 copies (default; the bundled: relu2_1 and relu3_1; a run 0.77-0.85x as long, 34-46 dB "
-        "from float32's result); --no-int8: float32.",
+        "the folder has int8 copies (default; the bundled: relu2_1 and relu3_1; a 512 px run 0.86-0.89x as long, 34-46 "
+        "dB from float32's result); --no-int8: float32.",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
     strength: float = number_option(1.0, low=0, high=1, help="1 = fully stylised, 0 = the input (a model's output blended with the photo; with --style-image and --kind universal the features are blended, so 0 is the photo through the decoders, not the photo itself).", rich_help_panel=PANEL_STYLE),
