@@ -38,6 +38,7 @@ META_PRECISION = "nst.precision"  # fp32 | fp16 | int8 (inputs/outputs stay floa
 META_UNIVERSAL_PART = "nst.universal.part"  # encoder | decoder
 META_UNIVERSAL_LEVEL = "nst.universal.level"  # 1..4
 META_UNIVERSAL_LAYER = "nst.universal.layer"  # relu1_1 .. relu4_1
+META_FIRST_STAGE = "nst.universal.first_stage"  # encoder_1's conv as JSON (apply/level_one.first_stage_metadata)
 UNIVERSAL_STYLE_SIZE = 256  # default long side a painting is measured at (the peer's size; 512 costs 0.9 s more per run)
 INT8_COMPUTE = "int8-compute"  # nst.precision of a universal encoder stage that computes in int8 (not just stores)
 UNIVERSAL_INPUT = "x"

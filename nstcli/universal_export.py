@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from nstcli import __version__, data, images, model_format as fmt
+from nstcli.apply.level_one import first_stage_metadata
 from nstcli.errors import InputError, UsageError
 from nstcli.universal_net import LEVELS, SIZE_MULTIPLE, build_encoder
 
@@ -135,6 +136,15 @@ def _metadata(part: str, level: int, precision: str, record: dict[str, Any]) -> 
         fmt.META_PRECISION: precision,
         fmt.META_CONFIG: json.dumps(record),
     }
+
+
+def first_stage_record(stage: torch.nn.Module) -> str:
+    """The first encoder stage (Caffe's preprocessing, one conv, ReLU) as ``fmt.META_FIRST_STAGE`` stores it."""
+    conv, relu = stage.layers
+    if not (isinstance(conv, torch.nn.Conv2d) and isinstance(relu, torch.nn.ReLU) and conv.kernel_size == (3, 3)
+            and conv.padding == (1, 1) and conv.stride == (1, 1) and conv.padding_mode == "zeros" and stage.preprocess):  # fmt: skip
+        raise ValueError("the first encoder stage is not Caffe preprocessing, a 3x3 conv with zero padding and a ReLU")
+    return first_stage_metadata(conv.weight.detach().numpy(), conv.bias.detach().numpy(), stage.mean.view(-1).numpy())
 
 
 def _finish(proto: Any, meta: dict[str, str], module: torch.nn.Module, sample: torch.Tensor, tolerance: float) -> tuple[bytes, float]:
@@ -268,7 +278,10 @@ def export_universal(state: dict[str, Any], folder: str | Path, precision: str =
             with torch.no_grad():
                 photos = stage(photos)  # what enters the next stage
         compact(proto, "int8")
-        serialised, differences[f"encoder_{level}"] = _finish(proto, _metadata("encoder", level, "int8", record), stage, features, 1e-4)
+        meta = _metadata("encoder", level, "int8", record)
+        if level == 1:  # its conv for apply's numpy relu1_1 (apply/level_one.FirstStage)
+            meta[fmt.META_FIRST_STAGE] = first_stage_record(stage)
+        serialised, differences[f"encoder_{level}"] = _finish(proto, meta, stage, features, 1e-4)
         written[folder / fmt.universal_file("encoder", level)] = serialised
         if level in trained:
             decoder = decoders[level - 1]

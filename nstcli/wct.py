@@ -43,7 +43,7 @@ def sample_stride(height: int, width: int, limit: int = MAX_SAMPLES) -> int:
     return stride
 
 
-def _mean_covariance(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def mean_covariance(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(C, H, W) -> mean (C,) and covariance (C, C) in float64 (the covariance from at most MAX_SAMPLES positions).
 
     ``weights`` (H, W), not negative: each position counts by its weight (a region's soft mask)."""
@@ -78,14 +78,14 @@ def _eigen(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def style_stats(features: np.ndarray) -> StyleStats:
     """The statistics of a painting's (C, H, W) features that colouring needs."""
-    mean, covariance = _mean_covariance(features)
+    mean, covariance = mean_covariance(features)
     values, vectors, kept = _eigen(covariance)
     colouring = (vectors * np.where(kept, np.sqrt(values), 0.0)) @ vectors.T
     return StyleStats(mean.astype(np.float32), colouring.astype(np.float32))
 
 
 class Moments:
-    """The mean and covariance of a feature map seen in pieces (tiles), as :func:`_mean_covariance` measures the
+    """The mean and covariance of a feature map seen in pieces (tiles), as :func:`mean_covariance` measures the
     whole map: the mean of every position, the covariance on the same grid of every ``stride``-th row and column
     (counted from the map's origin), centred on the whole map's mean; with weights (a region's mask), each
     position counts by its weight, as there."""
@@ -139,7 +139,7 @@ class Moments:
 def whitening(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The photo's mean (C,) and whitening matrix E D^-1/2 E^T (C, C), in float64: zero mean and identity
     covariance in the directions that vary (of the positions ``weights`` counts, when given)."""
-    return whitening_from(*_mean_covariance(features, weights))
+    return whitening_from(*mean_covariance(features, weights))
 
 
 def whitening_from(mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

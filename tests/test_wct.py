@@ -120,7 +120,7 @@ def test_covariances_of_large_maps_come_from_a_grid_of_positions():
     assert wct.sample_stride(256, 256) == 1 and wct.sample_stride(344, 512) == 2 and wct.sample_stride(2048, 2048) == 8
     rng = np.random.default_rng(1)
     big = np.maximum(rng.normal(size=(8, 400, 400)).astype(np.float32) + 0.5, 0)
-    mean, covariance = wct._mean_covariance(big)
+    mean, covariance = wct.mean_covariance(big)
     flat = big.reshape(8, -1).astype(np.float64)
     np.testing.assert_allclose(mean, flat.mean(1), rtol=1e-6)  # the mean is the whole map's
     np.testing.assert_allclose(covariance, np.cov(flat), atol=0.02 * np.abs(np.cov(flat)).max())
@@ -136,7 +136,7 @@ def test_moments_of_a_map_in_pieces_are_the_whole_maps():
         for left, right in ((0, 133), (133, 300)):
             moments.add(big[:, top:bottom, left:right], (top, left))
     mean, covariance = moments.finish()
-    whole_mean, whole_covariance = wct._mean_covariance(big)
+    whole_mean, whole_covariance = wct.mean_covariance(big)
     np.testing.assert_allclose(mean, whole_mean, rtol=1e-6)
     np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-5, atol=1e-6 * np.abs(whole_covariance).max())
 
@@ -150,7 +150,7 @@ def test_weighted_moments_in_pieces_are_the_whole_maps_weighted_statistics():
         for left, right in ((0, 23), (23, 50)):
             moments.add(big[:, top:bottom, left:right], (top, left), weights[top:bottom, left:right])
     mean, covariance = moments.finish()
-    whole_mean, whole_covariance = wct._mean_covariance(big, weights)
+    whole_mean, whole_covariance = wct.mean_covariance(big, weights)
     np.testing.assert_allclose(mean, whole_mean, rtol=1e-5)
     np.testing.assert_allclose(covariance, whole_covariance, rtol=1e-4, atol=1e-6 * np.abs(whole_covariance).max())
     assert wct.Moments(6, 1).finish() is None  # nothing seen: no statistics

@@ -26,6 +26,7 @@ import numpy as np
 
 from nstcli import images, model_format as fmt, regions as regions_, wct
 from nstcli.apply.bundled import UNIVERSAL_FOLDER
+from nstcli.apply.level_one import FirstStage, LinearDecoder
 from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
 from nstcli.errors import InputError, UsageError
@@ -43,13 +44,14 @@ COARSE_LEVEL = 3
 COARSE_SCALE = 0.5
 # Tiles (photos over the tiling threshold) are encoded and decoded with at least this margin, in pixels of the
 # level's image, around the part they paint: more than the encoder's and decoder's reach at that level (by
-# counting their 3x3 convs and poolings, about 5, 10, 25 and 80 px), so a tile's core is what the whole image
-# gives there (tests/apply/test_universal.py compares tiles with the whole image).
-TILE_MARGIN = {1: 16, 2: 32, 3: 64, 4: 128}
+# counting their 3x3 convs and poolings, about 2, 10, 25 and 80 px; level 1's is the least a multiple of 8 allows),
+# so a tile's core is what the whole image gives there (tests/apply/test_universal.py compares tiles with the whole image).
+TILE_MARGIN = {1: 8, 2: 32, 3: 64, 4: 128}
 # Level 1 runs in tiles of this side on every photo: its relu1_1 map (64 channels at full size: 46 MB at 512 px,
-# 0.7 GB at 2048 px) never exists whole, and each tile's piece is encoded, measured and decoded while it is in
-# the cache. The encoder runs twice (statistics, then the map), but a 512 px photo's level 1 took 61-65 ms
-# instead of 83-92 ms in a one-photo run (outputs 76-80 dB from the one-piece run's; README, "Any painting").
+# 0.7 GB at 2048 px) never exists whole, and each tile's piece is encoded and decoded while it is in the cache:
+# a 512 px photo's level 1 took 61-65 ms instead of 83-92 ms in a one-photo run (README, "Any painting"). Its
+# statistics come from the sample grid alone (apply/level_one.FirstStage), or, without that, from a first pass
+# over the tiles.
 FINE_TILE = 176
 # A painting's statistics stored in a file (numpy's .npz) instead of the painting: per level its features' mean
 # (float32) and colouring matrix (float16: 77 dB from float32 on a stylised photo, half the bytes), and the
@@ -143,7 +145,9 @@ class UniversalModel:
         self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
         self.style_passes = 0
         self.stats = self._style_statistics(paintings, style_size)
-        # The relu1_1 decoder is one 3x3 conv: read back as numpy weights, it decodes with the WCT map folded in
+        # Level 1 in numpy where it saves work (apply/level_one): relu1_1 on the statistics' sample grid only, and
+        # the decoder (one 3x3 conv) with the WCT map folded in
+        self.first_stage = FirstStage.from_session(self.encoders[0]) if 1 in self.decoders else None
         self.linear = LinearDecoder.probe(self.decoders[1], wct_channels(1)) if 1 in self.decoders else None
 
     @staticmethod
@@ -248,19 +252,22 @@ class UniversalModel:
                 return features, None
             return features, _pool_shares(shares[:, window[0] : window[2], window[1] : window[3]], level, features.shape[1:])
 
-        # 1. the whole image's statistics (each region's, with --region), from each tile's core (the bottom and
-        # right ones with the padding, as the whole image is padded)
+        # 1. the whole image's statistics (each region's, with --region)
         stride = wct.sample_stride(padded[0] // factor, padded[1] // factor)
-        moments = [wct.Moments(wct_channels(level), stride) for _ in (self.region_paintings if regions else [None])]
-        for (top, left, bottom, right), window in tiles:
-            features, window_shares = encode(window)
-            end = (padded[0] if bottom == height else bottom, padded[1] if right == width else right)
-            rows = slice((top - window[0]) // factor, (end[0] - window[0]) // factor)
-            columns = slice((left - window[1]) // factor, (end[1] - window[1]) // factor)
-            for index, accumulator in enumerate(moments):
-                weights = window_shares[index, rows, columns] if regions else None
-                accumulator.add(features[:, rows, columns], (top // factor, left // factor), weights)
-        measured = [accumulator.finish() for accumulator in moments]
+        if level == 1 and self.first_stage is not None and not regions:
+            # relu1_1 on the sample grid only, in numpy, for the whole image at once (its mean too is the grid's)
+            measured = [wct.mean_covariance(self.first_stage.sampled(pad(x), stride))]
+        else:  # each tile's core (the bottom and right ones with the padding, as the whole image is padded)
+            moments = [wct.Moments(wct_channels(level), stride) for _ in (self.region_paintings if regions else [None])]
+            for (top, left, bottom, right), window in tiles:
+                features, window_shares = encode(window)
+                end = (padded[0] if bottom == height else bottom, padded[1] if right == width else right)
+                rows = slice((top - window[0]) // factor, (end[0] - window[0]) // factor)
+                columns = slice((left - window[1]) // factor, (end[1] - window[1]) // factor)
+                for index, accumulator in enumerate(moments):
+                    weights = window_shares[index, rows, columns] if regions else None
+                    accumulator.add(features[:, rows, columns], (top // factor, left // factor), weights)
+            measured = [accumulator.finish() for accumulator in moments]
         if regions:
             styles = [self.stats[level][index] for index in self.region_paintings]
         else:
@@ -343,59 +350,6 @@ def _level_size(level: int, width: int, height: int) -> tuple[int, int]:
     """The (width, height) a level works at: half the photo's from COARSE_LEVEL up."""
     scale = COARSE_SCALE if level >= COARSE_LEVEL else 1.0
     return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-class LinearDecoder:
-    """A decoder that is one 3x3 conv over reflect-padded features (the relu1_1 decoder: scale, pad, conv), read
-    back from its session as numpy weights, so the WCT map folds into it: conv(pad(M f + b)) = conv_{W M}(pad(f))
-    + the conv of b. That spares the C x C product over the full-size map and the graph's own scale and pad
-    passes; it decodes what the session decodes (to float rounding)."""
-
-    PROBE = 7  # an impulse in the middle of a 7 x 7 map: reflect padding of 1 does not copy it
-
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray) -> None:
-        self.kernel, self.bias = kernel, bias  # (O, C, 3, 3) and (O,), float32, the graph's scale included
-
-    @classmethod
-    def probe(cls, session: object, channels: int) -> LinearDecoder | None:
-        """The decoder's conv, from its answers to impulses; None unless it is exactly such a conv (checked on noise)."""
-        size, middle = cls.PROBE, cls.PROBE // 2
-        impulses = np.zeros((channels + 1, channels, size, size), np.float32)
-        impulses[np.arange(channels), np.arange(channels), middle, middle] = 1.0  # the last one stays zero: the bias
-        answers = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: impulses})[0]
-        if answers.shape[2:] != (size, size):
-            return None
-        bias = answers[-1, :, middle, middle]
-        # y[o, i, j] = sum_c,dy,dx W[o, c, dy, dx] x_padded[c, i + dy, j + dx]: the impulse at (m, m) reaches (m+1-dy, m+1-dx)
-        window = answers[:-1, :, middle - 1 : middle + 2, middle - 1 : middle + 2] - bias[None, :, None, None]
-        decoder = cls(np.ascontiguousarray(window[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), bias.astype(np.float32))
-        # a fixed, uneven pattern in 0..2 (multiples of the golden ratio, mod 1); numpy.random would add 6 ms to every start
-        noise = (np.arange(channels * 120) * 0.6180339887 % 1.0 * 2).astype(np.float32).reshape(1, channels, 10, 12)
-        expected = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: noise})[0][0]
-        found = decoder.decode(noise[0], np.eye(channels, dtype=np.float32), np.zeros(channels, np.float32))
-        if expected.shape != found.shape or np.abs(expected - found).max() > 1e-4 * max(1.0, float(np.abs(expected).max())):
-            return None  # not a single conv (a decoder of another design): the session decodes
-        return decoder
-
-    def decode(self, features: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """conv(pad(matrix @ features + offset)) for (C, H, W) features (H, W >= 2) -> (O, H, W)."""
-        outputs, channels = self.kernel.shape[:2]
-        _, height, width = features.shape
-        # one row per (output, dy, dx): the product over the map is (9 O) x C, not C x C
-        fused = np.einsum("ocyx,cd->oyxd", self.kernel, matrix).reshape(outputs * 9, channels)
-        constant = self.bias + np.einsum("ocyx,c->o", self.kernel, offset)
-        taps = (fused.astype(np.float32) @ features.reshape(channels, -1)).reshape(outputs * 9, height, width)
-        padded = np.empty((outputs * 9, height + 2, width + 2), np.float32)  # reflect padding of 1
-        padded[:, 1:-1, 1:-1] = taps
-        padded[:, 0, 1:-1], padded[:, -1, 1:-1] = taps[:, 1], taps[:, -2]
-        padded[:, :, 0], padded[:, :, -1] = padded[:, :, 2], padded[:, :, -3]
-        result = np.empty((outputs, height, width), np.float32)
-        for o in range(outputs):
-            result[o] = constant[o]
-            for tap in range(9):
-                dy, dx = divmod(tap, 3)
-                result[o] += padded[o * 9 + tap, dy : dy + height, dx : dx + width]
-        return result
 
 
 def region_paintings(regions: list[regions_.Region], paintings: list[str], blend: list[float] | None) -> list[int]:

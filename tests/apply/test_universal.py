@@ -338,8 +338,8 @@ def test_two_paintings_with_one_stem_are_told_apart_by_their_paths(tmp_path, uni
 
 
 def test_the_relu1_1_decoder_is_read_back_as_one_conv_and_decodes_as_its_session(universal_models):
+    from nstcli.apply.level_one import LinearDecoder
     from nstcli.apply.runtime import create_session
-    from nstcli.apply.universal import LinearDecoder
 
     session = create_session(str(universal_models / "decoder_1.onnx"), "cpu", 1)[0]
     decoder = LinearDecoder.probe(session, 64)
@@ -352,6 +352,51 @@ def test_the_relu1_1_decoder_is_read_back_as_one_conv_and_decodes_as_its_session
     np.testing.assert_allclose(decoder.decode(features, matrix, offset), expected, atol=1e-4 * np.abs(expected).max())
     # a decoder with ReLUs inside is not one conv: it keeps decoding in onnxruntime
     assert LinearDecoder.probe(create_session(str(universal_models / "decoder_2.onnx"), "cpu", 1)[0], 128) is None
+
+
+def test_relu1_1_on_a_grid_is_the_sessions_map_at_those_positions(universal_models):
+    from nstcli.apply.level_one import FirstStage
+    from nstcli.apply.runtime import create_session
+
+    session = create_session(str(universal_models / "encoder_1.onnx"), "cpu", 1)[0]
+    stage = FirstStage.from_session(session)
+    assert stage is not None  # the export stored the conv in the metadata
+    image = np.random.default_rng(5).random((1, 3, 40, 56), dtype=np.float32)
+    whole = session.run(["y"], {"x": image})[0][0]
+    for stride in (1, 2, 3, 7):  # the borders (zero padding after the preprocessing) included
+        grid = stage.sampled(image, stride)
+        assert grid.shape == whole[:, ::stride, ::stride].shape
+        np.testing.assert_allclose(grid, whole[:, ::stride, ::stride], atol=1e-5 * np.abs(whole).max())
+    # any other stage has no such metadata: it keeps running in onnxruntime
+    assert FirstStage.from_session(create_session(str(universal_models / "encoder_2.onnx"), "cpu", 1)[0]) is None
+
+
+def without_first_stage(folder: Path, copy: Path) -> Path:
+    """``folder`` as an export before the first stage's conv was stored: encoder_1 without that metadata."""
+    import shutil
+
+    import onnx
+
+    from nstcli import model_format as fmt
+
+    shutil.copytree(folder, copy)
+    proto = onnx.load(str(copy / "encoder_1.onnx"))
+    kept = [entry for entry in proto.metadata_props if entry.key != fmt.META_FIRST_STAGE]
+    assert len(kept) == len(proto.metadata_props) - 1
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(copy / "encoder_1.onnx"))
+    return copy
+
+
+def test_a_folder_without_the_first_stages_weights_measures_level_one_in_tiles(tmp_path, universal_models, painting):
+    """The sample grid's statistics (mean included) against the tiles' (the whole map's mean): the same picture."""
+    image = np.asarray(photo(300, 200), dtype=np.float32) / 255
+    grid = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[1])
+    tiles = UniversalModel(str(without_first_stage(universal_models, tmp_path / "older")), [str(painting)], 64, threads=1, levels=[1])
+    assert grid.first_stage is not None and tiles.first_stage is None
+    difference = np.abs(grid.stylise(image) - tiles.stylise(image))
+    assert difference.mean() < 2e-3 and difference.max() < 0.03
 
 
 def test_a_statistics_file_paints_as_its_painting_did(tmp_path, universal_models, painting):
