@@ -18,12 +18,9 @@ each with a margin wider than the networks' reach, so the tiles show no seams.
 from __future__ import annotations
 
 import io
-import threading
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -147,10 +144,7 @@ class UniversalModel:
         meta = self.decoders[levels[0]].get_modelmeta().custom_metadata_map
         self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
         self.style_passes = 0
-        # Each painting is read now (or its statistics file loaded), so a bad one stops the run before any photo;
-        # measuring them (the encoder passes and covariances, about 50 ms at the default style size on two cores)
-        # runs in a thread meanwhile, while the decoders load and the first photo is read and encoded
-        self._measuring = _InThread(self._style_statistics, [self._read_painting(path, style_size) for path in paintings])
+        self.stats = self._style_statistics(paintings, style_size)
         # Level 1 in numpy where it saves work (apply/level_one): relu1_1 on the statistics' sample grid only, and
         # the decoder (one 3x3 conv) with the WCT map folded in
         self.first_stage = FirstStage.from_session(self.encoders[0]) if 1 in self.decoders else None
@@ -171,30 +165,19 @@ class UniversalModel:
             raise InputError(f"{path}: not an nst universal model ({fmt.META_ARCH} is {meta.get(fmt.META_ARCH)!r})")
         return session
 
-    def _read_painting(self, path: str, size: int) -> np.ndarray | dict[int, wct.StyleStats]:
-        """A painting as the encoder's input, or the statistics its file holds (a ``.npz`` of save_painting_stats)."""
-        if path.lower().endswith(STATS_SUFFIX):
-            return load_painting_stats(path, self.levels, size)
-        return pad(read_painting(path, size))
-
-    def _style_statistics(self, paintings: list[np.ndarray | dict[int, wct.StyleStats]]) -> dict[int, list[wct.StyleStats]]:
-        """Every painting's statistics at every level used (those of a statistics file as they are), once for the run."""
+    def _style_statistics(self, paintings: list[str], size: int) -> dict[int, list[wct.StyleStats]]:
+        """Every painting's statistics at every level used: computed once for the run (read from a statistics file)."""
         self.style_passes += 1
         stats: dict[int, list[wct.StyleStats]] = {level: [] for level in self.levels}
-        for painting in paintings:
-            if isinstance(painting, dict):
-                measured = painting
+        for path in paintings:
+            if path.lower().endswith(STATS_SUFFIX):
+                measured = load_painting_stats(path, self.levels, size)
             else:
-                features = self._encode(painting, self.levels[0])
+                features = self._encode(pad(read_painting(path, size)), self.levels[0])
                 measured = {level: wct.style_stats(features[level - 1][0]) for level in self.levels}
             for level in self.levels:
                 stats[level].append(measured[level])
         return stats
-
-    @property
-    def stats(self) -> dict[int, list[wct.StyleStats]]:
-        """Every painting's statistics at every level used, once they are measured (see ``__init__``)."""
-        return self._measuring.result()
 
     def _encode(self, x: np.ndarray, deepest: int) -> list[np.ndarray]:
         features = []
@@ -305,30 +288,6 @@ class UniversalModel:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) -> stylised (N, H, W, 3); each photo is whitened with its own statistics."""
         return np.stack([self.stylise(image) for image in batch])
-
-
-class _InThread:
-    """``function(*args)`` run in a thread from now on; ``result()`` waits for it and returns what it returned (or
-    raises what it raised)."""
-
-    def __init__(self, function: Callable[..., object], *args: object) -> None:
-        self._outcome: tuple[bool, object] | None = None
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
-        self._thread.start()
-
-    def _run(self, function: Callable[..., object], args: tuple) -> None:
-        try:
-            self._outcome = (True, function(*args))
-        except BaseException as error:  # handed to whoever waits for the result
-            self._outcome = (False, error)
-
-    def result(self) -> Any:
-        self._thread.join()
-        assert self._outcome is not None
-        succeeded, value = self._outcome
-        if not succeeded:
-            raise value
-        return value
 
 
 def paint_once(photo: images.Image.Image, paintings: list[str], blend: list[float] | None = None) -> images.Image.Image:

@@ -58,14 +58,6 @@ def test_the_paintings_statistics_are_computed_once_per_run(tmp_path, universal_
     assert [shape[0] for shape in calls] == [512, 128]  # one painting at two levels, whatever the number of photos
 
 
-def test_the_paintings_are_measured_in_a_thread_whose_result_or_error_reaches_the_caller():
-    from nstcli.apply.universal import _InThread
-
-    assert _InThread(sum, [1, 2, 3]).result() == 6
-    with pytest.raises(ZeroDivisionError):
-        _InThread(lambda: 1 / 0).result()
-
-
 def test_levels_strength_and_blend_change_the_picture(tmp_path, universal_models, painting):
     other = tmp_path / "other.png"
     photo(50, 40, seed=5).save(other)
