@@ -99,7 +99,7 @@ def create_session(model: str | bytes, choice: str = "auto", threads: int = 0, s
         Path(provider_options("TensorrtExecutionProvider")["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # not even errors: nst reports a failed run itself, in one line
     if threads:
         options.intra_op_num_threads = threads
     if not spin:

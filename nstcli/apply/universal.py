@@ -37,6 +37,9 @@ ALL_LEVELS = (4, 3, 2, 1)  # coarse to fine
 # through it the photo's shapes dissolve; --levels 4,3,2,1 asks for it.
 DEFAULT_LEVELS = (3, 2, 1)
 SIZE_MULTIPLE = 8
+# The least side an image is padded to: its relu4_1 map (1/8 of it) must be 2 x 2 at least, for the decoders'
+# reflection padding (a 1 x 1 map made onnxruntime refuse a photo of 16 px or less at --levels 4)
+MIN_SIDE = 16
 # Levels from COARSE_LEVEL up run on the photo at COARSE_SCALE of its size: their features are coarse (a
 # relu4_1 position covers 8 x 8 pixels), decoding them is blurry at any size, and the finer levels that
 # follow at full size paint the detail; it takes three quarters of the work off the two costliest levels.
@@ -82,10 +85,16 @@ def available_levels(folder: str | Path) -> list[int]:
     return found
 
 
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The size :func:`pad` gives an image: each side a multiple of 8, and at least MIN_SIDE."""
+    return max(MIN_SIDE, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE), max(MIN_SIDE, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
 def pad(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) -> (1, 3, H', W') with H', W' multiples of 8 (reflect; edge when too small to reflect)."""
+    """(H, W, 3) -> (1, 3, H', W') of :func:`padded_size` (reflect; edge when too small to reflect)."""
     height, width = image.shape[:2]
-    pad_h, pad_w = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+    padded_height, padded_width = padded_size(height, width)
+    pad_h, pad_w = padded_height - height, padded_width - width
     nchw = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
     if pad_h or pad_w:
         mode = "reflect" if height > pad_h and width > pad_w else "edge"
@@ -237,7 +246,7 @@ class UniversalModel:
         factor = 2 ** (level - 1)  # pixels per feature position
         core = max(SIZE_MULTIPLE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
         margin = max(-(-overlap // SIZE_MULTIPLE) * SIZE_MULTIPLE, TILE_MARGIN[level])
-        padded = (-(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        padded = padded_size(height, width)
         tiles = [((top, left, min(top + core, height), min(left + core, width)),
                   (max(0, top - margin), max(0, left - margin), min(height, top + core + margin), min(width, left + core + margin)))
                  for top in range(0, height, core) for left in range(0, width, core)]  # fmt: skip

@@ -99,6 +99,15 @@ def test_odd_paintings_still_give_a_picture(tmp_path, universal_models, make):
         assert np.isfinite(np.asarray(image, dtype=np.float32)).all() and image.size == (48, 32)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 1), (17, 5)])
+def test_tiny_photos_go_through_every_level(universal_models, painting, size):
+    """relu4_1 is 1/8 of the (padded) photo: padded to 16 px at least, it stays 2 x 2 for the decoders' reflection."""
+    image = np.asarray(photo(*size), dtype=np.float32) / 255
+    model = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[4, 3, 2, 1])
+    result = model.stylise(image)
+    assert result.shape == image.shape and np.isfinite(result).all()
+
+
 def test_a_huge_painting_is_measured_at_the_style_size(tmp_path):
     path = tmp_path / "huge.png"
     Image.new("RGB", (3000, 1000), (1, 2, 3)).save(path)
