@@ -28,6 +28,11 @@ def uneven_pattern(channels: int) -> np.ndarray:
     return (np.arange(channels * 120) * 0.6180339887 % 1.0).astype(np.float32).reshape(1, channels, 10, 12)
 
 
+def computes_as_session(expected: np.ndarray, found: np.ndarray) -> bool:
+    """Whether a numpy stand-in's ``found`` is its session's ``expected`` to float rounding (relative to its scale)."""
+    return expected.shape == found.shape and bool(np.abs(expected - found).max() <= 1e-4 * max(1.0, float(np.abs(expected).max())))
+
+
 def first_stage_metadata(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray) -> str:
     """The value of ``fmt.META_FIRST_STAGE``: the stage is relu(conv(zero-pad-1(BGR(x) * 255 - mean))) with
     ``weight`` (64, 3, 3, 3) and ``bias`` (64,), stored as little-endian float32 in base64 (exact, 9 KB)."""
@@ -60,10 +65,7 @@ class FirstStage:
             return None
         image = uneven_pattern(3)
         expected = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: image})[0][0]
-        found = stage.sampled(image, 1)
-        if expected.shape != found.shape or np.abs(expected - found).max() > 1e-4 * max(1.0, float(np.abs(expected).max())):
-            return None
-        return stage
+        return stage if computes_as_session(expected, stage.sampled(image, 1)) else None
 
     def sampled(self, image: np.ndarray, stride: int) -> np.ndarray:
         """relu1_1 of a (1, 3, H, W) image in 0..1 (padded as the encoder's input is) at every ``stride``-th row
@@ -111,9 +113,8 @@ class LinearDecoder:
         noise = 2 * uneven_pattern(channels)
         expected = session.run([fmt.UNIVERSAL_OUTPUT], {fmt.UNIVERSAL_INPUT: noise})[0][0]
         found = decoder.decode(noise[0], np.eye(channels, dtype=np.float32), np.zeros(channels, np.float32))
-        if expected.shape != found.shape or np.abs(expected - found).max() > 1e-4 * max(1.0, float(np.abs(expected).max())):
-            return None  # not a single conv (a decoder of another design): the session decodes
-        return decoder
+        # not a single conv (a decoder of another design): the session decodes
+        return decoder if computes_as_session(expected, found) else None
 
     def decode(self, features: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """conv(pad(matrix @ features + offset)) for (C, H, W) features (H, W >= 2) -> (O, H, W)."""
