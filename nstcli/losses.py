@@ -16,7 +16,8 @@ apart) or for the patch loss (``patch``, Li & Wand 2016): each 3 x 3 patch of th
 pulled towards the painting's most similar patch, so each region of the photo borrows from the part
 of the painting that resembles it; or for the sliced Wasserstein loss (``sw``, Heitz et al. 2021): the
 whole distribution of each layer's features, compared along fixed directions. ``--style-tiles N`` takes the output's statistic in each tile of an
-N x N grid (:class:`Tiled`) against the painting's whole-image statistic, so no region can stay unstyled.
+N x N grid (:class:`Tiled`; for ``sw`` each tile's distribution, :func:`split_tiles`) against the painting's
+whole image, so no region can stay unstyled.
 
 Spatial control (Gatys et al. 2017, "guided Gram matrices"): with a mask m_s per style (N, 1, H, W)
 in 0..1 on the output image, style s is judged only inside its region. At each layer the mask is
@@ -73,6 +74,21 @@ def tile_starts(length: int, grid: int, tile: int) -> list[int]:
     return [round(part * (length - tile) / (grid - 1)) for part in range(grid)]
 
 
+def split_tiles(features: torch.Tensor, grid: int) -> torch.Tensor:
+    """The features (N, C, H, W) cut into a ``grid`` x ``grid`` split of equal tiles, as one batch
+    (N * tiles, C, h, w), image by image, rows top to bottom; neighbours overlap by a position or two where
+    the grid does not divide. A layer whose shorter side has fewer than ``MIN_TILE`` positions per tile
+    gets fewer tiles (one: the features as they are)."""
+    n, c, height, width = features.shape
+    grid = max(1, min(grid, min(height, width) // MIN_TILE))
+    if grid == 1:
+        return features
+    tall, wide = -(-height // grid), -(-width // grid)  # tile size: ceil, so the tiles cover every position
+    rows = torch.cat([features.narrow(2, start, tall) for start in tile_starts(height, grid, tall)], dim=2)
+    tiles = torch.cat([rows.narrow(3, start, wide) for start in tile_starts(width, grid, wide)], dim=3)
+    return tiles.view(n, c, grid, tall, grid, wide).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, tall, wide)
+
+
 @dataclass(frozen=True)
 class Tiled:
     """A style statistic taken in each tile of a ``grid`` x ``grid`` split of the features (``--style-tiles``):
@@ -80,23 +96,14 @@ class Tiled:
     the tiles, so the loss is the mean over tiles. A statistic of the whole image can be met by painting
     part of the picture and leaving the rest flat or a photo; one per tile asks every region for the
     painting. For the Gram matrix and tiles that divide the image, the mean over tiles is the whole
-    image's loss plus the tiles' variance around it. Tiles are of equal size, so all are one batched
-    statistic; a layer whose shorter side has fewer than ``MIN_TILE`` positions per tile gets fewer tiles."""
+    image's loss plus the tiles' variance around it."""
 
     statistic: Callable[[torch.Tensor], torch.Tensor]
     grid: int
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        n, c, height, width = features.shape
-        grid = max(1, min(self.grid, min(height, width) // MIN_TILE))
-        if grid == 1:
-            return self.statistic(features)[:, None]
-        tall, wide = -(-height // grid), -(-width // grid)  # tile size: ceil, so the tiles cover every position
-        rows = torch.cat([features.narrow(2, start, tall) for start in tile_starts(height, grid, tall)], dim=2)
-        tiles = torch.cat([rows.narrow(3, start, wide) for start in tile_starts(width, grid, wide)], dim=3)
-        tiles = tiles.view(n, c, grid, tall, grid, wide).permute(0, 2, 4, 1, 3, 5).reshape(n * grid * grid, c, tall, wide)
-        statistic = self.statistic(tiles)
-        return statistic.view(n, grid * grid, *statistic.shape[1:])
+        statistic = self.statistic(split_tiles(features, self.grid))
+        return statistic.view(features.shape[0], -1, *statistic.shape[1:])
 
 
 PATCH_LAYERS = ["relu3_1", "relu4_1"]  # the patch loss's default style layers on VGG nets (Li & Wand)
@@ -343,8 +350,8 @@ def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
     numbers' ranges are checked with the rest of the config (:func:`nstcli.settings.check_ranges`)."""
     if settings.style_loss not in STYLE_LOSSES:
         raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {', '.join(STYLE_LOSSES)})")
-    if settings.style_tiles > 1 and settings.style_loss in FEATURE_LOSSES:
-        raise UsageError(f"--style-tiles works with --style-loss gram or meancov, not {settings.style_loss}")
+    if settings.style_tiles > 1 and settings.style_loss == "patch":
+        raise UsageError("--style-tiles works with --style-loss gram, meancov or sw, not patch")
     wrong = [count for count in settings.style_orientations if count not in ORIENTATIONS]
     if wrong or not settings.style_orientations:
         raise UsageError(f"--style-orientations: choose {', '.join(map(str, ORIENTATIONS))}, not {wrong[0] if wrong else 'nothing'}")
@@ -473,6 +480,8 @@ class PerceptualLoss(torch.nn.Module):
         against its target, or statistic against statistic (``grams``: already of the mask's region), divided by C^2."""
         if self.feature_loss and mask is not None:
             distance = GUIDED_FEATURE_LOSSES[self.weights.style_loss](features[name], targets[name], mask)
+        elif self.feature_loss and self.weights.style_tiles > 1:  # sw: each tile's distribution against the painting's
+            distance = self.feature_loss[1](split_tiles(features[name], self.weights.style_tiles), targets[name])
         elif self.feature_loss:
             distance = self.feature_loss[1](features[name], targets[name])
         else:

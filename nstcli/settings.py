@@ -118,8 +118,9 @@ class LossSettings:
     )
     style_tiles: int = setting(
         1,
-        help="gram and meancov: match the style statistic in each tile of an N x N grid of the output, not only over "
-        "the whole image, so every region takes the painting (1 = whole image; with masks: each region).",
+        help="gram, meancov and sw: match the style statistic (sw: the feature distribution) in each tile of an N x N "
+        "grid of the output, not only over the whole image, so every region takes the painting (1 = whole image; "
+        "with masks: each region).",
         panel=PANEL_LOSS,
         low=1,
         high=16,

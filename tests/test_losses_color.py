@@ -117,13 +117,14 @@ def test_tiled_statistic_uses_fewer_tiles_on_small_layers() -> None:
     assert torch.allclose(tiled[:, 1], gram(features[..., :4, 15:]))  # row-major: top right second
 
 
-def test_style_tiles_make_the_loss_see_a_style_left_in_one_half() -> None:
+@pytest.mark.parametrize("style_loss", ["meancov", "sw"])
+def test_style_tiles_make_the_loss_see_a_style_left_in_one_half(style_loss: str) -> None:
     generator = torch.Generator().manual_seed(7)
     content, style = (torch.rand(1, 3, 64, 64, generator=generator) for _ in range(2))
     content[..., 32:] = style[..., 32:]  # the right half copies the painting, the left half stays the photo
     layers = (["relu2_2"], ["relu1_1", "relu2_1"])
-    plain = _loss(LossWeights(*layers, style_loss="meancov"), [style], content)
-    tiled = _loss(LossWeights(*layers, style_loss="meancov", style_tiles=4), [style], content)
+    plain = _loss(LossWeights(*layers, style_loss=style_loss), [style], content)
+    tiled = _loss(LossWeights(*layers, style_loss=style_loss, style_tiles=4), [style], content)
     assert tiled(style).style > 0  # the painting's own regions differ from its whole
     assert tiled(content).style > plain(content).style
     assert _loss(LossWeights(*layers, style_tiles=1), [style], content)(content).style == _loss(LossWeights(*layers), [style], content)(content).style

@@ -191,5 +191,5 @@ def test_style_tiles_optimise_and_have_a_range() -> None:
     assert OptimizeConfig().loss.style_tiles == 1  # off by default (README, "Quality")
     with pytest.raises(UsageError, match="--style-tiles must be in 1..16"):
         run_optimize(CONTENT, [STYLE], tiny(style_tiles=0))
-    with pytest.raises(UsageError, match="--style-tiles works with --style-loss gram or meancov, not sw"):
-        run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, style_loss="sw"))
+    with pytest.raises(UsageError, match="--style-tiles works with --style-loss gram, meancov or sw, not patch"):
+        run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, style_loss="patch"))
