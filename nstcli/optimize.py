@@ -68,7 +68,7 @@ def validate(config: OptimizeConfig) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r} (choose lbfgs or adam)")
     if config.average and config.optimizer != "adam":
-        raise UsageError("--average goes with --optimizer adam (L-BFGS's last iterate is its best)")
+        raise UsageError("--average goes with --optimizer adam (L-BFGS keeps its best iterate)")
     if config.preserve_color not in (None, *color.METHODS):
         raise UsageError(f"unknown --preserve-color {config.preserve_color!r} (choose luminance or histogram)")
     check_precision(config.precision)
@@ -289,6 +289,7 @@ def _run_scale(
     size = (image.shape[-1], image.shape[-2])
     iterate = _iteration(loss_fn, pixels, config)
     average = IterateAverage(config.average) if config.average else None
+    best = BestIterate(pixels.detach()) if config.optimizer == "lbfgs" else None
 
     def current() -> torch.Tensor:
         return average.value() if average is not None and average.steps else pixels.detach()
@@ -297,11 +298,37 @@ def _run_scale(
         return images.from_tensor(current() / PIXEL_SCALE)
 
     for _ in range(evaluations):
+        evaluated = pixels.detach().clone() if best is not None else None
         values = iterate()
+        if best is not None:
+            best.add(evaluated, values[-1])
         if average is not None:
             average.add(pixels.detach())
         budget.record(values, scale, size, snapshot)
-    return current() / PIXEL_SCALE
+    return (best.value(pixels.detach()) if best is not None else current()) / PIXEL_SCALE
+
+
+class BestIterate:
+    """L-BFGS's best iterate so far. Without a line search its unit steps can overshoot, and on a stiff objective
+    (a large style weight, a small image) the loss can jump a hundredfold and never come back within the budget;
+    the last iterate would then be noise. Kept on the device (no wait for it per step): each evaluated point
+    replaces the best when its total is lower."""
+
+    def __init__(self, start: torch.Tensor) -> None:
+        self.pixels = start.clone()
+        self.total = torch.full((), float("inf"), device=start.device)
+        self.last_was_best = torch.ones((), dtype=torch.bool, device=start.device)
+
+    def add(self, evaluated: torch.Tensor, total: torch.Tensor) -> None:
+        """``total``: the loss at ``evaluated``, the point the step just taken started from."""
+        self.last_was_best = total <= self.total
+        self.pixels = torch.where(self.last_was_best, evaluated, self.pixels)
+        self.total = torch.minimum(total, self.total)
+
+    def value(self, last: torch.Tensor) -> torch.Tensor:
+        """The result: ``last``, the point after the final step (not evaluated), when the run was still going
+        downhill, as it almost always is; else the best evaluated point."""
+        return torch.where(self.last_was_best, last, self.pixels)
 
 
 class IterateAverage:

@@ -20,6 +20,15 @@ def tiny(**overrides) -> OptimizeConfig:
     return with_settings(OptimizeConfig(), values | overrides)
 
 
+def test_lbfgs_returns_its_best_iterate_when_its_steps_overshoot() -> None:
+    config = tiny(style_loss="gram", lr=5.0, min_size=48)  # five times the unit step: the loss climbs again
+    totals = [row["total"] for row in run_optimize(CONTENT, [STYLE], config, keep_history=True).history]
+    result = run_optimize(CONTENT, [STYLE], config)
+    assert totals[-1] > 5 * min(totals)  # the run ends far above its best point
+    judged = run_optimize(CONTENT, [STYLE], tiny(style_loss="gram", iterations=1, min_size=48), init_image=result.image, keep_history=True)
+    assert judged.history[0]["total"] < 1.1 * min(totals)  # the image saved is the best point (to 8-bit rounding)
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_loss_decreases_and_output_has_the_requested_size(optimizer: str) -> None:
     result = run_optimize(CONTENT, [STYLE], tiny(optimizer=optimizer, style_loss="gram"), keep_history=True)
