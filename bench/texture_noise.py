@@ -28,9 +28,13 @@ windows. On the same four photos (means of the photos): the photos themselves 0.
 Johnson Starry Night net 0.45, the one that replaced it 0.13, the peer's style 19 0.11, the first
 bundled StyleBank's Starry Night 0.22, the CPU-trained bank that replaced it 0.19 (README, issue 18).
 
-Both measure the texture, not whether strokes follow the shapes; read them beside the sheets. A fine crosshatch
-(two gratings at two angles) escapes the hatched area, each grating holding too little of the band: the Night
-Café net trained with the Gram loss scored 0.08 against the shipped net's 0.16 with such a weave (README).
+Both measure the texture, not whether strokes follow the shapes; read them beside the sheets. A weave finer
+than the band escapes the hatched area: the Night Café net trained with the Gram loss scored 0.08 against the
+shipped net's 0.16 with a fine mesh the eye sees in 2x crops. Most of that mesh lies at periods of 2 to 3.4 px
+(on kodim23 its strongest fine frequency is a 2 px period), and in the band few windows hold two gratings at
+different angles (1%). The same test over periods of 2 to 3.4 px does not agree with the eye either: the Gram
+net 0.08, the shipped net 0.04, but the peer's style 19 0.62 (a fine canvas grain that reads as clean at
+viewing size) and its style 7 0.01 (README).
 
     python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]   # hatched area, coherence: a line per image
 """
