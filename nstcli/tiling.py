@@ -10,8 +10,9 @@ Two things make naive tiles visible, and each has its remedy here:
    and the two come out in different colours. ``pin_instance_norm`` rewrites the ONNX graph twice:
    a *stats* model that also outputs each InstanceNormalization's per-channel mean and variance, and
    a *tile* model in which each InstanceNormalization becomes ``x * gain + shift`` with gain and
-   shift fed from outside. The stats come from one pass over the whole image (downscaled to a size
-   that fits, the guide); every tile is then normalised exactly as the whole image would be.
+   shift fed from outside (normalisations inside ``If`` branches too: a StyleBank's banks). The stats
+   come from one pass over the whole image (downscaled to a size that fits, the guide); every tile is
+   then normalised exactly as the whole image would be.
 
 The geometry and blending are numpy; the graph edit needs the ``onnx`` package (imported only here,
 only when an image is tiled). Images are float32 arrays (H, W, 3) in 0..1.
@@ -101,57 +102,127 @@ class PinnedModels:
 
 
 def pin_instance_norm(model_bytes: bytes) -> PinnedModels | None:
-    """The two rewritten graphs, or None when the model has no InstanceNormalization (nothing to pin)."""
+    """The two rewritten graphs, or None when the model has no InstanceNormalization (nothing to pin).
+
+    Normalisations inside ``If`` branches count too (the StyleBank runs each style's bank in a branch taken
+    only when its weight is not zero): the tile model's branches read their gains and shifts from the
+    graph's inputs (outer scope), and the stats model passes each branch's statistics out through its
+    ``If`` node, the branch not taken giving zeros for them (its gains are fed but never read)."""
     import onnx
-    from onnx import helper
 
     model = onnx.load_from_string(model_bytes)
-    norms = [node for node in model.graph.node if node.op_type == "InstanceNormalization"]
+    types = _element_types(model)
+    norms = [node for _, node in _norms_in(model.graph)]
     if not norms:
         return None
-    types = _element_types(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     epsilons = [next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5) for node in norms]
 
     stats = onnx.ModelProto()
     stats.CopyFrom(model)
-    axes_name = "nst_stats_axes"
     if opset >= 18:  # ReduceMean takes its axes as an input from opset 18 on
-        stats.graph.initializer.append(helper.make_tensor(axes_name, onnx.TensorProto.INT64, [2], [2, 3]))
-    for index, node in enumerate(norms):
-        x, scale, bias = node.input[0], node.input[1], node.input[2]
-        mean, var = MEAN_OUTPUT.format(index), VAR_OUTPUT.format(index)
-        centred, squared = f"nst_stats_centred_{index}", f"nst_stats_squared_{index}"
-        stats.graph.node.extend(
-            [
-                _reduce_mean(x, mean, opset, axes_name),
-                helper.make_node("Sub", [x, mean], [centred]),
-                helper.make_node("Mul", [centred, centred], [squared]),
-                _reduce_mean(squared, var, opset, axes_name),
-                helper.make_node("Identity", [scale], [SCALE_OUTPUT.format(index)]),
-                helper.make_node("Identity", [bias], [BIAS_OUTPUT.format(index)]),
-            ]
-        )
-        for name, source in ((mean, x), (var, x), (SCALE_OUTPUT.format(index), scale), (BIAS_OUTPUT.format(index), bias)):
-            stats.graph.output.append(helper.make_tensor_value_info(name, types.get(source, onnx.TensorProto.FLOAT), None))
+        stats.graph.initializer.append(onnx.helper.make_tensor(AXES_NAME, onnx.TensorProto.INT64, [2], [2, 3]))
+    stats_names = _add_stats(stats.graph, iter(range(len(norms))), opset, types)
+    for name, elem_type in stats_names:
+        stats.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
 
     tiles = onnx.ModelProto()
     tiles.CopyFrom(model)
-    replaced, index = [], -1
-    for node in tiles.graph.node:
-        if node.op_type != "InstanceNormalization":
-            replaced.append(node)
-            continue
-        index += 1  # the same numbering as ``norms`` above: graph order
-        x, gain, shift = node.input[0], GAIN_INPUT.format(index), SHIFT_INPUT.format(index)
-        scaled = f"nst_tile_scaled_{index}"
-        replaced.append(helper.make_node("Mul", [x, gain], [scaled], name=f"nst_tile_mul_{index}"))
-        replaced.append(helper.make_node("Add", [scaled, shift], [node.output[0]], name=f"nst_tile_add_{index}"))
-        for name in (gain, shift):
-            tiles.graph.input.append(helper.make_tensor_value_info(name, types.get(x, onnx.TensorProto.FLOAT), None))
-    del tiles.graph.node[:]
-    tiles.graph.node.extend(replaced)
+    for index, (graph, node) in enumerate(_norms_in(tiles.graph)):
+        _replace_with_affine(graph, node, index)
+        for name in (GAIN_INPUT.format(index), SHIFT_INPUT.format(index)):
+            tiles.graph.input.append(onnx.helper.make_tensor_value_info(name, types.get(node.input[0], onnx.TensorProto.FLOAT), None))
     return PinnedModels(stats.SerializeToString(), tiles.SerializeToString(), epsilons)
+
+
+AXES_NAME = "nst_stats_axes"
+
+
+def _norms_in(graph) -> list:
+    """(graph, node) of every InstanceNormalization in ``graph`` and, depth first, its ``If`` branches, in
+    graph order (then before else): the numbering of the gains, shifts and statistics."""
+    found = []
+    for node in graph.node:
+        if node.op_type == "InstanceNormalization":
+            found.append((graph, node))
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                found.extend(_norms_in(attribute.g))
+    return found
+
+
+def _add_stats(graph, numbers, opset: int, types: dict[str, int]) -> list[tuple[str, int]]:
+    """Add to ``graph`` the nodes that compute each of its normalisations' mean, variance, scale and bias,
+    numbered from ``numbers`` in ``_norms_in`` order; returns (name, element type) of every statistic
+    ``graph`` now produces, its branches' included (an ``If`` node gains them as outputs)."""
+    from onnx import helper
+
+    produced = []
+    for node in list(graph.node):
+        if node.op_type == "InstanceNormalization":
+            index = next(numbers)
+            x, scale, bias = node.input[0], node.input[1], node.input[2]
+            mean, var = MEAN_OUTPUT.format(index), VAR_OUTPUT.format(index)
+            centred, squared = f"nst_stats_centred_{index}", f"nst_stats_squared_{index}"
+            graph.node.extend(
+                [
+                    _reduce_mean(x, mean, opset),
+                    helper.make_node("Sub", [x, mean], [centred]),
+                    helper.make_node("Mul", [centred, centred], [squared]),
+                    _reduce_mean(squared, var, opset),
+                    helper.make_node("Identity", [scale], [SCALE_OUTPUT.format(index)]),
+                    helper.make_node("Identity", [bias], [BIAS_OUTPUT.format(index)]),
+                ]
+            )
+            element = types.get(x, 1)  # 1: float
+            produced += [(mean, element), (var, element), (SCALE_OUTPUT.format(index), types.get(scale, element)),
+                         (BIAS_OUTPUT.format(index), types.get(bias, element))]  # fmt: skip
+        elif node.op_type == "If":
+            produced += _pass_stats_out(node, numbers, opset, types)
+    return produced
+
+
+def _pass_stats_out(node, numbers, opset: int, types: dict[str, int]) -> list[tuple[str, int]]:
+    """The statistics computed in an ``If`` node's branches as that node's outputs. A name is defined once
+    in a model, so inside a branch each carries the branch's name; the branch that does not compute one
+    gives a zero for it."""
+    from onnx import helper
+
+    branches = {attribute.name: attribute.g for attribute in node.attribute if attribute.HasField("g")}
+    per_branch = {name: _add_stats(branch, numbers, opset, types) for name, branch in branches.items()}
+    every = [item for produced in per_branch.values() for item in produced]
+    for name, branch in branches.items():
+        own = {stat for stat, _ in per_branch[name]}
+        for stat, element in every:
+            inner = f"{stat}_{name}"
+            if stat in own:
+                _rename(branch, stat, inner)
+            else:
+                zero = helper.make_tensor(f"{inner}_value", element, [1], [0])
+                branch.node.append(helper.make_node("Constant", [], [inner], value=zero))
+            branch.output.append(helper.make_tensor_value_info(inner, element, None))
+    node.output.extend(stat for stat, _ in every)
+    return every
+
+
+def _rename(graph, old: str, new: str) -> None:
+    """Rename the value ``old`` wherever ``graph``'s own nodes (not its branches) produce or read it."""
+    for node in graph.node:
+        node.output[:] = [new if name == old else name for name in node.output]
+        node.input[:] = [new if name == old else name for name in node.input]
+
+
+def _replace_with_affine(graph, node, index: int) -> None:
+    """InstanceNormalization ``node`` of ``graph`` -> x * gain_index + shift_index, fed from the graph inputs."""
+    from onnx import helper
+
+    x, gain, shift = node.input[0], GAIN_INPUT.format(index), SHIFT_INPUT.format(index)
+    scaled = f"nst_tile_scaled_{index}"
+    position = list(graph.node).index(node)
+    output = node.output[0]
+    graph.node.remove(node)
+    graph.node.insert(position, helper.make_node("Add", [scaled, shift], [output], name=f"nst_tile_add_{index}"))
+    graph.node.insert(position, helper.make_node("Mul", [x, gain], [scaled], name=f"nst_tile_mul_{index}"))
 
 
 def gains_and_shifts(stats: dict[str, np.ndarray], epsilons: list[float]) -> dict[str, np.ndarray]:
@@ -173,11 +244,11 @@ def stats_outputs(count: int) -> list[str]:
     return [name.format(i) for i in range(count) for name in (MEAN_OUTPUT, VAR_OUTPUT, SCALE_OUTPUT, BIAS_OUTPUT)]
 
 
-def _reduce_mean(source: str, target: str, opset: int, axes_name: str):
+def _reduce_mean(source: str, target: str, opset: int):
     from onnx import helper
 
     if opset >= 18:
-        return helper.make_node("ReduceMean", [source, axes_name], [target], keepdims=1)
+        return helper.make_node("ReduceMean", [source, AXES_NAME], [target], keepdims=1)
     return helper.make_node("ReduceMean", [source], [target], axes=[2, 3], keepdims=1)
 
 
@@ -189,9 +260,17 @@ def _element_types(model) -> dict[str, int]:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is best effort; unknown names default to float
         inferred = model
-    graph = inferred.graph
+    return _graph_types(inferred.graph)
+
+
+def _graph_types(graph) -> dict[str, int]:
+    """Element types of ``graph``'s named tensors and, recursively, its branches'."""
     types = {init.name: init.data_type for init in graph.initializer}
     for info in list(graph.value_info) + list(graph.input) + list(graph.output):
         if info.type.tensor_type.elem_type:
             types[info.name] = info.type.tensor_type.elem_type
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                types |= _graph_types(attribute.g)
     return types

@@ -324,3 +324,24 @@ def test_cli_errors_are_one_line(tmp_path, folder, bank):
     for args, message in cases:
         done = nst(*args, cwd=tmp_path)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tiles_of_an_exported_bank_keep_the_whole_images_statistics(folder, bank, precision):
+    """The banks' instance norms sit in If branches of the graph (a bank runs only when its weight is not
+    zero): tiling must pin them too, or each tile gets its own colours."""
+    from nstcli import tiling
+    from nstcli.apply.model import Model
+    from tests.apply.test_tiling import scene
+
+    output = folder / f"bank_{precision}.onnx"
+    export.export_model(checkpoint.load_checkpoint(bank), str(output), precision)
+    assert any(node.op_type == "If" for node in onnx.load(output).graph.node)
+    model = Model(str(output), "cpu")
+    for style, mix in (("green", None), (None, {"red": 0.5, "green": 0.5})):
+        model.select_style(style, mix)
+        image = scene(128)
+        whole = model.run(image[None])[0]
+        pinned = np.abs(model.run_tiled(image, 64, 16, 2) - whole).mean()
+        naive = np.abs(tiling.run_tiled(image, model.run, 64, 16, 2) - whole).mean()
+        assert pinned < 1 / 255 and naive > 5 * pinned, (style, pinned, naive)
