@@ -47,6 +47,9 @@ FORMATS = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+# Image suffixes nst reads or meets but does not write: a new -o named so is a mistake, not a folder's name.
+OTHER_IMAGE_SUFFIXES = frozenset({".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".svg", ".tga", ".psd", ".ppm", ".pgm", ".pbm", ".exr", ".hdr", ".dng"})  # fmt: skip
+IMAGE_EXTENSIONS = frozenset(FORMATS) | OTHER_IMAGE_SUFFIXES
 
 
 def _read_bytes(source: str | Path) -> bytes:
@@ -163,7 +166,7 @@ def format_for(path: str | Path, format_name: str | None = None) -> str:
     if str(path) == STDIO:
         return "PNG"
     if suffix not in FORMATS:
-        raise UsageError(f"{path}: unknown image suffix {suffix or '(none)'!r}; use .png, .jpg, .webp or --format")
+        raise UsageError(f"{path}: unknown image suffix {suffix or '(none)'!r}; use .png, .jpg, .webp, .bmp, .tiff or --format")
     return FORMATS[suffix]
 
 

@@ -146,14 +146,26 @@ def _same(path: Path, other: Path | None) -> bool:
 
 
 def single_file_output(config: ApplyConfig) -> bool:
-    """``-o out.jpg`` (or ``out.mp4``) for one input file: the output is that file, not a folder."""
+    """``-o out.jpg`` (or ``out.mp4``) for one input file: the output is that file, not a folder (``out.gif``
+    too: a file nst then refuses to write, as it cannot, unless --format says how)."""
     out = Path(config.output)
     return (
         len(config.inputs) == 1
         and (config.inputs[0] == images.STDIO or _is_single_input(Path(config.inputs[0])))
-        and (out.suffix.lower() in images.FORMATS or is_video(out))
+        and looks_like_a_file(config.output)
         and not out.is_dir()
     )
+
+
+def names_a_folder(output: str) -> bool:
+    """``-o out.png/``: a trailing separator says folder whatever the name looks like."""
+    return output.endswith(("/", os.sep))
+
+
+def looks_like_a_file(output: str) -> bool:
+    """A new ``-o`` named like an image or a video (``out.jpg``, ``out.gif``, ``out.mp4``), not a folder."""
+    suffix = Path(output).suffix.lower()
+    return not names_a_folder(output) and (suffix in images.IMAGE_EXTENSIONS or is_video(output))
 
 
 def _is_single_input(path: Path) -> bool:
@@ -206,7 +218,7 @@ def plan_jobs(config: ApplyConfig, style_label: str) -> JobPlan:
     out_dir = Path(config.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder (an output file needs exactly one input)")
-    if not out_dir.exists() and (out_dir.suffix.lower() in images.FORMATS or is_video(out_dir)):
+    if not out_dir.exists() and looks_like_a_file(config.output):
         # a file's name, not a new folder's: several inputs (or a folder) cannot go into one file
         raise UsageError(f"{out_dir}: an output file needs exactly one input file; for several, give a folder (-o out/)")
     jobs: list[Job] = []

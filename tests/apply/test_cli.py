@@ -316,6 +316,23 @@ def test_images_of_mixed_sizes_are_all_written_correctly(models, tmp_path):
         assert np.abs(written - alone).max() <= 1.5 / 255  # batching changes nothing
 
 
+def test_an_image_name_nst_cannot_write_is_refused_and_a_trailing_slash_names_a_folder(models, tmp_path):
+    """-o out.gif (or .heic) names a file nst cannot write: refused, not made a folder called out.gif; with
+    --format it is written in that format; -o out.png/ is a folder, whatever its name looks like."""
+    source = str(make_folder(tmp_path / "in", 1)[0])
+    for output in ("out.gif", "out.heic"):
+        result = nst("apply", str(models["single"]), source, "-o", str(tmp_path / output))
+        assert result.returncode == 2
+        assert result.stderr == (f"nst: error: {tmp_path / output}: unknown image suffix '{output[3:]}'; "
+                                 "use .png, .jpg, .webp, .bmp, .tiff or --format\n")  # fmt: skip
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+    assert nst("apply", str(models["single"]), source, "-o", str(tmp_path / "out.gif"), "--format", "png").returncode == 0
+    assert Image.open(tmp_path / "out.gif").format == "PNG"
+    result = nst("apply", str(models["single"]), source, "-o", f"{tmp_path / 'folder.png'}/")
+    assert result.returncode == 0, result.stderr
+    assert outputs(tmp_path / "folder.png") == {"img000.png"}
+
+
 def test_globs_with_dotdot_never_write_outside_the_output_folder(models, tmp_path):
     make_folder(tmp_path / "photos" / "a", 2)
     make_folder(tmp_path / "photos" / "b", 2)  # two ways to reach each file of elsewhere/: still one output
