@@ -256,20 +256,19 @@ def _optimize_sweep(config, sweep: list[str], content: str, styles: list[str], o
 @app.command(rich_help_panel="Measure")
 def score(
     content: str = typer.Argument(..., metavar="CONTENT", help="Content image."),
-    style: str = typer.Argument(..., metavar="STYLE", help="Style image."),
+    style: str = typer.Argument(..., metavar="STYLE", help="Style image, or a bundled style's name (one that ships its image)."),
     image: str = typer.Argument(..., metavar="IMAGE", help="Image to judge (e.g. a stylised result)."),
     size: int = number_option(512, low=16, high=8192, help="Long side at which all three are compared."),
     grid: int = number_option(4, low=1, high=16, help="Coverage: the style loss per tile of a GRID x GRID split."),
 ) -> None:
     """Print the judged losses (content at relu4_2, Gram style at relu1_1..relu5_1) and the style's coverage as JSON."""
     extras.require_torch("score")
-    from nstcli import images, optimize as optimize_engine
+    from nstcli import images, optimize as optimize_engine, styles
 
     if [content, style, image].count(images.STDIO) > 1:
         raise UsageError("only one input can be read from stdin")
-    result = optimize_engine.score(
-        images.read_image(content), images.read_image(style), images.read_image(image), size, grid
-    )
+    style_image = images.read_image(styles.style_image_or_file(style))
+    result = optimize_engine.score(images.read_image(content), style_image, images.read_image(image), size, grid)
     print(json.dumps(result))
 
 

@@ -53,10 +53,7 @@ class OptimizeInputs:
 
 def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> OptimizeInputs:
     """Read every input once; a style that is not a file but a bundled style's name is that preset's image."""
-    styles = [
-        str(presets.style_image(style)) if not Path(style).exists() and presets.is_preset(style) else style
-        for style in styles
-    ]
+    styles = [presets.style_image_or_file(style) for style in styles]
     init_is_file = config.init not in INIT_KINDS
     masks = [*(config.style_masks or []), *([config.content_mask] if config.content_mask else [])]
     paths = [content, *styles, *([config.init] if init_is_file else []), *masks]

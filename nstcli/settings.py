@@ -129,7 +129,7 @@ class LossSettings:
         help="The style image in 1 (as given), 2 (and its mirror image) or 8 orientations (each quarter turn, each "
         "mirrored), matched as one averaged target: the painting's strokes keep no one direction. One number for "
         "every style image, or one per style image (8,1: the second as given, e.g. a print whose lines keep their "
-        "direction) [default: 1].",
+        "direction). Default: 1.",
         panel=PANEL_LOSS,
         factory=lambda: [1],
         role=BANK,
@@ -651,7 +651,9 @@ def check_range(flag: str, value: float | None, low: float | None, high: float |
 
 
 def _number(value: float | None) -> str:
-    """10000000000 as such, not 1e+10; 0.05 as 0.05."""
+    """10000000000 as such, not 1e+10; 0.05 as 0.05; an int (the largest seed, 2^63 - 1) whole."""
+    if isinstance(value, int):
+        return str(value)
     if value is not None and float(value).is_integer() and abs(value) < 1e16:
         return str(int(value))
     return f"{value:g}"

@@ -104,6 +104,13 @@ def style_image(name: str) -> Path:
     return preset.image_path
 
 
+def style_image_or_file(name_or_path: str) -> str:
+    """A style image argument: a file (or '-') as given; a bundled style's name that is not a file, its image."""
+    if name_or_path != "-" and not Path(name_or_path).exists() and is_preset(name_or_path):
+        return str(style_image(name_or_path))
+    return name_or_path
+
+
 def bundled_model(names: list[str], kind: str | None, flag: str) -> BundledModel:
     """The bundled model for styles named by ``flag`` (--style, --mix or --region) when no model file is given.
 

@@ -156,6 +156,9 @@ def test_score_prints_json(content_path: Path, style_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["content"] == 0 and values["style"] > 0 and values["net"] == "vgg19"
+    bundled = nst("score", str(content_path), "swirls", str(content_path), "--size", "32")  # a style's name, as optimize takes
+    assert bundled.returncode == 0, bundled.stderr
+    assert json.loads(bundled.stdout)["style"] != values["style"]
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:
