@@ -140,12 +140,25 @@ def root(
     """Neural style transfer from the command line."""
 
 
+def output_or_stdout(output: str | None, inputs: list[str], kinds: str) -> str:
+    """-o as given; left out, stdout when the one input is stdin, as a filter: cat in.png | nst ... - > out.png.
+    ``kinds``: what -o may name, for the message when it is missing."""
+    if output is not None:
+        return output
+    if inputs == ["-"]:
+        return "-"
+    raise UsageError(f"give -o: {kinds}, or - for stdout")
+
+
 @app.command(rich_help_panel="Stylise")
 def optimize(
     ctx: typer.Context,
     content: str = typer.Argument(..., metavar="CONTENT", help="Content image (path, or - for stdin)."),
     styles: list[str] = typer.Argument(..., metavar="STYLE...", help="One or more style images (or bundled styles with an image: nst styles)."),
-    output: str = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout).", rich_help_panel=PANEL_IO),
+    output: Optional[str] = typer.Option(
+        None, "-o", "--output", help="Output image (.png, .jpg, .webp; - for stdout, the default when CONTENT is -).",
+        rich_help_panel=PANEL_IO,
+    ),
     size: int = setting_option(OptimizeConfig, "size"),
     style_crop: float = setting_option(OptimizeConfig, "style_crop"),
     preserve_color: Optional[str] = setting_option(OptimizeConfig, "preserve_color"),
@@ -197,6 +210,7 @@ def optimize(
 ) -> None:
     """Optimise an image against content and style losses (Gatys et al.)."""
     extras.require_torch("optimize")
+    output = output_or_stdout(output, [content], "an output image")
     config = settings.from_flags(OptimizeConfig, ctx.params)
     settings.check_ranges(config)  # before an engine (and torch) is imported: a typo is refused at once
     config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
@@ -317,7 +331,10 @@ def apply(
         help="An nst ONNX model (from nst export; leave out for a bundled --style), then images, videos, folders "
         "(recursive), globs, or - for stdin.",
     ),
-    output: str = typer.Option(..., "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or -.", rich_help_panel=PANEL_IO),
+    output: Optional[str] = typer.Option(
+        None, "-o", "--output", help="Output folder (mirrors the input tree), FILE for one input, or - for stdout (the "
+        "default when the input is -).", rich_help_panel=PANEL_IO,
+    ),
     name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} {ext} {style} {name} {model}.", rich_help_panel=PANEL_IO),
     image_format: Optional[str] = typer.Option(
         None, "--format", help="png, jpg, webp, bmp, tiff for images; mp4, mkv, mov, webm, avi for videos (default: the input's).",
@@ -401,8 +418,6 @@ def apply(
     from nstcli.apply.config import ApplyConfig, Progress, parse_mix, parse_shard
     from nstcli.apply.pipeline import run_apply
 
-    if json_summary and output == "-":
-        raise UsageError("--json and -o - both want stdout; write the image to a file")
     mix_weights = parse_mix(mix) if mix else None
     region_specs = [regions.split_region(text) for text in region] if region else None
     blend = parse_list(style_blend, float, "--style-blend")
@@ -416,6 +431,9 @@ def apply(
         raise UsageError(f"{flag} goes with --style-image or --kind universal")
     else:
         resolved = resolve_model(paths, style, mix_weights, region_specs, kind)
+    output = output_or_stdout(output, resolved.inputs, "an output folder, or a file for one input")
+    if json_summary and output == "-":
+        raise UsageError("--json and -o - both want stdout; write the image to a file")
     config = ApplyConfig(
         model=resolved.model, inputs=resolved.inputs, output=output, name=name, image_format=image_format,
         quality=quality, provider=provider, threads=threads, batch_size=batch_size, workers=workers,

@@ -151,6 +151,14 @@ def test_interrupt_exits_130_without_partial_output(tmp_path: Path, content_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]
 
 
+def test_stdin_content_writes_stdout_without_o(content_path: Path, style_path: Path, tmp_path: Path) -> None:
+    filtered = nst("optimize", "-", str(style_path), "--size", "32", "--iterations", "2", "-q", stdin=content_path.read_bytes())
+    assert filtered.returncode == 0, filtered.stderr
+    assert Image.open(io.BytesIO(filtered.stdout)).size[0] == 32
+    missing = nst("optimize", str(content_path), str(style_path), "--size", "32", cwd=tmp_path)
+    assert (missing.returncode, missing.stderr) == (2, "nst: error: give -o: an output image, or - for stdout\n")
+
+
 def test_score_prints_json(content_path: Path, style_path: Path) -> None:
     result = nst("score", str(content_path), str(style_path), str(content_path), "--size", "32")
     assert result.returncode == 0, result.stderr

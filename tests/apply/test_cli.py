@@ -67,6 +67,12 @@ def test_stdin_to_stdout_filter_keeps_format(models, tmp_path):
     assert image.format == "JPEG" and image.size == (40, 24)
     png = nst("apply", str(models["single"]), "-", "-o", "-", "--format", "png", stdin=buffer.getvalue())
     assert Image.open(io.BytesIO(png.stdout)).format == "PNG"
+    plain = nst("apply", str(models["single"]), "-", stdin=buffer.getvalue())  # a filter: stdin in, stdout out
+    assert plain.returncode == 0 and plain.stdout == result.stdout, plain.stderr
+    photo().save(tmp_path / "in.png")
+    no_output = nst("apply", str(models["single"]), str(tmp_path / "in.png"))
+    assert (no_output.returncode, no_output.stderr) == (2, "nst: error: give -o: an output folder, or a file for one input, or - for stdout\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.png"]
 
 
 def test_apply_path_never_imports_torch(models, tmp_path):
