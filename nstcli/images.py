@@ -91,6 +91,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def transparency(image: Image.Image) -> Image.Image | None:
+    """The alpha channel (mode L) of an image that has one and uses it, else None."""
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and not (image.mode == "P" and "transparency" in image.info):
+        return None
+    alpha = image.convert("RGBA").getchannel("A")
+    return None if alpha.getextrema() == (255, 255) else alpha
+
+
+# Output formats that keep an alpha channel (a transparent input's transparency is carried over to them).
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+
+
 @dataclass(frozen=True)
 class Decoded:
     """An upright 8-bit RGB image plus what a writer may want to carry over from the source."""
@@ -98,6 +110,7 @@ class Decoded:
     image: Image.Image
     format: str | None  # Pillow format of the source, e.g. "JPEG"
     icc_profile: bytes | None  # the source's ICC profile when it describes RGB data, else None
+    alpha: Image.Image | None = None  # the source's transparency (mode L) when some pixel has any, else None
 
 
 def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, at_least: int | None = None) -> Decoded:
@@ -129,7 +142,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, at_le
             image.draft(image.mode, (at_least, at_least))
         image.load()
         image = ImageOps.exif_transpose(image)
-        return Decoded(_to_rgb(image), source_format, icc_profile)
+        return Decoded(_to_rgb(image), source_format, icc_profile, transparency(image))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise InputError(f"{name}: cannot decode image ({error})") from None
 

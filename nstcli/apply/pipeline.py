@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from nstcli import images
 from nstcli.apply.config import ApplyConfig, Job, Progress, Summary
@@ -37,6 +38,7 @@ class Decoded:
     pixels: np.ndarray  # (H, W, 3) float32 0..1
     source_format: str | None
     icc_profile: bytes | None
+    alpha: Image.Image | None = None  # the input's transparency, at the size of ``pixels``
 
 
 @dataclass
@@ -74,10 +76,11 @@ def describe(error: Exception, where: str) -> str:
 def decode_job(config: ApplyConfig, job: Job) -> Decoded:
     """Read one input image, upright, downscaled to --max-size."""
     decoded = images.decode_image(job.source)
-    image = decoded.image
+    image, alpha = decoded.image, decoded.alpha
     if config.max_size and max(image.size) > config.max_size:
         image = images.resize_long_side(image, config.max_size)
-    return Decoded(job, images.to_array(image), decoded.format, decoded.icc_profile)
+        alpha = alpha.resize(image.size, Image.Resampling.LANCZOS) if alpha is not None else None
+    return Decoded(job, images.to_array(image), decoded.format, decoded.icc_profile, alpha)
 
 
 def write_result(config: ApplyConfig, item: Decoded, pixels: np.ndarray) -> None:
@@ -88,7 +91,10 @@ def write_result(config: ApplyConfig, item: Decoded, pixels: np.ndarray) -> None
         format_name = item.source_format if item.source_format in EXT_FOR_FORMAT else "PNG"
     else:
         format_name = images.format_for(job.target, requested)
-    data = images.encode_image(images.from_array(pixels), format_name, config.quality, item.icc_profile)
+    result = images.from_array(pixels)
+    if item.alpha is not None and format_name in images.ALPHA_FORMATS:  # transparent in, transparent out
+        result.putalpha(item.alpha)
+    data = images.encode_image(result, format_name, config.quality, item.icc_profile)
     if job.target != images.STDIO:
         Path(job.target).parent.mkdir(parents=True, exist_ok=True)
     images.write_bytes_atomic(data, job.target)

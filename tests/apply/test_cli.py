@@ -75,6 +75,23 @@ def test_stdin_to_stdout_filter_keeps_format(models, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.png"]
 
 
+def test_a_transparent_input_stays_transparent_where_the_format_can_say_so(models, tmp_path):
+    source = photo(48, 32).convert("RGBA")
+    alpha = Image.new("L", source.size, 255)
+    alpha.paste(0, (0, 0, 20, 32))  # the left part see-through
+    source.putalpha(alpha)
+    source.save(tmp_path / "cut.png")
+    photo(48, 32).convert("RGBA").save(tmp_path / "opaque.png")  # an alpha channel that hides nothing
+    (tmp_path / "out").mkdir()
+    for name in ("cut.png", "cut.webp", "cut.jpg", "opaque.png"):
+        result = nst("apply", str(models["single"]), str(tmp_path / (name.split(".")[0] + ".png")), "-o", str(tmp_path / "out" / name))
+        assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "cut.png").getchannel("A")), np.asarray(alpha))
+    assert Image.open(tmp_path / "out" / "cut.webp").mode == "RGBA"
+    assert Image.open(tmp_path / "out" / "cut.jpg").mode == "RGB"  # JPEG has no alpha: over white, as before
+    assert Image.open(tmp_path / "out" / "opaque.png").mode == "RGB"
+
+
 def test_apply_path_never_imports_torch(models, tmp_path):
     photo().save(tmp_path / "in.png")
     result = subprocess.run(
