@@ -341,7 +341,7 @@ def apply(
         rich_help_panel=PANEL_IO,
     ),
     quality: int = number_option(95, low=1, high=100, help="JPEG/WebP quality.", rich_help_panel=PANEL_IO),
-    style: Optional[str] = typer.Option(None, help="A bundled style (see nst styles), or a style of a multi-style model: name or index.", rich_help_panel=PANEL_STYLE),
+    style: Optional[str] = typer.Option(None, help="A bundled style's name (see nst styles), or a style of a multi-style model file: its name or index.", rich_help_panel=PANEL_STYLE),
     mix: Optional[str] = typer.Option(None, help="Blend styles of a multi-style model (or bundled ones), e.g. a=0.5,b=0.5.", rich_help_panel=PANEL_STYLE),
     region: Optional[list[str]] = typer.Option(
         None,
