@@ -103,6 +103,16 @@ def transparency(image: Image.Image) -> Image.Image | None:
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 
 
+def with_alpha(image: Image.Image, alpha: Image.Image | None, format_name: str) -> Image.Image:
+    """``image`` made transparent where ``alpha`` (an input's, resized to it) says, when ``format_name`` can
+    store that; else ``image`` as it is (JPEG, BMP: the white ground the input was stylised over)."""
+    if alpha is None or format_name not in ALPHA_FORMATS:
+        return image
+    rgba = image.convert("RGBA")
+    rgba.putalpha(alpha if alpha.size == image.size else alpha.resize(image.size, Image.Resampling.LANCZOS))
+    return rgba
+
+
 @dataclass(frozen=True)
 class Decoded:
     """An upright 8-bit RGB image plus what a writer may want to carry over from the source."""

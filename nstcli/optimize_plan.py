@@ -36,6 +36,7 @@ class OptimizeInputs:
     style_masks: list[Image.Image] | None = None
     content_mask: Image.Image | None = None
     style_paths: list[str] = field(default_factory=list)
+    content_alpha: Image.Image | None = None  # the content's transparency, carried over to the outputs
 
     def masks(self) -> dict[str, object]:
         """The masks as :func:`nstcli.optimize.run_optimize` takes them."""
@@ -62,9 +63,11 @@ def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> Opti
     if config.init == "universal" and images.STDIO in styles:
         raise UsageError("--init universal reads the style images from files, not stdin")
     read = images.read_image
+    decoded = images.decode_image(content)
     return OptimizeInputs(
         paths=paths,
-        content=read(content),
+        content=decoded.image,
+        content_alpha=decoded.alpha,
         styles=[read(style) for style in styles],
         init_image=read(config.init) if init_is_file else None,
         style_masks=[read(path) for path in config.style_masks] if config.style_masks else None,
@@ -142,19 +145,24 @@ def plan_optimize(
 def run_plan(plan: OptimizePlan, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
     """Optimise, writing snapshots as they come, then the result and the side outputs."""
 
+    inputs = plan.inputs
+
+    def write(image: Image.Image, path: str | Path) -> None:
+        image = images.with_alpha(image, inputs.content_alpha, images.format_for(path, plan.image_format))
+        images.write_image(image, path, plan.image_format, plan.quality)
+
     def progress(step: Progress) -> None:
         if on_progress is not None:
             on_progress(step)
         if step.evaluation in plan.snapshots:
-            images.write_image(step.image(), plan.snapshots[step.evaluation], plan.image_format, plan.quality)
+            write(step.image(), plan.snapshots[step.evaluation])
 
-    inputs = plan.inputs
     keep_history = bool(plan.loss_log or plan.plot)
     result = run_optimize(
         inputs.content, inputs.styles, plan.config, inputs.start_image(plan.config), progress, keep_history=keep_history,
         **inputs.masks(),
     )  # fmt: skip
-    images.write_image(result.image, plan.output, plan.image_format, plan.quality)
+    write(result.image, plan.output)
     if plan.loss_log:
         report.write_loss_log(result.history, plan.loss_log, plan.config.to_dict())
     if plan.plot:

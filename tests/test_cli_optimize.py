@@ -159,6 +159,20 @@ def test_stdin_content_writes_stdout_without_o(content_path: Path, style_path: P
     assert (missing.returncode, missing.stderr) == (2, "nst: error: give -o: an output image, or - for stdout\n")
 
 
+def test_a_transparent_content_image_gives_a_transparent_result(content_path: Path, style_path: Path, tmp_path: Path) -> None:
+    content = Image.open(content_path).convert("RGBA")
+    alpha = Image.new("L", content.size, 255)
+    alpha.paste(0, (0, 0, content.width // 2, content.height))  # the left half see-through
+    content.putalpha(alpha)
+    content.save(tmp_path / "cut.png")
+    for name in ("out.png", "out.jpg"):
+        result = nst("optimize", str(tmp_path / "cut.png"), str(style_path), "-o", str(tmp_path / name), "--size", "32", "--iterations", "2", "-q")
+        assert result.returncode == 0, result.stderr
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "RGBA" and out.getchannel("A").getpixel((2, 2)) == 0 and out.getchannel("A").getpixel((out.width - 3, 2)) == 255
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"
+
+
 def test_score_prints_json(content_path: Path, style_path: Path) -> None:
     result = nst("score", str(content_path), str(style_path), str(content_path), "--size", "32")
     assert result.returncode == 0, result.stderr

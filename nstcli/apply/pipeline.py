@@ -91,9 +91,7 @@ def write_result(config: ApplyConfig, item: Decoded, pixels: np.ndarray) -> None
         format_name = item.source_format if item.source_format in EXT_FOR_FORMAT else "PNG"
     else:
         format_name = images.format_for(job.target, requested)
-    result = images.from_array(pixels)
-    if item.alpha is not None and format_name in images.ALPHA_FORMATS:  # transparent in, transparent out
-        result.putalpha(item.alpha)
+    result = images.with_alpha(images.from_array(pixels), item.alpha, format_name)  # transparent in, transparent out
     data = images.encode_image(result, format_name, config.quality, item.icc_profile)
     if job.target != images.STDIO:
         Path(job.target).parent.mkdir(parents=True, exist_ok=True)
