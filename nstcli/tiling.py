@@ -129,9 +129,10 @@ def pin_instance_norm(model_bytes: bytes) -> PinnedModels | None:
     tiles = onnx.ModelProto()
     tiles.CopyFrom(model)
     for index, (graph, node) in enumerate(_norms_in(tiles.graph)):
+        element = types.get(node.input[0], onnx.TensorProto.FLOAT)  # read before the node leaves its graph
         _replace_with_affine(graph, node, index)
         for name in (GAIN_INPUT.format(index), SHIFT_INPUT.format(index)):
-            tiles.graph.input.append(onnx.helper.make_tensor_value_info(name, types.get(node.input[0], onnx.TensorProto.FLOAT), None))
+            tiles.graph.input.append(onnx.helper.make_tensor_value_info(name, element, None))
     return PinnedModels(stats.SerializeToString(), tiles.SerializeToString(), epsilons)
 
 
@@ -140,14 +141,16 @@ AXES_NAME = "nst_stats_axes"
 
 def _norms_in(graph) -> list:
     """(graph, node) of every InstanceNormalization in ``graph`` and, depth first, its ``If`` branches, in
-    graph order (then before else): the numbering of the gains, shifts and statistics."""
+    graph order (then before else): the numbering of the gains, shifts and statistics. Only ``If`` branches:
+    they are what ``_add_stats`` passes statistics out of (a norm in a loop body stays per tile)."""
     found = []
     for node in graph.node:
         if node.op_type == "InstanceNormalization":
             found.append((graph, node))
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                found.extend(_norms_in(attribute.g))
+        elif node.op_type == "If":
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    found.extend(_norms_in(attribute.g))
     return found
 
 
@@ -155,7 +158,7 @@ def _add_stats(graph, numbers, opset: int, types: dict[str, int]) -> list[tuple[
     """Add to ``graph`` the nodes that compute each of its normalisations' mean, variance, scale and bias,
     numbered from ``numbers`` in ``_norms_in`` order; returns (name, element type) of every statistic
     ``graph`` now produces, its branches' included (an ``If`` node gains them as outputs)."""
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     produced = []
     for node in list(graph.node):
@@ -174,7 +177,7 @@ def _add_stats(graph, numbers, opset: int, types: dict[str, int]) -> list[tuple[
                     helper.make_node("Identity", [bias], [BIAS_OUTPUT.format(index)]),
                 ]
             )
-            element = types.get(x, 1)  # 1: float
+            element = types.get(x, TensorProto.FLOAT)
             produced += [(mean, element), (var, element), (SCALE_OUTPUT.format(index), types.get(scale, element)),
                          (BIAS_OUTPUT.format(index), types.get(bias, element))]  # fmt: skip
         elif node.op_type == "If":

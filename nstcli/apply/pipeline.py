@@ -38,7 +38,7 @@ class Decoded:
     pixels: np.ndarray  # (H, W, 3) float32 0..1
     source_format: str | None
     icc_profile: bytes | None
-    alpha: Image.Image | None = None  # the input's transparency, at the size of ``pixels``
+    alpha: Image.Image | None = None  # the input's transparency (images.with_alpha fits it to the result)
 
 
 @dataclass
@@ -76,11 +76,10 @@ def describe(error: Exception, where: str) -> str:
 def decode_job(config: ApplyConfig, job: Job) -> Decoded:
     """Read one input image, upright, downscaled to --max-size."""
     decoded = images.decode_image(job.source)
-    image, alpha = decoded.image, decoded.alpha
+    image = decoded.image
     if config.max_size and max(image.size) > config.max_size:
         image = images.resize_long_side(image, config.max_size)
-        alpha = alpha.resize(image.size, Image.Resampling.LANCZOS) if alpha is not None else None
-    return Decoded(job, images.to_array(image), decoded.format, decoded.icc_profile, alpha)
+    return Decoded(job, images.to_array(image), decoded.format, decoded.icc_profile, decoded.alpha)
 
 
 def write_result(config: ApplyConfig, item: Decoded, pixels: np.ndarray) -> None:
