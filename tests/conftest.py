@@ -24,10 +24,20 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+# The paintings' statistics that --style-image runs keep (apply/painting_cache) go to a folder of this session's
+# (each test's own in-process: fresh_painting_cache), never to the user's cache
+PAINTING_CACHE = tempfile.TemporaryDirectory(prefix="nst-test-cache-")
+os.environ["NST_CACHE_DIR"] = PAINTING_CACHE.name
 # Subprocesses get one OpenMP thread: on a loaded 2-core machine spinning threads make small ops ~100x slower.
 # Without PYTHONUNBUFFERED (this machine sets it, a user's shell does not): stdout into a pipe is block-buffered there
 SUBPROCESS_ENV = {**{key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"},
                   "PYTHONPATH": str(REPO), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fresh_painting_cache(tmp_path_factory, monkeypatch):
+    """Each test starts with no painting measured: what one test's runs keep cannot change another's."""
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path_factory.mktemp("painting-cache")))
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ A folder of ONNX graphs (:mod:`nstcli.universal_export`; the bundled one is ``st
 the VGG19 encoder in stages and one decoder per level. For each photo, coarse to fine over the chosen
 levels (relu4_1 first): encode the current image down to the level, whiten its features and colour
 them with the paintings' statistics (:mod:`nstcli.wct`, numpy, blended by ``strength``), decode back
-to an image. The paintings' statistics are computed once, when the model is built, for the whole run; a
-painting given as a statistics file (``.npz``, :func:`save_painting_stats`: a bundled style's, for ``--kind
+to an image. The paintings' statistics are computed once, when the model is built, for the whole run, and kept
+for later runs (:mod:`nstcli.apply.painting_cache`: a shell loop measures its painting once); a painting given as a
+statistics file (``.npz``, :func:`save_painting_stats`: a bundled style's, for ``--kind
 universal``) is read instead, so the painting itself is not needed.
 
 :class:`UniversalModel` offers what :class:`nstcli.apply.stylizer.Stylizer` uses of a model (``run``,
@@ -26,6 +27,7 @@ import numpy as np
 
 from nstcli import images, model_format as fmt, regions as regions_, wct
 from nstcli.apply.bundled import UNIVERSAL_FOLDER
+from nstcli.apply import painting_cache
 from nstcli.apply.level_one import FirstStage, LinearDecoder
 from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
@@ -152,8 +154,8 @@ class UniversalModel:
         self.int8_levels = [level for level, path in enumerate(stages, 1) if path.name == fmt.universal_file("encoder", level, True)]
         meta = self.decoders[levels[0]].get_modelmeta().custom_metadata_map
         self.info = UniversalInfo(folder, [Path(path).stem for path in paintings], found, meta.get(fmt.META_PRECISION, "?"))
-        self.style_passes = 0
-        self.stats = self._style_statistics(paintings, style_size)
+        self.style_passes = 0  # paintings measured (not read from a statistics file or the cache)
+        self.stats = self._style_statistics(paintings, style_size, stages)
         # Level 1 in numpy where it saves work (apply/level_one): relu1_1 on the statistics' sample grid only, and
         # the decoder (one 3x3 conv) with the WCT map folded in
         self.first_stage = FirstStage.from_session(self.encoders[0]) if 1 in self.decoders else None
@@ -174,19 +176,30 @@ class UniversalModel:
             raise InputError(f"{path}: not an nst universal model ({fmt.META_ARCH} is {meta.get(fmt.META_ARCH)!r})")
         return session
 
-    def _style_statistics(self, paintings: list[str], size: int) -> dict[int, list[wct.StyleStats]]:
-        """Every painting's statistics at every level used: computed once for the run (read from a statistics file)."""
-        self.style_passes += 1
+    def _style_statistics(self, paintings: list[str], size: int, stages: list[Path]) -> dict[int, list[wct.StyleStats]]:
+        """Every painting's statistics at every level used: computed once for the run (read from a statistics file,
+        or from the cache of paintings measured by earlier runs: apply/painting_cache)."""
         stats: dict[int, list[wct.StyleStats]] = {level: [] for level in self.levels}
         for path in paintings:
             if path.lower().endswith(STATS_SUFFIX):
                 measured = load_painting_stats(path, self.levels, size)
             else:
-                features = self._encode(pad(read_painting(path, size)), self.levels[0])
-                measured = {level: wct.style_stats(features[level - 1][0]) for level in self.levels}
+                measured = self._measure_painting(path, size, stages)
             for level in self.levels:
                 stats[level].append(measured[level])
         return stats
+
+    def _measure_painting(self, path: str, size: int, stages: list[Path]) -> dict[int, wct.StyleStats]:
+        key = painting_cache.painting_key(path, size, stages, self.providers[0])
+        kept = painting_cache.load(key) if key else {}
+        if all(level in kept for level in self.levels):
+            return kept
+        self.style_passes += 1
+        features = self._encode(pad(read_painting(path, size)), self.levels[0])
+        measured = {level: wct.style_stats(features[level - 1][0]) for level in self.levels}
+        if key:
+            painting_cache.store(key, {**kept, **measured})
+        return measured
 
     def _encode(self, x: np.ndarray, deepest: int) -> list[np.ndarray]:
         features = []
@@ -323,7 +336,7 @@ def load_painting_stats(path: str, levels: list[int], style_size: int) -> dict[i
     InputError when the file cannot be read; UsageError when it lacks a level or was measured at another
     style size than ``style_size`` (the painting is not there to measure again)."""
     try:
-        with np.load(path) as stored:
+        with open(path, "rb") as file, np.load(file) as stored:  # numpy left a damaged file open
             measured_at = int(stored["style_size"])
             found = sorted(int(key.rpartition("_")[2]) for key in stored.files if key.startswith("colouring_"))
             stats = {level: wct.StyleStats(stored[f"mean_{level}"], stored[f"colouring_{level}"].astype(np.float32))

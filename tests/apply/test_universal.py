@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from nstcli import wct
+from nstcli.apply import painting_cache
 from nstcli.apply.config import ApplyConfig
 from nstcli.apply.pipeline import run_apply
 from nstcli.apply.universal import UniversalModel, load_painting_stats, read_painting, save_painting_stats
@@ -56,6 +57,55 @@ def test_the_paintings_statistics_are_computed_once_per_run(tmp_path, universal_
     summary = run_apply(config)
     assert summary.written == 4
     assert [shape[0] for shape in calls] == [512, 128]  # one painting at two levels, whatever the number of photos
+
+
+def test_a_painting_measured_once_is_read_from_the_cache_by_later_runs(tmp_path, universal_models, painting, monkeypatch):
+    image = np.asarray(photo(48, 32), dtype=np.float32) / 255
+    first = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[3, 1])
+    again = UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[3, 1])
+    assert (first.style_passes, again.style_passes) == (1, 0)
+    assert np.array_equal(first.stylise(image), again.stylise(image))  # kept in float32: bit for bit
+    assert len(list(Path(painting_cache.cache_folder()).glob("*.npz"))) == 1
+    # what the statistics depend on: another style size, another painting, a level not measured yet
+    assert UniversalModel(str(universal_models), [str(painting)], 96, threads=1, levels=[3, 1]).style_passes == 1
+    assert UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[3, 2]).style_passes == 1
+    assert UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[3, 2, 1]).style_passes == 0  # merged
+    assert UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[2]).style_passes == 1  # other stages
+    stripes_image(64, 48, period=4).save(painting)
+    assert UniversalModel(str(universal_models), [str(painting)], 64, threads=1, levels=[3, 1]).style_passes == 1
+
+
+def test_the_cache_keeps_the_paintings_used_last_and_can_be_turned_off(tmp_path, universal_models, monkeypatch):
+    monkeypatch.setattr(painting_cache, "MAX_ENTRIES", 2)
+    paintings = []
+    for period in (3, 4, 5):
+        paintings.append(tmp_path / f"p{period}.png")
+        stripes_image(32, 32, period=period).save(paintings[-1])
+        UniversalModel(str(universal_models), [str(paintings[-1])], 32, threads=1, levels=[1])
+    assert len(list(Path(painting_cache.cache_folder()).glob("*.npz"))) == 2
+    assert UniversalModel(str(universal_models), [str(paintings[0])], 32, threads=1, levels=[1]).style_passes == 1  # dropped
+    assert UniversalModel(str(universal_models), [str(paintings[2])], 32, threads=1, levels=[1]).style_passes == 0
+    monkeypatch.setenv("NST_CACHE_DIR", "")
+    assert painting_cache.cache_folder() is None
+    assert UniversalModel(str(universal_models), [str(paintings[2])], 32, threads=1, levels=[1]).style_passes == 1
+
+
+def test_a_cache_that_cannot_be_used_is_passed_over(tmp_path, universal_models, painting, monkeypatch):
+    (tmp_path / "a file").write_text("not a folder")
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "a file" / "cache"))  # cannot be made
+    photo(40, 24).save(tmp_path / "photo.png")
+    run = ("apply", "--style-image", str(painting), "--universal-model", str(universal_models), "--style-size", "64",
+           str(tmp_path / "photo.png"), "--threads", "1", "-o")  # fmt: skip
+    assert nst(*run, str(tmp_path / "unwritable.png")).returncode == 0
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "cache"))
+    assert nst(*run, str(tmp_path / "fresh.png")).returncode == 0
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    entry.write_bytes(b"PK\x03\x04 damaged")
+    result = nst(*run, str(tmp_path / "damaged.png"))
+    assert result.returncode == 0 and result.stderr.count("\n") <= 1, result.stderr
+    expected = (tmp_path / "fresh.png").read_bytes()
+    assert (tmp_path / "unwritable.png").read_bytes() == expected == (tmp_path / "damaged.png").read_bytes()
+    assert np.load(entry)["colouring_1"].shape == (64, 64)  # measured again and kept
 
 
 def test_levels_strength_and_blend_change_the_picture(tmp_path, universal_models, painting):
