@@ -17,7 +17,7 @@ import warnings
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 try:  # Typer >= 0.25 vendors Click; older releases use the click package
     from typer._click import exceptions as click_errors
@@ -36,6 +36,8 @@ from nstcli.settings import (
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
+
+    from nstcli.optimize import Progress as OptimizeProgress
 
 app = typer.Typer(
     add_completion=False,
@@ -75,6 +77,7 @@ def say(message: str, quiet: bool = False) -> None:
 
 
 PLAIN_PROGRESS_SECONDS = 5.0  # between progress lines when stderr is not a terminal (logs, CI)
+WORK_STEPS = 1000  # an optimisation's progress bar counts its work in thousandths (optimize_reporter)
 
 
 class ProgressLines:
@@ -83,8 +86,9 @@ class ProgressLines:
 
     task_ids = [0]
 
-    def __init__(self, description: str, total: int):
+    def __init__(self, description: str, total: int, counts: bool = True):
         self.description, self.total, self.completed, self.status = description, total, 0, ""
+        self.counts = counts
         self.start = time.monotonic()
         self.last_line = self.start
 
@@ -101,6 +105,8 @@ class ProgressLines:
 
     def line(self, elapsed: float) -> str:
         parts = [f"{self.description} {self.completed}/{self.total}" if self.total else f"{self.description} {self.completed}"]
+        if not self.counts:
+            parts = [self.description]
         if self.status:
             parts.append(self.status)
         parts.append(f"{elapsed:.0f} s")
@@ -110,21 +116,37 @@ class ProgressLines:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, quiet: bool, lines: bool = True) -> Iterator[Progress | ProgressLines | None]:
+def progress_bar(description: str, total: int, quiet: bool, lines: bool = True, counts: bool = True) -> Iterator[Progress | ProgressLines | None]:
     """A rich progress bar on stderr when it is a terminal; else, with ``lines``, a plain line every
-    few seconds; nothing with --quiet."""
+    few seconds; nothing with --quiet. ``counts``: show done/total (else the status says what is counted)."""
     if quiet or not sys.stderr.isatty():
-        yield ProgressLines(description, total) if lines and not quiet else None
+        yield ProgressLines(description, total, counts) if lines and not quiet else None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), BarColumn(), *([MofNCompleteColumn()] if counts else []),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
     with Progress(*columns, console=terminal_console(), transient=False) as progress:
         progress.add_task(description, total=total, status="")
         yield progress
+
+
+def optimize_reporter(bar: Progress | ProgressLines | None) -> Callable[[OptimizeProgress], None]:
+    """An optimisation's progress on ``bar``, whose total is WORK_STEPS: the bar and its time left follow the work
+    (each evaluation weighted by its scale's pixels), the status counts the evaluations."""
+    latest: dict[str, float] = {}  # the losses are reported every few evaluations
+
+    def on_progress(step: OptimizeProgress) -> None:
+        if bar is None:
+            return
+        latest.update(step.losses or {})
+        loss = f"  loss {latest['total']:.4g}" if latest else ""
+        status = f"{step.evaluation}/{step.total}  {step.size[0]}x{step.size[1]}{loss}"
+        bar.update(bar.task_ids[0], completed=round(step.work * WORK_STEPS), status=status)
+
+    return on_progress
 
 
 def version_callback(value: bool) -> None:
@@ -225,17 +247,8 @@ def optimize(
         config, content, styles, output, image_format=image_format, quality=quality, save_every=save_every,
         loss_log=loss_log, plot=plot, save_config=save_config, overwrite=overwrite,
     )  # fmt: skip
-    with progress_bar("optimize", config.iterations, quiet) as bar:
-
-        latest: dict[str, float] = {}  # the losses are reported every 10 evaluations
-
-        def on_progress(step: optimize_engine.Progress) -> None:
-            if bar is not None:
-                latest.update(step.losses or {})
-                loss = f"  loss {latest['total']:.4g}" if latest else ""
-                bar.update(bar.task_ids[0], completed=step.evaluation, status=f"{step.size[0]}x{step.size[1]}{loss}")
-
-        result = optimize_plan.run_plan(plan, on_progress)
+    with progress_bar("optimize", WORK_STEPS, quiet, counts=False) as bar:
+        result = optimize_plan.run_plan(plan, optimize_reporter(bar))
     where = "stdout" if output == "-" else output
     say(f"wrote {where} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s", quiet)
 
@@ -308,13 +321,8 @@ def demo(
     images.check_output_path(output, [], overwrite)
     if optimize:
         iterations = 100 if iterations is None else iterations
-        with progress_bar("demo", iterations, quiet) as bar:
-
-            def on_progress(evaluation: int) -> None:
-                if bar is not None:
-                    bar.update(bar.task_ids[0], completed=evaluation)
-
-            result = demo_engine.run_optimize_demo(size, iterations, on_progress)
+        with progress_bar("demo", WORK_STEPS, quiet, counts=False) as bar:
+            result = demo_engine.run_optimize_demo(size, iterations, optimize_reporter(bar))
         what = f"{iterations} evaluations against the {demo_engine.DEMO_STYLE} style image"
     else:
         result = demo_engine.run_demo(size, style)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from PIL import Image, ImageDraw
 
 from nstcli import images, styles
+
+if TYPE_CHECKING:
+    from nstcli.optimize import Progress  # the engine imports torch: the demo's default path does not
 
 APPLY_STYLE = "starry-night"  # nst demo: a bundled model
 DEMO_STYLE = "swirls"  # nst demo --optimize: the bundled style image (the paintings' images are not shipped)
@@ -56,13 +59,13 @@ def run_demo(size: int, style: str = APPLY_STYLE, provider: str = "auto") -> Dem
     return DemoResult(images.from_array(pixels), time.perf_counter() - start)
 
 
-def run_optimize_demo(size: int, iterations: int, on_progress: Callable[[int], None] | None = None) -> DemoResult:
-    """The demo scene optimised against the ``swirls`` style image for ``iterations`` evaluations (torch)."""
+def run_optimize_demo(size: int, iterations: int, on_progress: Callable[[Progress], None] | None = None) -> DemoResult:
+    """The demo scene optimised against the ``swirls`` style image for ``iterations`` evaluations (torch);
+    ``on_progress`` as :func:`nstcli.optimize.run_optimize` reports it."""
     from nstcli.optimize import run_optimize
     from nstcli.settings import OptimizeConfig
 
     style = images.read_image(styles.style_image(DEMO_STYLE))
     config = OptimizeConfig(size=size, iterations=iterations, seed=0)
-    report = (lambda step: on_progress(step.evaluation)) if on_progress else None
-    result = run_optimize(demo_scene(), [style], config, on_progress=report)
+    result = run_optimize(demo_scene(), [style], config, on_progress=on_progress)
     return DemoResult(result.image, result.seconds)

@@ -51,6 +51,7 @@ class Progress:
     size: tuple[int, int]
     losses: dict[str, float] | None
     image: Callable[[], Image.Image]
+    work: float  # the share of the run's work done (0..1): evaluations weighted by their scale's pixels
 
 
 @dataclass
@@ -174,9 +175,15 @@ class _Budget:
     GPU run does not wait for the device after each step.
     """
 
-    def __init__(self, total: int, on_progress: Callable[[Progress], None] | None, log_every: int, keep: bool):
-        self.total = total
+    def __init__(self, evaluations: list[int], sizes: list[tuple[int, int]], on_progress: Callable[[Progress], None] | None,
+                 log_every: int, keep: bool):  # fmt: skip
+        self.total = sum(evaluations)
         self.done = 0
+        # an evaluation's cost grows with its scale's pixels: a count of evaluations alone made the coarse scales,
+        # cheap and first, promise a finish far too early
+        work = sum(count * width * height for count, (width, height) in zip(evaluations, sizes))
+        self.shares = [width * height / work for width, height in sizes]
+        self.work = 0.0
         self.on_progress = on_progress
         self.log_every = log_every
         self.keep = keep
@@ -186,13 +193,14 @@ class _Budget:
     def record(self, values: torch.Tensor, scale: int, size: tuple[int, int], image: Callable[[], Image.Image]) -> None:
         """``values``: the LOSS_NAMES terms of one evaluation, still on the device."""
         self.done += 1
+        self.work = min(1.0, self.work + self.shares[scale])
         if self.keep:
             self.rows.append((self.done, scale, time.perf_counter() - self.start, values))
         if self.on_progress is None:
             return
         due = self.done % self.log_every == 0 or self.done == self.total
         losses = dict(zip(LOSS_NAMES, values.tolist())) if due else None
-        self.on_progress(Progress(self.done, self.total, scale, size, losses, image))
+        self.on_progress(Progress(self.done, self.total, scale, size, losses, image, self.work))
 
     def history(self) -> list[dict[str, float]]:
         return [
@@ -385,9 +393,10 @@ def run_optimize(
     region_masks, protect_mask = _masks(style_masks, content_mask, len(styles), content.size)
     spatial = region_masks is not None or protect_mask is not None
     sizes = scale_sizes(content.size, config.min_size)
-    budget = _Budget(config.iterations, on_progress, log_every, keep_history)
+    schedule = evaluations_per_scale(config.iterations, len(sizes))
+    budget = _Budget(schedule, sizes, on_progress, log_every, keep_history)
     image = None
-    for scale, (size, evaluations) in enumerate(zip(sizes, evaluations_per_scale(config.iterations, len(sizes)))):
+    for scale, (size, evaluations) in enumerate(zip(sizes, schedule)):
         if evaluations == 0:
             continue
         content_at_scale = content.resize(size, Image.Resampling.LANCZOS) if size != content.size else content

@@ -57,10 +57,24 @@ def test_progress_lines_when_stderr_is_not_a_terminal(
     result = nst(*args, "--iterations", "20", "--min-size", "24", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("optimize ")]
-    assert lines[0].startswith("optimize 1/20  ") and lines[-1].startswith("optimize 20/20  ")
+    assert lines[0].startswith("optimize  1/20  ") and lines[-1].startswith("optimize  20/20  ")
     assert "24x16" in lines[0] and "48x32  loss " in lines[-1]  # the scale's size, then the loss
     assert "s left" in lines[9]
     assert "optimize " not in nst(*args, "--iterations", "2", "--overwrite", "-q").stderr
+
+
+def test_progress_counts_the_work_by_each_scales_pixels(content_path: Path, style_path: Path) -> None:
+    from nstcli import images
+    from nstcli.optimize import run_optimize
+    from nstcli.settings import OptimizeConfig
+
+    steps = []
+    config = OptimizeConfig(size=48, min_size=24, iterations=20, device="cpu")
+    run_optimize(images.read_image(content_path), [images.read_image(style_path)], config, on_progress=steps.append)
+    assert [step.size for step in steps] == [(24, 16)] * 6 + [(34, 23)] * 6 + [(48, 32)] * 8
+    pixels = [width * height for width, height in (step.size for step in steps)]
+    assert [step.work for step in steps] == pytest.approx([sum(pixels[: n + 1]) / sum(pixels) for n in range(20)])
+    assert steps[5].work < 0.12 and steps[-1].work == pytest.approx(1.0)  # the coarsest scale: 6 of 20, an eighth of the work
 
 
 def test_logs_plot_snapshots_and_config(tmp_path: Path, content_path: Path, style_path: Path) -> None:
