@@ -872,14 +872,15 @@ def run() -> None:
     """The ``nst`` command and ``python -m nstcli``: :func:`main`, then out without the interpreter's teardown when
     nothing is left to shut down: no other thread, neither torch nor ray loaded (the light path: apply, styles,
     info). After a one-photo ``nst apply`` the teardown (onnxruntime's sessions, every module's clean-up) took
-    about 35 ms of a 0.45 s run; every output is already written and renamed by then."""
+    about 35 ms of a 0.45 s run; every output is already written and renamed by then. Interrupted, it leaves so
+    with other threads alive too: a reader blocked on stdin holds its lock, and the teardown then aborted
+    Python (exit 134) after ``nst: interrupted``; the outputs' partial files are removed before."""
     try:
         main()
     except SystemExit as finished:
         code = finished.code
-        if (code is None or isinstance(code, int)) and threading.active_count() == 1 and not any(
-            name in sys.modules for name in NEEDS_TEARDOWN
-        ):
+        alone = threading.active_count() == 1 or code == EXIT_INTERRUPTED
+        if (code is None or isinstance(code, int)) and alone and not any(name in sys.modules for name in NEEDS_TEARDOWN):
             with suppress(BrokenPipeError):  # the reader went away: nothing more to tell it
                 sys.stdout.flush()
                 sys.stderr.flush()
