@@ -40,7 +40,7 @@ from torch.autograd.function import FunctionCtx
 
 from nstcli.descriptors import Descriptor, check_layers
 from nstcli.errors import UsageError
-from nstcli.settings import LossSettings, orientation_counts
+from nstcli.settings import LossSettings, check_blend_length, orientation_counts
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -444,8 +444,7 @@ class PerceptualLoss(torch.nn.Module):
         """Style targets (Gram, mean/covariance, patches or sorted projections, see ``--style-loss``) for each
         style image (each may have its own size)."""
         blend = self.weights.style_blend or [1.0 / len(styles)] * len(styles)
-        if len(blend) != len(styles):
-            raise UsageError(f"--style-blend has {len(blend)} weights for {len(styles)} style images")
+        check_blend_length(blend, len(styles))
         self.style_blend = list(blend)
         layers = frozenset(self.weights.style_layers)
         target = self.feature_loss[0] if self.feature_loss else self.statistic

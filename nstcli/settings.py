@@ -466,6 +466,13 @@ def migrate_train(values: dict[str, Any]) -> dict[str, Any]:
     return migrated
 
 
+def check_blend_length(blend: list[float] | None, count: int) -> None:
+    """--style-blend gives one weight per style image (None: equal weights)."""
+    if blend is not None and len(blend) != count:
+        weights, images = ("weight" if len(blend) == 1 else "weights"), ("style image" if count == 1 else "style images")
+        raise UsageError(f"--style-blend has {len(blend)} {weights} for {count} {images}")
+
+
 def orientation_counts(counts: list[int], styles: int) -> list[int]:
     """--style-orientations for each of ``styles`` style images: one count for all, or one each."""
     if len(counts) == 1:
@@ -616,9 +623,13 @@ def parse_list(text: str | None, scalar: type, flag: str, separator: str = ",") 
     if scalar is str:
         parts = [part for part in parts if part.strip()]
     try:
-        return [parse_value(part, scalar) for part in parts]
+        values = [parse_value(part, scalar) for part in parts]
     except (ValueError, KeyError):
         raise UsageError(f"{flag}: expected {separator!r}-separated {scalar.__name__} values, got {text!r}") from None
+    for value in values:
+        if scalar is float:  # nan and inf parse as floats: never a weight or a size
+            check_range(flag, value, None, None)
+    return values
 
 
 def from_flags(config_type: type[Config], flags: dict[str, Any], base: Config | None = None) -> Config:

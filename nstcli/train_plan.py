@@ -27,8 +27,8 @@ from nstcli.checkpoint import load_checkpoint
 from nstcli.devices import check_precision
 from nstcli.errors import UsageError, reject_first
 from nstcli.settings import (
-    BANK, RUN, TrainConfig, check_ranges, compact_counts, declarations, flag_of, get_setting, orientation_counts, roles,
-    with_settings,
+    BANK, RUN, TrainConfig, check_blend_length, check_ranges, compact_counts, declarations, flag_of, get_setting,
+    orientation_counts, roles, with_settings,
 )  # fmt: skip
 
 RUN_SETTINGS = roles(TrainConfig, RUN)  # may differ on --resume
@@ -67,9 +67,7 @@ def validate(config: TrainConfig) -> None:
     options = generators.make_options(config.arch, config.arch_options)
     if not config.style:
         raise UsageError(f"{flag_of(TrainConfig, 'style')} is required")
-    blend = config.loss.style_blend
-    if blend is not None and len(blend) != len(config.style):
-        raise UsageError(f"--style-blend has {len(blend)} weights for {len(config.style)} style images")
+    check_blend_length(config.loss.style_blend, len(config.style))
     orientation_counts(config.loss.style_orientations, len(config.style))
     multiple = options.size_multiple()
     if config.image_size % multiple:

@@ -246,7 +246,7 @@ def test_guided_sliced_wasserstein_judges_only_the_region() -> None:
 def test_per_layer_weights_must_match_layers() -> None:
     with pytest.raises(UsageError, match="2 style layer weights given for 1"):
         LossWeights(["relu2_2"], ["relu1_1"], style_layer_weights=[1, 2]).style_factors()
-    with pytest.raises(UsageError, match="--style-blend has 1 weights for 2"):
+    with pytest.raises(UsageError, match="--style-blend has 1 weight for 2 style images"):
         _loss(LossWeights(["relu1_1"], ["relu1_1"], style_blend=[1.0]), [torch.rand(1, 3, 8, 8)] * 2,
               torch.rand(1, 3, 8, 8))  # fmt: skip
 

@@ -32,6 +32,7 @@ from nstcli.apply.level_one import FirstStage, LinearDecoder
 from nstcli.apply.model import safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
 from nstcli.errors import InputError, UsageError
+from nstcli.settings import check_blend_length
 from nstcli.styles import styles_root
 
 ALL_LEVELS = (4, 3, 2, 1)  # coarse to fine
@@ -400,8 +401,7 @@ def region_paintings(regions: list[regions_.Region], paintings: list[str], blend
 def _blend_weights(blend: list[float] | None, count: int) -> list[float]:
     if blend is None:
         return [1.0 / count] * count
-    if len(blend) != count:
-        raise UsageError(f"--style-blend has {len(blend)} weights for {count} style images")
+    check_blend_length(blend, count)
     if any(weight < 0 for weight in blend) or sum(blend) <= 0:
         raise UsageError("the paintings' blend weights (--style-blend, or --mix with --kind universal) must not be negative nor all zero")
     return [weight / sum(blend) for weight in blend]

@@ -231,7 +231,8 @@ def test_regions_in_tiles_are_fused_with_the_whole_images_region_statistics(tmp_
     [
         (["--style", "starry-night"], 2, "no --style or --mix"),
         (["--levels", "5"], 2, "--levels: choose among 4,3,2,1"),
-        (["--style-blend", "1,2"], 2, "--style-blend has 2 weights for 1 style images"),
+        (["--style-blend", "1,2"], 2, "--style-blend has 2 weights for 1 style image"),
+        (["--style-blend", "nan"], 2, "--style-blend must be a finite number, got nan"),
         (["--style-blend", "0"], 2, "blend weights (--style-blend, or --mix with --kind universal) must not be negative"),
     ],
 )
