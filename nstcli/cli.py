@@ -164,12 +164,13 @@ def root(
 
 def output_or_stdout(output: str | None, inputs: list[str], kinds: str) -> str:
     """-o as given; left out, stdout when the one input is stdin, as a filter: cat in.png | nst ... - > out.png.
-    ``kinds``: what -o may name, for the message when it is missing."""
-    if output is not None:
-        return output
-    if inputs == ["-"]:
-        return "-"
-    raise UsageError(f"give -o: {kinds}, or - for stdout")
+    ``kinds``: what -o may name, for the message when it is missing. Image bytes are not written to a terminal."""
+    if output is None and inputs != ["-"]:
+        raise UsageError(f"give -o: {kinds}, or - for stdout")
+    output = "-" if output is None else output
+    if output == "-" and sys.stdout.isatty():
+        raise UsageError("stdout is a terminal, not a place for image bytes: redirect it (> out.png), pipe it, or give -o FILE")
+    return output
 
 
 @app.command(rich_help_panel="Stylise")
@@ -833,6 +834,8 @@ def main(argv: list[str] | None = None) -> None:
             print(deprecation, file=sys.stderr)
         code = app(args=argv, prog_name="nst", standalone_mode=False)
     except click_errors.UsageError as error:
+        if not error.format_message():  # a bare ``nst`` or group: the help is printed, and that is all
+            sys.exit(EXIT_USAGE)
         hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
         print(one_line(f"nst: error: {error.format_message()}{hint}"), file=sys.stderr)
         sys.exit(EXIT_USAGE)

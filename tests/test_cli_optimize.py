@@ -26,6 +26,8 @@ def test_help_is_fast_and_does_not_import_torch() -> None:
     result = nst("--help")
     assert result.returncode == 0 and b"optimize" in result.stdout
     assert nst("--version").stdout.startswith(b"nst ")
+    bare = nst()  # the help, and no empty error line after it
+    assert bare.returncode == 2 and b"optimize" in bare.stdout and bare.stderr == ""
 
 
 def test_optimize_writes_the_output_and_a_message(tmp_path: Path, content_path: Path, style_path: Path) -> None:

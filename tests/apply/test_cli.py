@@ -216,6 +216,20 @@ def test_ctrl_c_while_reading_stdin_is_a_clean_interrupt(models, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_image_bytes_are_not_written_to_a_terminal(models, tmp_path):
+    import pty
+
+    photo().save(tmp_path / "photo.png")
+    leader, follower = pty.openpty()
+    for command in (["apply", str(models["single"]), str(tmp_path / "photo.png"), "-o", "-"],
+                    ["optimize", str(tmp_path / "photo.png"), str(tmp_path / "photo.png"), "-o", "-"]):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "nstcli", *command], stdout=follower, stderr=subprocess.PIPE,
+                              env=SUBPROCESS_ENV, timeout=120)  # fmt: skip
+        assert done.returncode == 2 and done.stderr.decode().startswith("nst: error: stdout is a terminal"), done.stderr
+    os.close(follower)
+    os.close(leader)
+
+
 def test_kill_and_resume_leaves_no_partial_or_duplicate_files(models, tmp_path):
     count = 120
     process, out = signal_a_run_part_way(models, tmp_path, signal.SIGKILL, count)
