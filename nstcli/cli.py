@@ -669,7 +669,9 @@ def train(
     if result.skipped_images:
         say(f"nst: warning: {result.skipped_images} unreadable image files were skipped", quiet)
     if result.interrupted:
-        say(f"interrupted at step {result.steps}; continue with --resume {result.checkpoint}", quiet)
+        # the loss log and plot written so far are rewritten whole by the run that continues: it must be let replace them
+        replaced = " --overwrite" if loss_log or plot else ""
+        say(f"interrupted at step {result.steps}; continue with --resume {result.checkpoint}{replaced}", quiet)
         raise typer.Exit(EXIT_INTERRUPTED)
     last = result.history[-1] if result.history else {}
     say(

@@ -354,7 +354,8 @@ def test_cli_refuses_to_overwrite_and_needs_style_and_data(tmp_path, photos, sty
 def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photos, style, random_vgg16):
     flags = tiny_flags(photos, style, random_vgg16)
     process = subprocess.Popen(
-        [sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags, "--steps", "100000", "--log-every", "1"],
+        [sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags, "--steps", "100000", "--log-every", "1",
+         "--loss-log", "loss.csv"],
         cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -364,13 +365,16 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photo
     process.send_signal(signal.SIGINT)
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
-    assert "continue with --resume model.ckpt" in rest
+    assert "continue with --resume model.ckpt --overwrite" in rest  # the loss log is there, and is rewritten whole
+    assert (tmp_path / "loss.csv").is_file()
     state = torch.load(tmp_path / "model.ckpt", weights_only=True)
     assert 0 < state["step"] < 100000 and not (tmp_path / "model.pt").exists()
     target = str(state["step"] + 2)
-    result = nst("train", "-o", "model.pt", "--resume", "model.ckpt", "--steps", target, cwd=tmp_path)
+    result = nst("train", "-o", "model.pt", "--resume", "model.ckpt", "--steps", target, "--loss-log", "loss.csv", "--overwrite",
+                 cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert torch.load(tmp_path / "model.pt", weights_only=True)["step"] == int(target)
+    assert (tmp_path / "loss.csv").read_text().splitlines()[-1].startswith(f"{target},")
     result = nst("train", "-o", "again.pt", "--resume", "model.ckpt", "--lr", "0.5", cwd=tmp_path)
     assert result.returncode == 2 and "--lr cannot change on --resume" in result.stderr
 
