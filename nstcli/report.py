@@ -41,6 +41,15 @@ def _ticks(low: float, high: float) -> list[float]:
     return [10.0**power for power in range(math.floor(low), math.ceil(high) + 1)]
 
 
+def _x_ticks(low: float, high: float) -> list[float]:
+    """Four to ten ticks at round numbers (1, 2 or 5 times a power of ten; whole numbers: steps and evaluations
+    are counted) between ``low`` and ``high``, each labelled where it is."""
+    rough = (high - low) / 8
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = max(1.0, next(factor * power for factor in (1, 2, 5, 10) if factor * power >= rough))
+    return [index * step for index in range(math.ceil(low / step), math.floor(high / step) + 1)]
+
+
 def plot_losses(rows: list[dict[str, float]], path: str | Path, x_key: str = "evaluation") -> None:
     """Loss curves on a log scale (one line per term that is ever positive), written as PNG."""
     if Path(path).suffix.lower() != ".png":
@@ -68,9 +77,9 @@ def plot_losses(rows: list[dict[str, float]], path: str | Path, x_key: str = "ev
         _, py = point(x_low, math.log10(tick))
         draw.line([margin, py, width - margin, py], fill=(225, 225, 225))
         draw.text((5, py - 6), f"{tick:.0e}", fill="black")
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        x = x_low + fraction * (x_high - x_low)
+    for x in _x_ticks(x_low, x_high):
         px, _ = point(x, y_low)
+        draw.line([px, height - margin, px, height - margin + 4], fill="black")
         draw.text((px - 10, height - margin + 8), f"{x:.0f}", fill="black")
     draw.text((width // 2 - 30, height - 30), x_key, fill="black")
     for index, (name, colour) in enumerate(curves.items()):
@@ -78,6 +87,9 @@ def plot_losses(rows: list[dict[str, float]], path: str | Path, x_key: str = "ev
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
         draw.text((width - margin - 90, margin + 8 + 16 * index), f"- {name}", fill=colour)
+    for index, name in enumerate(name for name in CURVES if name not in curves and any(name in row for row in rows)):
+        # a term that is always 0 (e.g. --tv-weight 0) has no place on a log scale: said, not silently left out
+        draw.text((width - margin - 90, margin + 8 + 16 * (len(curves) + index)), f"  {name}: 0", fill=CURVES[name])
     write_bytes_atomic(encode_image(image, "PNG"), path)
 
 
