@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -80,6 +80,14 @@ def loss_weights(config: OptimizeConfig) -> LossWeights:
     """The objective of ``config``: its loss settings, layers left unset from the network's defaults."""
     info = net_info(config.loss.net)
     return losses.loss_weights(config.loss, info.content_layers, info.style_layers)
+
+
+def resolved_config(config: OptimizeConfig) -> OptimizeConfig:
+    """``config`` with what the run resolves filled in: the layers (the network's defaults) and the learning rate
+    (the optimiser's), as --save-config and the JSON loss log record them."""
+    weights = loss_weights(config)
+    loss = replace(config.loss, content_layers=weights.content_layers, style_layers=weights.style_layers)
+    return replace(config, loss=loss, lr=config.lr or DEFAULT_LR[config.optimizer])
 
 
 def scale_sides(size: int, min_size: int) -> list[int]:

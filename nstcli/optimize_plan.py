@@ -19,7 +19,7 @@ from PIL import Image
 
 from nstcli import images, report, styles as presets
 from nstcli.errors import UsageError
-from nstcli.optimize import OptimizeResult, Progress, run_optimize, validate
+from nstcli.optimize import OptimizeResult, Progress, resolved_config, run_optimize, validate
 from nstcli.settings import OptimizeConfig
 
 INIT_KINDS = ("content", "noise", "universal")  # --init values that are not a file
@@ -163,10 +163,11 @@ def run_plan(plan: OptimizePlan, on_progress: Callable[[Progress], None] | None 
         **inputs.masks(),
     )  # fmt: skip
     write(result.image, plan.output)
+    resolved = resolved_config(plan.config).to_dict()
     if plan.loss_log:
-        report.write_loss_log(result.history, plan.loss_log, plan.config.to_dict())
+        report.write_loss_log(result.history, plan.loss_log, resolved)
     if plan.plot:
         report.plot_losses(result.history, plan.plot)
     if plan.save_config:
-        images.write_bytes_atomic(json.dumps(plan.config.to_dict(), indent=1).encode(), plan.save_config)
+        images.write_bytes_atomic(json.dumps(resolved, indent=1).encode(), plan.save_config)
     return result

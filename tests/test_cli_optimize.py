@@ -92,7 +92,9 @@ def test_logs_plot_snapshots_and_config(tmp_path: Path, content_path: Path, styl
     assert float(rows[-1]["total"]) < float(rows[0]["total"])
     assert Image.open(tmp_path / "loss.png").size == (900, 540)
     assert sorted(p.name for p in tmp_path.glob("out.0*.png")) == ["out.00002.png", "out.00004.png"]
-    assert json.loads((tmp_path / "config.json").read_text())["iterations"] == 6
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["iterations"] == 6 and saved["lr"] == 1.0  # resolved: L-BFGS's rate, the network's layers
+    assert saved["loss"]["content_layers"] == ["relu4_2"] and saved["loss"]["style_layers"][0] == "relu1_1"
     json_run = nst("optimize", str(content_path), str(style_path), "-o", str(tmp_path / "b.png"), *FAST,
                        "--loss-log", str(tmp_path / "loss.json"))  # fmt: skip
     assert json_run.returncode == 0
