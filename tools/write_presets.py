@@ -26,9 +26,9 @@ PAINTINGS = {  # preset name: (title, artist, lifespan, year), from shared/data/
     "great-wave": ("The Great Wave off Kanagawa (woodblock print)", "Katsushika Hokusai", "1760-1849", "c. 1830-1832"),
     "the-kiss": ("The Kiss (Der Kuss)", "Gustav Klimt", "1862-1918", "1907-1908"),
     "shipwreck": ("The Shipwreck of the Minotaur", "J. M. W. Turner", "1775-1851", "c. 1810"),
-    "night-cafe": ("The Night Cafe", "Vincent van Gogh", "1853-1890", "1888"),
+    "night-cafe": ("The Night Café", "Vincent van Gogh", "1853-1890", "1888"),
     "tahitian-women": ("Tahitian scene with three women (title not verified)", "Paul Gauguin", "1848-1903", "1890s"),
-    "still-life-apples": ("Still life with apples (title not verified)", "Paul Cezanne", "1839-1906", "c. 1877-1890"),
+    "still-life-apples": ("Still life with apples (title not verified)", "Paul Cézanne", "1839-1906", "c. 1877-1890"),
     "river-landscape": ("River landscape (title not verified)", "Pierre-Auguste Renoir", "1841-1919", "c. 1870s-1890s"),
 }
 EXPORT_PRECISION = {"stylebank": "fp32", "johnson": "fp16"}  # fp16 banks ran 10% slower on the CPU provider
