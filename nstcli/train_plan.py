@@ -251,6 +251,9 @@ def add_styles_config(saved: TrainConfig, styles: list[str], names: list[str], g
     model's one count, and a model with one count per style asks for theirs.
     """
     config = _bank_run(saved, given, "--add-style", len(styles))
+    taken = [name for name in names if name in saved.style_names()]
+    if taken:
+        raise UsageError(f"--add-style: the model has a style named {taken[0]!r} already (choose another, NAME=IMAGE)")
     all_styles = saved.style + styles
     config = replace(
         config, style=all_styles, names=saved.style_names() + names,

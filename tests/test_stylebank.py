@@ -153,6 +153,8 @@ def test_add_style_weighs_only_the_new_banks(folder, bank):
     assert train_plan.add_styles_config(weighted, blue, ["blue"], {}).loss.style_blend == [0.5, 1.5, 1.0]
     with pytest.raises(UsageError, match="one weight per style it trains"):
         train_plan.add_styles_config(saved, blue, ["blue"], {"style_blend": [1.0, 2.0]})
+    with pytest.raises(UsageError, match=f"--add-style: the model has a style named '{saved.style_names()[0]}' already"):
+        train_plan.add_styles_config(saved, blue, [saved.style_names()[0]], {})
 
 
 def test_training_logs_style_and_identity_and_lowers_each_banks_style_loss(folder, bank):
