@@ -120,7 +120,7 @@ class LossSettings:
         1,
         help="gram, meancov and sw: match the style statistic (sw: the feature distribution) in each tile of an N x N "
         "grid of the output, not only over the whole image, so every region takes the painting (1 = whole image; "
-        "with masks: each region).",
+        "with masks: each region; not with patch).",
         panel=PANEL_LOSS,
         low=1,
         high=16,
