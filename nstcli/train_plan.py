@@ -201,11 +201,12 @@ def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
     """The checkpoint's config with the run settings the user ``given`` on the command line.
 
     A training-defining setting given with a different value than the checkpoint's is an error: a
-    resumed run continues the same training.
+    resumed run continues the same training. ``--data`` may name another folder (moved, copied to another
+    machine): the trainer checks that it holds the same files (``data.ScanResult.fingerprint``).
     """
     run_values = {}
     for key, value in given.items():
-        if key in RUN_SETTINGS:
+        if key in RUN_SETTINGS or key == "data":
             run_values[key] = value
         elif key == "arch_options":
             _check_arch_unchanged(saved, value, "on --resume")

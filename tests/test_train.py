@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,6 +271,18 @@ def test_resume_refuses_changed_data(tmp_path, photos, style, random_vgg16):
     state["data"]["fingerprint"] = "0" * 16
     with pytest.raises(InputError, match="data folder changed"):
         train.run_train(train_plan.TrainPlan(config, tmp_path / "m2.pt", resume_state=state))
+
+
+def test_resume_finds_the_same_photos_in_a_moved_folder(tmp_path, photos, style, random_vgg16):
+    config = tiny_config(photos, style, random_vgg16, steps=1)
+    train.run_train(train_plan.TrainPlan(config, tmp_path / "m.pt"))
+    state = checkpoint.load_checkpoint(tmp_path / "m.pt")
+    moved = shutil.copytree(photos, tmp_path / "elsewhere")
+    resumed = train_plan.resume_config(train.TrainConfig.from_dict(state["config"]), {"data": str(moved), "steps": 2})
+    assert train.run_train(train_plan.TrainPlan(resumed, tmp_path / "m2.pt", resume_state=state)).steps == 2
+    (moved / "photo0.png").unlink()  # no longer the same photos
+    with pytest.raises(InputError, match="data folder changed"):
+        train.run_train(train_plan.TrainPlan(resumed, tmp_path / "m3.pt", resume_state=state))
 
 
 def test_load_checkpoint_rejects_other_files(tmp_path):
