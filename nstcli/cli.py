@@ -666,8 +666,10 @@ def train(
                 say(f"step {progress.step}/{progress.total}  epoch {progress.epoch:.2f}  {text}{event}", quiet)
 
         result = train_engine.run_train(plan, on_progress)
-    if result.skipped_images:
-        say(f"nst: warning: {result.skipped_images} unreadable image files were skipped", quiet)
+    if result.unreadable_files:
+        say(f"nst: warning: {result.unreadable_files} unreadable image files were left out", quiet)
+    if result.failed_reads:  # counted per read, not per file: a photo that fails is read again each epoch
+        say(f"nst: warning: photos failed to decode {result.failed_reads} times (the next photo took their place)", quiet)
     if result.interrupted:
         # the loss log and plot written so far are rewritten whole by the run that continues: it must be let replace them
         replaced = " --overwrite" if loss_log or plot else ""

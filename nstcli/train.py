@@ -74,7 +74,8 @@ class TrainResult:
     history: list[dict[str, float]]
     interrupted: bool = False
     checkpoint: str | None = None  # written on interrupt
-    skipped_images: int = 0
+    unreadable_files: int = 0  # image files whose header could not be read: left out at the scan
+    failed_reads: int = 0  # photos that passed the scan but failed to decode, each time the next photo taking its place
     parameters: int = 0
     exported: ExportResult | None = None  # with TrainPlan.export
 
@@ -374,7 +375,7 @@ class Trainer:
         return TrainResult(
             steps=self.step, seconds=time.perf_counter() - start, history=self.history, interrupted=interrupted,
             checkpoint=str(checkpoint_path) if interrupted else None,
-            skipped_images=self.skipped + self.scan.unreadable, parameters=generators.count_parameters(self.model),
+            unreadable_files=self.scan.unreadable, failed_reads=self.skipped, parameters=generators.count_parameters(self.model),
         )  # fmt: skip
 
     def _agree(self, stop: bool) -> bool:

@@ -246,7 +246,7 @@ def test_train_over_the_corpus_folder(tmp_path, good):
                      "--steps", "2", cwd=tmp_path, timeout=120)  # fmt: skip
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
-    assert "Traceback" not in stderr and "unreadable image files were skipped" in stderr
+    assert "Traceback" not in stderr and "unreadable image files were left out" in stderr
     from nstcli import checkpoint
 
     assert checkpoint.load_checkpoint(tmp_path / "m.pt")["step"] == 2

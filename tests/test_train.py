@@ -216,7 +216,7 @@ def test_training_lowers_the_loss_and_writes_a_safe_checkpoint(tmp_path, photos,
     result = train.run_train(train_plan.TrainPlan(config, tmp_path / "model.pt"))
     totals = [row["total"] for row in result.history]
     assert len(totals) == 4 and totals[-1] < totals[0]
-    assert result.skipped_images == 1  # broken.jpg
+    assert (result.unreadable_files, result.failed_reads) == (1, 0)  # broken.jpg, left out at the scan
     state = torch.load(tmp_path / "model.pt", weights_only=True)  # no pickled code
     assert state["step"] == 16 and state["config"]["arch"] == arch
     # --resume checks for exactly what the trainer writes beside format, versions, config and weights
@@ -326,7 +326,7 @@ def test_cli_trains_with_the_embedded_vgg19_and_writes_everything(tmp_path, phot
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""  # stdout is for data only
-    assert "1 unreadable image files were skipped" in result.stderr
+    assert "1 unreadable image files were left out" in result.stderr
     assert "wrote model.pt" in result.stderr and "wrote model.onnx" in result.stderr
     rows = (tmp_path / "loss.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch,lr,content,style,tv,total") and len(rows) == 3
