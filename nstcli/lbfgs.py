@@ -18,7 +18,9 @@ positive curvature skipped) with two deliberate changes: the pair uses the step 
 (``x - x_prev``), which stays correct when the caller projects x back into its box after a step;
 and a pair counts as curved when s.y > 1e-10 |s| |y| rather than s.y > 1e-10, which does not depend
 on the scale of the loss (torch's absolute test rejects every pair of a small-valued objective,
-e.g. a TV term alone, and then never takes more than a tiny gradient step).
+e.g. a TV term alone, and then never takes more than a tiny gradient step). With ``max_step_rms``, a step
+longer than that (root mean square over the elements) is shortened to it, on the device: a trust region
+for objectives that flatten out, where the curvature estimate grows without bound and unit steps diverge.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import torch
 
 
 class LBFGS:
-    def __init__(self, x: torch.Tensor, history: int = 100, lr: float = 1.0):
+    def __init__(self, x: torch.Tensor, history: int = 100, lr: float = 1.0, max_step_rms: float | None = None):
         size, device = x.numel(), x.device
         self.x = x
         self.lr = lr
+        self.max_step_rms = max_step_rms
         self.steps = 0  # host counter: the first step is special, all later ones are the same kernels
         self.s = torch.zeros(history, size, device=device)
         self.y = torch.zeros(history, size, device=device)
@@ -52,6 +55,9 @@ class LBFGS:
         else:
             self._remember(x, g)
             direction = self._direction(g)
+        if self.max_step_rms is not None:
+            rms = torch.linalg.vector_norm(direction) * (self.lr / direction.numel() ** 0.5)
+            direction = direction * torch.clamp(self.max_step_rms / rms, max=1.0)
         self.previous_x.copy_(x)
         self.previous_g.copy_(g)
         x.add_(direction, alpha=self.lr)

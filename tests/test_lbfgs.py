@@ -51,3 +51,23 @@ def test_converges_on_an_ill_conditioned_quadratic() -> None:
         (gradient,) = torch.autograd.grad((scales * x**2).sum(), x)
         optimizer.step(gradient)
     assert (scales * x.detach() ** 2).sum() < 1e-5 * initial
+
+
+def test_a_step_cap_keeps_a_flattening_objective_from_diverging() -> None:
+    """sqrt(1 + x^2) flattens away from 0: the curvature estimate grows, and unit steps overshoot ever further."""
+
+    def run(cap: float | None) -> tuple[torch.Tensor, list[float]]:
+        x = torch.full((10,), 3.0, requires_grad=True)
+        optimizer = LBFGS(x.detach(), history=10, max_step_rms=cap)
+        steps = []
+        for _ in range(40):
+            before = x.detach().clone()
+            (gradient,) = torch.autograd.grad(torch.sqrt(1 + x**2).sum(), x)
+            optimizer.step(gradient)
+            steps.append(float((x.detach() - before).pow(2).mean().sqrt()))
+        return x.detach(), steps
+
+    free, _ = run(None)
+    capped, steps = run(1.0)
+    assert free.abs().max() > 100  # thrown far away
+    assert capped.abs().max() < 1e-3 and max(steps) <= 1.0 + 1e-5

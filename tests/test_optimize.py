@@ -20,13 +20,22 @@ def tiny(**overrides) -> OptimizeConfig:
     return with_settings(OptimizeConfig(), values | overrides)
 
 
-def test_lbfgs_returns_its_best_iterate_when_its_steps_overshoot() -> None:
+def test_lbfgs_returns_its_best_iterate_when_its_steps_overshoot(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nstcli import optimize
+
+    monkeypatch.setattr(optimize, "MAX_STEP_RMS", None)  # the step cap alone keeps this run near its best
     config = tiny(style_loss="gram", lr=5.0, min_size=48)  # five times the unit step: the loss climbs again
     totals = [row["total"] for row in run_optimize(CONTENT, [STYLE], config, keep_history=True).history]
     result = run_optimize(CONTENT, [STYLE], config)
     assert totals[-1] > 5 * min(totals)  # the run ends far above its best point
     judged = run_optimize(CONTENT, [STYLE], tiny(style_loss="gram", iterations=1, min_size=48), init_image=result.image, keep_history=True)
     assert judged.history[0]["total"] < 1.1 * min(totals)  # the image saved is the best point (to 8-bit rounding)
+
+
+def test_the_step_cap_keeps_a_large_learning_rate_near_its_best_point() -> None:
+    config = tiny(style_loss="gram", lr=5.0, min_size=48)  # without the cap it ends over 5x its best (above)
+    totals = [row["total"] for row in run_optimize(CONTENT, [STYLE], config, keep_history=True).history]
+    assert totals[-1] < 1.5 * min(totals) and totals[-1] < 0.5 * totals[0]
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
