@@ -104,9 +104,12 @@ class ProgressLines:
             say(self.line(now - self.start))
 
     def line(self, elapsed: float) -> str:
-        parts = [f"{self.description} {self.completed}/{self.total}" if self.total else f"{self.description} {self.completed}"]
         if not self.counts:
             parts = [self.description]
+        elif self.total:
+            parts = [f"{self.description} {self.completed}/{self.total}"]
+        else:
+            parts = [f"{self.description} {self.completed}"]
         if self.status:
             parts.append(self.status)
         parts.append(f"{elapsed:.0f} s")

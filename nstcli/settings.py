@@ -626,8 +626,8 @@ def parse_list(text: str | None, scalar: type, flag: str, separator: str = ",") 
         values = [parse_value(part, scalar) for part in parts]
     except (ValueError, KeyError):
         raise UsageError(f"{flag}: expected {separator!r}-separated {scalar.__name__} values, got {text!r}") from None
-    for value in values:
-        if scalar is float:  # nan and inf parse as floats: never a weight or a size
+    if scalar is float:  # nan and inf parse as floats: never a weight or a size
+        for value in values:
             check_range(flag, value, None, None)
     return values
 

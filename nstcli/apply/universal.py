@@ -191,6 +191,7 @@ class UniversalModel:
         return stats
 
     def _measure_painting(self, path: str, size: int, stages: list[Path]) -> dict[int, wct.StyleStats]:
+        """One painting's statistics: from the cache when it holds every level used, else measured and kept."""
         key = painting_cache.painting_key(path, size, stages, self.providers[0])
         kept = painting_cache.load(key) if key else {}
         if all(level in kept for level in self.levels):
