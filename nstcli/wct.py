@@ -20,6 +20,7 @@ model gives it level 1's grid alone (apply/level_one), whose mean is then the gr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -34,6 +35,26 @@ MAX_SAMPLES = 1 << 16
 class StyleStats:
     mean: np.ndarray  # (C,) float32
     colouring: np.ndarray  # (C, C) float32: E D^1/2 E^T
+
+
+def stats_arrays(stats: dict[int, StyleStats], colouring_dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """A painting's statistics (level -> StyleStats) as the named arrays of an .npz file: mean_L and colouring_L."""
+    arrays = {}
+    for level, level_stats in stats.items():
+        arrays[f"mean_{level}"] = level_stats.mean.astype(np.float32, copy=False)
+        arrays[f"colouring_{level}"] = level_stats.colouring.astype(colouring_dtype, copy=False)
+    return arrays
+
+
+def stored_levels(arrays: Mapping[str, np.ndarray]) -> list[int]:
+    """The levels whose statistics ``arrays`` (named as :func:`stats_arrays` names them) hold."""
+    return sorted(int(name.rpartition("_")[2]) for name in arrays if name.startswith("colouring_"))
+
+
+def stats_from_arrays(arrays: Mapping[str, np.ndarray], levels: list[int]) -> dict[int, StyleStats]:
+    """The statistics at ``levels`` back from arrays named as :func:`stats_arrays` names them (colouring in float32)."""
+    return {level: StyleStats(arrays[f"mean_{level}"], arrays[f"colouring_{level}"].astype(np.float32, copy=False))
+            for level in levels}  # fmt: skip
 
 
 def sample_stride(height: int, width: int, limit: int = MAX_SAMPLES) -> int:

@@ -58,8 +58,7 @@ def load(key: str) -> dict[int, wct.StyleStats]:
     path = folder / f"{key}{SUFFIX}"
     try:
         with open(path, "rb") as file, np.load(file) as stored:  # numpy left a damaged file open
-            levels = sorted(int(name.rpartition("_")[2]) for name in stored.files if name.startswith("colouring_"))
-            stats = {level: wct.StyleStats(stored[f"mean_{level}"], stored[f"colouring_{level}"]) for level in levels}
+            stats = wct.stats_from_arrays(stored, wct.stored_levels(stored))
         os.utime(path)  # used last: kept longest
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return {}
@@ -71,11 +70,8 @@ def store(key: str, stats: dict[int, wct.StyleStats]) -> None:
     folder = cache_folder()
     if folder is None:
         return
-    arrays = {}
-    for level, level_stats in stats.items():
-        arrays[f"mean_{level}"], arrays[f"colouring_{level}"] = level_stats.mean, level_stats.colouring
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **wct.stats_arrays(stats))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         images.write_bytes_atomic(buffer.getvalue(), folder / f"{key}{SUFFIX}")

@@ -323,10 +323,7 @@ def paint_once(photo: images.Image.Image, paintings: list[str], blend: list[floa
 
 def save_painting_stats(path: str | Path, stats: dict[int, wct.StyleStats], style_size: int) -> None:
     """Write one painting's statistics (``stats``: level -> its StyleStats) measured at ``style_size``, atomically."""
-    arrays: dict[str, np.ndarray] = {"style_size": np.array(style_size)}
-    for level, level_stats in stats.items():
-        arrays[f"mean_{level}"] = level_stats.mean.astype(np.float32)
-        arrays[f"colouring_{level}"] = level_stats.colouring.astype(np.float16)
+    arrays = {"style_size": np.array(style_size), **wct.stats_arrays(stats, colouring_dtype=np.float16)}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     images.write_bytes_atomic(buffer.getvalue(), path)
@@ -340,9 +337,8 @@ def load_painting_stats(path: str, levels: list[int], style_size: int) -> dict[i
     try:
         with open(path, "rb") as file, np.load(file) as stored:  # numpy left a damaged file open
             measured_at = int(stored["style_size"])
-            found = sorted(int(key.rpartition("_")[2]) for key in stored.files if key.startswith("colouring_"))
-            stats = {level: wct.StyleStats(stored[f"mean_{level}"], stored[f"colouring_{level}"].astype(np.float32))
-                     for level in levels if level in found}  # fmt: skip
+            found = wct.stored_levels(stored)
+            stats = wct.stats_from_arrays(stored, [level for level in levels if level in found])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: not a painting's statistics file ({error})") from None
     if measured_at != style_size:
