@@ -88,12 +88,17 @@ def loss_weights(config: OptimizeConfig) -> LossWeights:
     return losses.loss_weights(config.loss, info.content_layers, info.style_layers)
 
 
+def learning_rate(config: OptimizeConfig) -> float:
+    """--lr, or the optimiser's default (in 0..255 pixel units)."""
+    return config.lr or DEFAULT_LR[config.optimizer]
+
+
 def resolved_config(config: OptimizeConfig) -> OptimizeConfig:
     """``config`` with what the run resolves filled in: the layers (the network's defaults) and the learning rate
     (the optimiser's), as --save-config and the JSON loss log record them."""
     weights = loss_weights(config)
     loss = replace(config.loss, content_layers=weights.content_layers, style_layers=weights.style_layers)
-    return replace(config, loss=loss, lr=config.lr or DEFAULT_LR[config.optimizer])
+    return replace(config, loss=loss, lr=learning_rate(config))
 
 
 def scale_sides(size: int, min_size: int) -> list[int]:
@@ -229,7 +234,7 @@ def _iteration(loss_fn: PerceptualLoss, pixels: torch.Tensor, config: OptimizeCo
     On CUDA the whole iteration (~150 network kernels plus the optimiser's) is captured once in a
     CUDA graph and replayed: at 512 px, launching the kernels one by one costs more than running them.
     """
-    lr = config.lr or DEFAULT_LR[config.optimizer]
+    lr = learning_rate(config)
     use_graph = pixels.is_cuda and config.cuda_graph
     if config.optimizer == "lbfgs":
         update = LBFGS(pixels.detach(), history=lbfgs_history(pixels.numel()), lr=lr, max_step_rms=MAX_STEP_RMS).step
