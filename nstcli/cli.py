@@ -240,7 +240,7 @@ def optimize(
     config = settings.from_flags(OptimizeConfig, ctx.params)
     settings.check_ranges(config)  # before an engine (and torch) is imported: a typo is refused at once
     config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
-    from nstcli import optimize as optimize_engine, optimize_plan
+    from nstcli import optimize_plan
 
     if sweep:
         if save_every or loss_log or plot or output == "-":
