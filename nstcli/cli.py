@@ -470,8 +470,8 @@ def apply(
             done, rate = progress.written + progress.failed, progress.images_per_second
             bar.update(bar.task_ids[0], total=progress.total, completed=done, description="apply", status=f"{rate:.1f} img/s")
 
-        def on_failure(message: str) -> None:
-            say(f"nst: {message}")
+        def on_failure(message: str) -> None:  # one input failed: the run goes on (or stops, --fail-fast)
+            say(f"nst: error: {message}")
 
         if ray is None:
             summary = run_apply(config, on_progress, on_failure, on_warning=lambda m: say(f"nst: warning: {m}"))

@@ -52,7 +52,8 @@ def test_folder_mirrors_tree_counts_failures_and_prints_json(models, tmp_path):
     assert summary["written"] == 5 and summary["failed"] == 1 and summary["planned"] == 6
     assert summary["failures"][0]["input"].endswith("broken.jpg")
     assert summary["images_per_second"] > 0 and summary["provider"] == "CPUExecutionProvider"
-    assert "broken.jpg: not a recognised image file" in result.stderr
+    failure = next(line for line in result.stderr.splitlines() if "broken.jpg" in line)
+    assert failure.startswith("nst: error: ") and failure.endswith("broken.jpg: not a recognised image file")
     assert outputs(tmp_path / "out") == {"deep/img000.png", "img001.png", "img002.png", "deep/img003.png", "img004.png"}
     with Image.open(tmp_path / "out" / "img001.png") as image:
         assert image.size == (48, 32) and image.mode == "RGB"
@@ -443,7 +444,7 @@ def test_a_folder_that_cannot_be_listed_is_a_failed_input_not_a_silent_skip(mode
     monkeypatch.setattr(os, "scandir", scandir)
     result = nst("apply", str(models["single"]), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--json")
     assert result.returncode == 1
-    assert f"nst: {hidden}: cannot read this folder (Permission denied)" in result.stderr.splitlines()
+    assert f"nst: error: {hidden}: cannot read this folder (Permission denied)" in result.stderr.splitlines()
     summary = json.loads(result.stdout)
     assert summary["written"] == 2 and summary["failed"] == 1
 
