@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from nstcli.errors import UsageError
-from nstcli.settings import check_range, declaration, flag_of, value_type
+from nstcli.settings import check_range, declaration, flag_of, help_of, value_type
 
 # Flags renamed for clarity: (command, old flag) -> new flag. The old one still works for one
 # release, with a one-line warning (see nstcli.cli.main).
@@ -38,7 +38,7 @@ def setting_option(config_type: type, name: str, **changes: Any) -> Any:
     return typer.Option(
         None if is_list else default,
         flag_of(config_type, name),
-        help=metadata["help"],
+        help=help_of(config_type, name),
         rich_help_panel=metadata["panel"],
         show_default=not is_list and default is not None,
         **changes,

@@ -18,7 +18,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 from nstcli.errors import UsageError
 
@@ -40,12 +40,12 @@ MAX_SEED = 2**63 - 1
 Config = TypeVar("Config")
 
 
-def setting(default: Any = MISSING, *, help: str, panel: str, factory: Callable[[], Any] | None = None,
+def setting(default: Any = MISSING, *, help: str | Mapping[str, str], panel: str, factory: Callable[[], Any] | None = None,
             role: str = FIXED, low: float | None = None, high: float | None = None,
             flag: str | None = None) -> Any:  # fmt: skip
-    """A dataclass field with its help text, help panel, resume role, for numbers its range
-    ``low..high`` (inclusive; every item of a list of numbers), and its flag when that is not
-    ``--name-with-dashes``."""
+    """A dataclass field with its help text (one per command, ``{"optimize": ..., "train": ...}``, where a shared
+    setting means something different in each), help panel, resume role, for numbers its range ``low..high``
+    (inclusive; every item of a list of numbers), and its flag when that is not ``--name-with-dashes``."""
     metadata = {"help": help, "panel": panel, "role": role, "range": (low, high), "flag": flag}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
@@ -68,11 +68,19 @@ class LossSettings:
         panel=PANEL_DESCRIPTOR,
     )
     content_layers: list[str] | None = setting(
-        None, help="Comma-separated, e.g. relu4_2 (default: optimize relu4_2, train relu2_2).", panel=PANEL_DESCRIPTOR
+        None,
+        help={
+            "optimize": "Comma-separated, e.g. relu4_2 (default: the net's; relu4_2 in VGG19, relu3_3 in VGG16, layer2 in ResNets).",
+            "train": "Comma-separated (default relu2_2).",
+        },
+        panel=PANEL_DESCRIPTOR,
     )
     style_layers: list[str] | None = setting(
         None,
-        help="Comma-separated (default: optimize relu1_1..relu5_1, train the last ReLU of blocks 1-4).",
+        help={
+            "optimize": "Comma-separated (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1; in ResNets stem,layer1,layer2,layer3).",
+            "train": "Comma-separated (default: the last ReLU of blocks 1-4; relu1_2,relu2_2,relu3_4,relu4_4 in VGG19).",
+        },
         panel=PANEL_DESCRIPTOR,
     )
     content_layer_weights: list[float] | None = setting(
@@ -103,7 +111,10 @@ class LossSettings:
     )
     style_blend: list[float] | None = setting(
         None,
-        help="One weight per style image, e.g. 0.7,0.3 (stylebank, cin: each style's style-loss weight, default 1 each).",
+        help={
+            "optimize": "One weight per style image, e.g. 0.7,0.3 (default: equal weights).",
+            "train": "One weight per style image, e.g. 0.7,0.3 (stylebank, cin: each style's style-loss weight, default 1 each).",
+        },
         panel=PANEL_LOSS,
         role=BANK,
         low=0,
@@ -138,7 +149,10 @@ class LossSettings:
     )
     style_scale: float = setting(
         1.0,
-        help="Style image long side relative to the image it styles (optimize: --size; train: --image-size).",
+        help={
+            "optimize": "Style image long side relative to --size (at each scale: to that scale's size).",
+            "train": "Style image long side relative to --image-size.",
+        },
         panel=PANEL_LOSS,
         role=BANK,
         low=0.01,
@@ -157,6 +171,8 @@ def _optimize_loss() -> LossSettings:
 @dataclass
 class OptimizeConfig:
     """Everything that defines one ``nst optimize`` run; written next to outputs so it can be reproduced."""
+
+    COMMAND: ClassVar[str] = "optimize"  # whose help texts a shared setting shows
 
     size: int = setting(512, help="Output long side in pixels.", panel=PANEL_IO, low=16, high=MAX_SIDE)
     style_crop: float = setting(
@@ -291,6 +307,8 @@ MULTI_STYLE_ARCHS = ("stylebank", "cin")
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; stored in checkpoints and in exported models."""
+
+    COMMAND: ClassVar[str] = "train"
 
     style: list[str] = setting(
         help="Style image (repeat, with --style-blend, to blend several); stylebank, cin: NAME=IMAGE, one per style.",
@@ -567,6 +585,12 @@ def declaration(config_type: type, name: str) -> tuple[Any, Any, Mapping[str, An
     (``TrainConfig``'s style weight, not ``LossSettings``')."""
     declared = declarations(config_type)[name]
     return declared.annotation, declared.default, declared.metadata
+
+
+def help_of(config_type: type, name: str) -> str:
+    """The help text of setting ``name`` for ``config_type``'s command."""
+    text = declarations(config_type)[name].metadata["help"]
+    return text if isinstance(text, str) else text[config_type.COMMAND]
 
 
 def flag_of(config_type: type, name: str) -> str:

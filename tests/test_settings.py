@@ -23,6 +23,10 @@ def test_each_command_has_its_own_default_from_one_declaration():
     assert settings.declaration(TrainConfig, "style_weight")[1] == 0.05
     help_texts = {settings.declaration(config, "style_weight")[2]["help"] for config in (OptimizeConfig, TrainConfig)}
     assert len(help_texts) == 1  # the same text, not one copied per command
+    # where a shared setting means something else in each command, each --help names only its own
+    assert "--size" in settings.help_of(OptimizeConfig, "style_scale") and "train" not in settings.help_of(OptimizeConfig, "style_scale")
+    assert "--image-size" in settings.help_of(TrainConfig, "style_scale")
+    assert "relu2_2" in settings.help_of(TrainConfig, "content_layers") and "relu2_2" not in settings.help_of(OptimizeConfig, "content_layers")
 
 
 def test_flags_become_a_nested_config_and_lists_are_parsed():
