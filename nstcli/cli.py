@@ -348,7 +348,8 @@ def apply(
         "default when the input is -).", rich_help_panel=PANEL_IO,
     ),
     name: str = typer.Option("{stem}.{ext}", help="Output file name: {stem} (the input's name without suffix), {ext} (the output's suffix), {name} (the input's "
-        "whole name), {style}, {model} (the model file's stem).", rich_help_panel=PANEL_IO),
+        "whole name), {style} (the style's name; a30+b70 for a mix, a+b for regions or paintings), {model} (the model file's stem).",
+        rich_help_panel=PANEL_IO),
     image_format: Optional[str] = typer.Option(
         None, "--format", help="png, jpg, webp, bmp, tiff for images; mp4, mkv, mov, webm, avi for videos (default: the input's).",
         rich_help_panel=PANEL_IO,

@@ -61,7 +61,7 @@ class Model:
             if weights.sum() <= 0:
                 raise UsageError("--mix: the weights must not all be zero")
             weights /= weights.sum()
-            label = "-".join(f"{safe_label(styles[i])}{round(w * 100)}" for i, w in enumerate(weights) if w > 0)
+            label = LABEL_JOIN.join(f"{safe_label(styles[i])}{round(w * 100)}" for i, w in enumerate(weights) if w > 0)
         elif style is not None:
             index = style_index(style, styles)
             weights[index] = 1.0
@@ -77,7 +77,7 @@ class Model:
         indices = [style_index(name, styles) for name in names]
         if len(set(indices)) != len(indices):
             raise UsageError("--region: each style once")
-        label = "-".join(safe_label(styles[index]) for index in indices)
+        label = LABEL_JOIN.join(safe_label(styles[index]) for index in indices)
         if not self.info.has_style_weights:
             return [None], label
         return [np.eye(len(styles), dtype=np.float32)[index] for index in indices], label
@@ -184,6 +184,10 @@ def style_index(key: str, styles: list[str]) -> int:
     if key.isdigit() and int(key) < len(styles):
         return int(key)
     raise UsageError(f"unknown style {key!r}; this model has: {', '.join(f'{i}={s}' for i, s in enumerate(styles))}")
+
+
+# Between the styles of a mix, regions or blended paintings in {style}: style names hold hyphens themselves
+LABEL_JOIN = "+"
 
 
 def safe_label(text: str) -> str:

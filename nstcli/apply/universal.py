@@ -29,7 +29,7 @@ from nstcli import images, model_format as fmt, regions as regions_, wct
 from nstcli.apply.bundled import UNIVERSAL_FOLDER
 from nstcli.apply import painting_cache
 from nstcli.apply.level_one import FirstStage, LinearDecoder
-from nstcli.apply.model import safe_label
+from nstcli.apply.model import LABEL_JOIN, safe_label
 from nstcli.apply.runtime import GPU_PROVIDERS, load_session
 from nstcli.errors import InputError, UsageError
 from nstcli.settings import check_blend_length
@@ -214,7 +214,7 @@ class UniversalModel:
         """The label for output file names: the paintings' stems."""
         if style is not None or mix:
             raise UsageError("--style-image paints with the images given: no --style or --mix with it")
-        return "+".join(safe_label(name) for name in self.info.styles)
+        return LABEL_JOIN.join(safe_label(name) for name in self.info.styles)
 
     def stylise(self, image: np.ndarray) -> np.ndarray:
         """One (H, W, 3) photo in 0..1 -> stylised (H, W, 3) in 0..1."""

@@ -297,7 +297,7 @@ def test_multi_style_flags(models, tmp_path):
     for flags in (["--style", "ink"], ["--style", "1"], ["--mix", "ink=0.3,oil=0.7"]):
         result = nst("apply", model, source, "-o", str(out), "--name", "{stem}_{style}.png", *flags)
         assert result.returncode == 0, result.stderr
-    assert outputs(out) == {"p_ink.png", "p_oil.png", "p_ink30-oil70.png"}
+    assert outputs(out) == {"p_ink.png", "p_oil.png", "p_ink30+oil70.png"}
     pixels = [np.asarray(Image.open(out / name), dtype=np.int16) for name in ("p_ink.png", "p_oil.png")]
     assert np.abs(pixels[0] - pixels[1]).mean() > 0.5
     bad = nst("apply", model, source, "-o", str(out), "--mix", "ink:1")

@@ -57,7 +57,8 @@ def test_multi_style_selection_and_mix(models):
     oil = model.run(image)
     assert model.select_style("0", None) == "ink"
     ink = model.run(image)
-    assert model.select_style(None, {"ink": 1, "oil": 1}) == "ink50-oil50"
+    assert model.select_style(None, {"ink": 1, "oil": 1}) == "ink50+oil50"
+    assert model.region_styles(["oil", "ink"])[1] == "oil+ink"  # joined as a mix: style names may hold hyphens
     np.testing.assert_array_equal(model.style_weights, [0.5, 0.5])
     half = model.run(image)
     assert np.abs(oil - ink).mean() > 1e-3  # the styles really differ

@@ -57,7 +57,7 @@ def test_the_same_files_as_a_local_run_bit_for_bit(models, tmp_path, cluster):
     assert (clustered.written, clustered.failed, clustered.planned) == (local.written, 0, 13)
     assert clustered.provider == "CPUExecutionProvider" and clustered.images_per_second > 0
     assert files(tmp_path / "ray") == files(tmp_path / "local")
-    assert "large/deep/img000-ink30-oil70.png" in files(tmp_path / "ray")
+    assert "large/deep/img000-ink30+oil70.png" in files(tmp_path / "ray")
 
 
 def test_the_cli_counts_bad_files_and_skips_existing(models, tmp_path, cluster):

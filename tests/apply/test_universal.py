@@ -503,7 +503,7 @@ def test_bundled_styles_paint_through_the_universal_models(tmp_path):
             outputs[label] = (outputs[label].name, np.asarray(image, dtype=np.float32))
         for path in (tmp_path / "out").glob("*.png"):
             path.unlink()
-    assert outputs["one"][0] == "starry-night.png" and outputs["mix"][0] == "starry-night+the-kiss.png"
+    assert outputs["one"][0] == "starry-night.png" and outputs["mix"][0] == outputs["regions"][0] == "starry-night+the-kiss.png"
     assert np.abs(outputs["one"][1] - outputs["mix"][1]).mean() > 1
     assert np.abs(outputs["mix"][1] - outputs["regions"][1]).mean() > 1
 
