@@ -311,7 +311,8 @@ class TrainConfig:
     COMMAND: ClassVar[str] = "train"
 
     style: list[str] = setting(
-        help="Style image (repeat, with --style-blend, to blend several); stylebank, cin: NAME=IMAGE, one per style.",
+        help="Style image, or a bundled style that ships one (repeat, with --style-blend, to blend several); stylebank, cin: "
+        "NAME=IMAGE, one per style.",
         panel=PANEL_IO,
         factory=list,
         flag="--style-image",

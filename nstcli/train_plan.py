@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nstcli import generators, images, report
+from nstcli import generators, images, report, styles as presets
 from nstcli.checkpoint import load_checkpoint
 from nstcli.devices import check_precision
-from nstcli.errors import UsageError, reject_first
+from nstcli.errors import InputError, UsageError, reject_first
 from nstcli.settings import (
     BANK, RUN, TrainConfig, check_blend_length, check_ranges, compact_counts, declarations, flag_of, get_setting,
     orientation_counts, roles, with_settings,
@@ -157,13 +157,25 @@ def _optional_path(text: str | None) -> Path | None:
 
 
 def _named_styles(config: TrainConfig) -> TrainConfig:
-    """Style paths made absolute; a multi-style model's ``NAME=IMAGE`` split into names and paths, one style each."""
+    """Style paths made absolute (a bundled style's name: its image); a multi-style model's ``NAME=IMAGE`` split
+    into names and paths, one style each."""
     if config.multi_style and config.style:
         names, paths = (list(items) for items in zip(*(split_named_style(text) for text in config.style)))
         options = {**config.arch_options, "styles": len(paths)}
         config = replace(config, names=names, style=paths, arch_options=options)
+    paths = [presets.style_image_or_file(path) for path in config.style]
+    check_inputs(paths, config.data)
     data = str(Path(config.data).resolve()) if config.data else ""
-    return replace(config, style=[str(Path(path).resolve()) for path in config.style], data=data)
+    return replace(config, style=[str(Path(path).resolve()) for path in paths], data=data)
+
+
+def check_inputs(style_paths: list[str], data: str) -> None:
+    """Style images and the data folder exist, named as typed (the config keeps them absolute)."""
+    for path in style_paths:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such file" if not Path(path).exists() else f"{path}: a folder, not an image")
+    if data and not Path(data).is_dir():
+        raise InputError(f"{data}: not a folder" if Path(data).exists() else f"{data}: no such folder")
 
 
 def _check_outputs(plan: TrainPlan, resume: str | None, overwrite: bool) -> None:

@@ -28,6 +28,15 @@ def test_a_fresh_run_resolves_paths_and_names_its_files(config):
     assert plan.resume_state is None and plan.base_state is None
 
 
+def test_inputs_are_named_as_typed_and_a_bundled_style_gives_its_image(config):
+    for changes, message in (({"style": ["gone.png"]}, "^gone.png: no such file$"), ({"style": ["photos"]}, "^photos: a folder, not an image$"),
+                             ({"data": "nowhere"}, "^nowhere: no such folder$"), ({"data": "style.png"}, "^style.png: not a folder$")):  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            plan_train(replace(config, **changes), "m.pt")
+    bundled = plan_train(replace(config, style=["swirls"]), "m.pt")
+    assert Path(bundled.config.style[0]).name == "swirls.png" and Path(bundled.config.style[0]).is_file()
+
+
 def test_stylebank_names_come_from_name_equals_image(config):
     bank = TrainConfig(style=["red=style.png", "style.png"], data="photos", arch="stylebank")
     plan = plan_train(bank, "bank.pt")
