@@ -422,7 +422,8 @@ class Trainer:
 
 def run_train(plan: TrainPlan, on_progress: Callable[[Progress], None] | None = None) -> TrainResult:
     """Train as ``plan`` says, write the model (on SIGINT/SIGTERM: the checkpoint, and the result
-    says ``interrupted``), then the loss log, the plot and the ONNX export the plan asks for."""
+    says ``interrupted``; finished, the run's checkpoint is removed), then the loss log, the plot and the
+    ONNX export the plan asks for."""
     trainer = Trainer(plan.config, plan.resume_state, plan.base_state)
     try:
         result = trainer.run(plan.output, plan.checkpoint, plan.preview_dir, on_progress)
@@ -430,6 +431,8 @@ def run_train(plan: TrainPlan, on_progress: Callable[[Progress], None] | None = 
         trainer.close()
     if not is_main_process():
         return result
+    if not result.interrupted:  # the model holds all a checkpoint held, at the last step: an older step to resume is a trap
+        plan.checkpoint.unlink(missing_ok=True)
     if plan.loss_log:
         report.write_loss_log(result.history, plan.loss_log, plan.config.to_dict())
     if plan.plot:

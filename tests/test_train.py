@@ -239,8 +239,14 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, photos, st
     # texture: its noise draws from the RNG, so RNG state must be restored too
     config = tiny_config(photos, style, random_vgg16, arch="texture", arch_options={"scales": 2}, steps=8,
                          checkpoint_every=4, batch_size=4, tv_weight=1.0)  # fmt: skip
-    whole = train.run_train(train_plan.TrainPlan(config, tmp_path / "whole.pt"))
-    halfway = checkpoint.load_checkpoint(tmp_path / "whole.ckpt")
+
+    def keep_checkpoint(progress: train.Progress) -> None:  # a finished run removes its checkpoint
+        if progress.event == f"checkpoint {tmp_path / 'whole.ckpt'}":
+            shutil.copy(tmp_path / "whole.ckpt", tmp_path / "halfway.ckpt")
+
+    whole = train.run_train(train_plan.TrainPlan(config, tmp_path / "whole.pt"), keep_checkpoint)
+    assert not (tmp_path / "whole.ckpt").exists()
+    halfway = checkpoint.load_checkpoint(tmp_path / "halfway.ckpt")
     assert halfway["step"] == 4 and halfway["items_seen"] == 16  # an epoch (6 images) and a half in
     resumed = train.run_train(train_plan.TrainPlan(config, tmp_path / "resumed.pt", resume_state=halfway))
     assert len(resumed.history) == len(whole.history) == 8
@@ -388,7 +394,8 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photo
     assert result.returncode == 0, result.stderr
     assert torch.load(tmp_path / "model.pt", weights_only=True)["step"] == int(target)
     assert (tmp_path / "loss.csv").read_text().splitlines()[-1].startswith(f"{target},")
-    result = nst("train", "-o", "again.pt", "--resume", "model.ckpt", "--lr", "0.5", cwd=tmp_path)
+    assert not (tmp_path / "model.ckpt").exists()  # finished: model.pt holds the last step, no older one is left to resume
+    result = nst("train", "-o", "again.pt", "--resume", "model.pt", "--lr", "0.5", cwd=tmp_path)
     assert result.returncode == 2 and "--lr cannot change on --resume" in result.stderr
 
 
