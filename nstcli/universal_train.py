@@ -262,7 +262,8 @@ class UniversalTrainer:
 def run_universal_train(config: UniversalTrainConfig, output: str | Path, resume: str | None = None,
                         given: dict[str, Any] | None = None, overwrite: bool = False,
                         on_progress: Callable[[UniversalProgress], None] | None = None) -> UniversalResult:  # fmt: skip
-    """Train (or, with ``resume``, continue) the universal decoders; writes FILE.pt (and FILE.ckpt on the way)."""
+    """Train (or, with ``resume``, continue) the universal decoders; writes FILE.pt (and FILE.ckpt on the way,
+    removed when the run finishes: FILE.pt holds the last step and resumes the same way)."""
     output = Path(output)
     if output.suffix != ".pt":
         raise UsageError(f"{output}: the decoders are written as FILE.pt")
@@ -275,5 +276,7 @@ def run_universal_train(config: UniversalTrainConfig, output: str | Path, resume
     resumed = Path(resume).resolve() if resume else None
     outputs = [path for path in (output, checkpoint) if path.resolve() != resumed]  # continuing in place replaces it
     images.check_outputs(outputs, [config.data], overwrite)
-    trainer = UniversalTrainer(config, state)
-    return trainer.run(output, checkpoint, on_progress)
+    result = UniversalTrainer(config, state).run(output, checkpoint, on_progress)
+    if not result.interrupted:
+        checkpoint.unlink(missing_ok=True)
+    return result

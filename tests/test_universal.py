@@ -47,7 +47,8 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, photos):
 
     straight = run_universal_train(tiny_config(photos), tmp_path / "straight.pt")
     assert straight.steps == [1, 1, 1, 2] and not straight.interrupted
-    run_universal_train(tiny_config(photos, level_steps=[1, 1, 1, 1]), tmp_path / "first.pt")
+    run_universal_train(tiny_config(photos, level_steps=[1, 1, 1, 1], checkpoint_every=1), tmp_path / "first.pt")
+    assert not (tmp_path / "first.ckpt").exists()  # finished: first.pt holds the last step
     resumed = run_universal_train(tiny_config(photos), tmp_path / "resumed.pt", resume=str(tmp_path / "first.pt"),
                                   given={"level_steps": [1, 1, 1, 2]})  # fmt: skip
     assert resumed.steps == [1, 1, 1, 2]
