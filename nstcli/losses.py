@@ -15,7 +15,9 @@ carries ~90% of the Gram loss, relu2_1 and relu3_1 a few percent, relu1_1 and re
 apart) or for the patch loss (``patch``, Li & Wand 2016): each 3 x 3 patch of the output's features is
 pulled towards the painting's most similar patch, so each region of the photo borrows from the part
 of the painting that resembles it; or for the sliced Wasserstein loss (``sw``, Heitz et al. 2021): the
-whole distribution of each layer's features, compared along fixed directions. ``--style-tiles N`` takes the output's statistic in each tile of an
+whole distribution of each layer's features, compared along fixed directions. Two of gram, meancov and sw joined
+by ``+`` (``sw+gram``) are summed, each with half the style weight, on one pass of the descriptor (a
+:class:`PerceptualLoss` computes the first, a companion each other one). ``--style-tiles N`` takes the output's statistic in each tile of an
 N x N grid (:class:`Tiled`; for ``sw`` each tile's distribution, :func:`split_tiles`) against the painting's
 whole image, so no region can stay unstyled.
 
@@ -31,7 +33,7 @@ i.e. every style's region is multiplied by (1 - content mask); the content loss 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -235,6 +237,12 @@ def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> tor
 STYLE_STATISTICS = {"gram": gram, "meancov": mean_covariance}
 FEATURE_LOSSES = {"patch": (style_patches, patch_loss), "sw": (sorted_projections, sliced_wasserstein)}
 STYLE_LOSSES = (*STYLE_STATISTICS, *FEATURE_LOSSES)
+COMBINABLE = ("gram", "meancov", "sw")  # joined by +, each with an equal share of --style-weight: sw+gram
+
+
+def style_loss_parts(name: str) -> list[str]:
+    """The losses a ``--style-loss`` sums: ``sw+gram`` -> [sw, gram]; one name -> itself."""
+    return name.split("+")
 # Each style loss scaled so the default --style-weight 10 paints about as strongly with any of them
 # (looked at on kodim04 + The Starry Night and kodim15 + Turner, 256 px): unscaled, meancov is ~18x
 # weaker than the Gram loss on a photo and the patch loss ~10x stronger (it copied the painting); sw
@@ -348,8 +356,12 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
 def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
     """Reject bad loss settings (``weights``: the same resolved) before any weight is loaded; their
     numbers' ranges are checked with the rest of the config (:func:`nstcli.settings.check_ranges`)."""
-    if settings.style_loss not in STYLE_LOSSES:
-        raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {', '.join(STYLE_LOSSES)})")
+    parts = style_loss_parts(settings.style_loss)
+    if any(part not in STYLE_LOSSES for part in parts):
+        raise UsageError(f"unknown --style-loss {settings.style_loss!r} (choose {', '.join(STYLE_LOSSES)}, or two of "
+                         f"{', '.join(COMBINABLE)} joined by +, e.g. sw+gram)")  # fmt: skip
+    if len(parts) > 1 and (len(set(parts)) != len(parts) or any(part not in COMBINABLE for part in parts)):
+        raise UsageError(f"--style-loss {settings.style_loss}: join different losses of {', '.join(COMBINABLE)} with +")
     if settings.style_tiles > 1 and settings.style_loss == "patch":
         raise UsageError("--style-tiles works with --style-loss gram, meancov or sw, not patch")
     wrong = [count for count in settings.style_orientations if count not in ORIENTATIONS]
@@ -413,6 +425,13 @@ class PerceptualLoss(torch.nn.Module):
     def __init__(self, descriptor: Descriptor, weights: LossWeights, precision: torch.dtype = torch.float32):
         super().__init__()
         self.descriptor = descriptor
+        first, *others = style_loss_parts(weights.style_loss)
+        # a sum of losses (sw+gram): this object computes the first, a companion each other one, on the same features
+        self.share = 1.0 / (1 + len(others))  # of the style term: each loss of a sum weighs the same
+        self.companions = [PerceptualLoss(descriptor, replace(weights, style_loss=other), precision) for other in others]
+        for companion in self.companions:
+            companion.share = self.share
+        weights = replace(weights, style_loss=first)
         self.weights = weights
         self.precision = precision
         self.content_factors = weights.content_factors()
@@ -453,6 +472,8 @@ class PerceptualLoss(torch.nn.Module):
             views = [{name: target(value) for name, value in self.features(view, layers).items()}
                      for view in oriented(style, count)]  # fmt: skip
             self.style_targets.append({name: average_targets([view[name] for view in views]) for name in views[0]})
+        for companion in self.companions:
+            companion.set_styles(styles)
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
         """Spatial control (see the module docstring): masks (1, 1, H, W) in 0..1, any resolution.
@@ -465,6 +486,8 @@ class PerceptualLoss(torch.nn.Module):
             raise UsageError(f"--style-mask and --content-mask work with --style-loss {', '.join(maskable)}, not {self.weights.style_loss}")
         if style_masks is not None and len(style_masks) != len(self.style_targets):
             raise UsageError(f"{len(style_masks)} style masks given for {len(self.style_targets)} style images")
+        for companion in self.companions:
+            companion.set_masks(style_masks, content_mask)
         if content_mask is None:
             self.style_masks = style_masks
             return
@@ -498,6 +521,19 @@ class PerceptualLoss(torch.nn.Module):
         guided = GUIDED_STATISTICS[self.weights.style_loss]
         return [{name: guided(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
 
+    def style_terms(self, features: dict[str, torch.Tensor], style: int | None) -> list[torch.Tensor]:
+        """This loss's share of the style term, one entry per style image weighted by its blend weight
+        (``style``: that one alone)."""
+        masks = self.style_masks or [None] * len(self.style_targets)
+        judged = zip(self._style_grams(features), self.style_targets, self.style_blend, masks)
+        if style is not None:
+            judged = [list(judged)[style]]
+        per_style = []
+        for grams, targets, blend, mask in judged:
+            style_loss = sum(factor * self._style_distance(name, grams, features, targets, mask) for name, factor in self.style_factors.items())
+            per_style.append(self.share * blend * style_loss)
+        return per_style
+
     def forward(self, image: torch.Tensor, style: int | None = None) -> LossTerms:
         """The terms for ``image``; ``style``: judge against that style alone, weighted by its blend
         weight (a StyleBank bank learns one style), instead of every style blended."""
@@ -507,14 +543,7 @@ class PerceptualLoss(torch.nn.Module):
             factor * mean_squared_error(features[name], self.content_targets[name])
             for name, factor in self.content_factors.items()
         )
-        masks = self.style_masks or [None] * len(self.style_targets)
-        judged = zip(self._style_grams(features), self.style_targets, self.style_blend, masks)
-        if style is not None:
-            judged = [list(judged)[style]]
-        per_style = []
-        for grams, targets, blend, mask in judged:
-            style_loss = sum(factor * self._style_distance(name, grams, features, targets, mask) for name, factor in self.style_factors.items())
-            per_style.append(blend * style_loss)
+        per_style = [sum(parts) for parts in zip(*(loss.style_terms(features, style) for loss in (self, *self.companions)))]
         style = sum(per_style)
         tv = total_variation(image)
         content, style, tv = w.content_weight * content, w.style_weight * style, w.tv_weight * tv

@@ -124,7 +124,9 @@ class LossSettings:
         "gram",
         help="Style loss per layer: gram (Gatys et al.), meancov (feature mean and covariance, matched apart), "
         "patch (each 3x3 feature patch against the most similar patch of the painting, Li & Wand; layers relu3_1,relu4_1) "
-        "or sw (sliced Wasserstein: each layer's whole feature distribution, along fixed directions).",
+        "or sw (sliced Wasserstein: each layer's whole feature distribution, along fixed directions); or two of gram, "
+        "meancov, sw joined by +, each with half the style weight (sw+gram: the distribution, and the Gram matrix "
+        "that does not ask for the painting's share of flat areas).",
         panel=PANEL_LOSS,
     )
     style_tiles: int = setting(

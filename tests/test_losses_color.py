@@ -355,3 +355,35 @@ def test_a_config_with_one_orientation_count_as_a_number_still_loads() -> None:
     old["loss"]["style_orientations"] = 8
     assert TrainConfig.from_dict(old).loss.style_orientations == [8]
     assert TrainConfig.from_dict(TrainConfig(style=["a.png"]).to_dict()).loss.style_orientations == [1]
+
+
+def test_two_style_losses_joined_by_plus_are_their_mean_with_masks_tiles_and_blends() -> None:
+    """sw+gram: each loss with half of the style weight, on the same features; every style setting reaches both."""
+    generator = torch.Generator().manual_seed(12)
+    content, style_a, style_b = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(3))
+    layers = (["relu2_2"], ["relu1_1", "relu2_1"])
+    left = torch.zeros(1, 1, 32, 32)
+    left[..., :16] = 1
+    for options in ({}, {"style_tiles": 2}, {"style_blend": [0.8, 0.2]}):
+        losses = {name: _loss(LossWeights(*layers, style_loss=name, style_weight=10, **options), [style_a, style_b], content)
+                  for name in ("sw+gram", "sw", "gram")}  # fmt: skip
+        if not options:
+            for loss in losses.values():
+                loss.set_masks([left, 1 - left])
+        terms = {name: loss(content) for name, loss in losses.items()}
+        assert torch.isclose(terms["sw+gram"].style, (terms["sw"].style + terms["gram"].style) / 2, rtol=1e-5), options
+        assert torch.isclose(terms["sw+gram"].content, terms["sw"].content)
+        one = {name: loss(content, style=1).style for name, loss in losses.items()}  # a StyleBank step: one style alone
+        assert torch.isclose(one["sw+gram"], (one["sw"] + one["gram"]) / 2, rtol=1e-5), options
+
+
+def test_style_losses_join_only_different_statistics() -> None:
+    from nstcli.losses import validate_settings
+    from nstcli.settings import LossSettings
+
+    weights = LossWeights(["relu4_2"], ["relu3_1"])
+    validate_settings(LossSettings(style_loss="meancov+gram"), weights)
+    for name, message in (("sw+bogus", "unknown --style-loss 'sw\\+bogus'"), ("sw+sw", "join different losses"),
+                          ("patch+gram", "join different losses of gram, meancov, sw")):  # fmt: skip
+        with pytest.raises(UsageError, match=message):
+            validate_settings(LossSettings(style_loss=name), weights)

@@ -193,7 +193,7 @@ def test_coverage_spread_shows_a_picture_styled_only_in_part() -> None:
     assert part["coverage_spread"] > 3 * whole["coverage_spread"]
 
 
-@pytest.mark.parametrize("style_loss", ["gram", "meancov", "patch", "sw"])
+@pytest.mark.parametrize("style_loss", ["gram", "meancov", "patch", "sw", "sw+gram"])
 def test_each_style_loss_optimises(style_loss: str) -> None:
     result = run_optimize(CONTENT, [STYLE], tiny(style_loss=style_loss, iterations=12), keep_history=True)
     totals = [row["total"] for row in result.history]
