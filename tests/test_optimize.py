@@ -27,7 +27,7 @@ def test_lbfgs_returns_its_best_iterate_when_its_steps_overshoot(monkeypatch: py
     config = tiny(style_loss="gram", lr=5.0, min_size=48)  # five times the unit step: the loss climbs again
     totals = [row["total"] for row in run_optimize(CONTENT, [STYLE], config, keep_history=True).history]
     result = run_optimize(CONTENT, [STYLE], config)
-    assert totals[-1] > 5 * min(totals)  # the run ends far above its best point
+    assert totals[-1] > 2 * min(totals)  # the run ends far above its best point (2.3x to over 5x, by the CPU's kernels)
     judged = run_optimize(CONTENT, [STYLE], tiny(style_loss="gram", iterations=1, min_size=48), init_image=result.image, keep_history=True)
     assert judged.history[0]["total"] < 1.1 * min(totals)  # the image saved is the best point (to 8-bit rounding)
 
