@@ -118,7 +118,7 @@ def plan_train(
     ``given``: the setting and architecture-option names typed on the command line, which a run from
     a checkpoint checks against it.
     """
-    config = _named_styles(config)
+    config, typed_styles, typed_data = _named_styles(config)
     bank_flag = "--add-style" if add_styles else "--tune-style" if tune_styles else None
     if add_styles and tune_styles:
         raise UsageError("--add-style and --tune-style are separate runs: give one of them")
@@ -144,6 +144,7 @@ def plan_train(
     elif not config.style or not config.data:
         raise UsageError("--style-image and --data are required (or --resume CHECKPOINT)")
     validate(config)
+    check_inputs(typed_styles, typed_data)  # after the flags: a bad value is named before a missing file
     plan = TrainPlan(
         config, Path(output), resume_state, base_state, _optional_path(loss_log), _optional_path(plot),
         _optional_path(export),
@@ -156,17 +157,16 @@ def _optional_path(text: str | None) -> Path | None:
     return Path(text) if text else None
 
 
-def _named_styles(config: TrainConfig) -> TrainConfig:
+def _named_styles(config: TrainConfig) -> tuple[TrainConfig, list[str], str]:
     """Style paths made absolute (a bundled style's name: its image); a multi-style model's ``NAME=IMAGE`` split
-    into names and paths, one style each."""
+    into names and paths, one style each. Also the style paths and data folder as typed, for messages."""
     if config.multi_style and config.style:
         names, paths = (list(items) for items in zip(*(split_named_style(text) for text in config.style)))
         options = {**config.arch_options, "styles": len(paths)}
         config = replace(config, names=names, style=paths, arch_options=options)
     paths = [presets.style_image_or_file(path) for path in config.style]
-    check_inputs(paths, config.data)
     data = str(Path(config.data).resolve()) if config.data else ""
-    return replace(config, style=[str(Path(path).resolve()) for path in paths], data=data)
+    return replace(config, style=[str(Path(path).resolve()) for path in paths], data=data), paths, config.data
 
 
 def check_inputs(style_paths: list[str], data: str) -> None:
