@@ -5,7 +5,7 @@
 Each case gets its own folder and runs ``python -m nstcli ...`` in a subprocess (one OpenMP thread, no
 colour, a timeout). A case is *handled* when it exits as expected (0 only where success is right, else
 1 or 2; 130 after SIGTERM), prints no traceback, and on failure says so in one ``nst: error:`` line
-(``nst apply``: one ``nst: FILE: reason`` line per failed input and the summary line). *Files lost or
+(``nst apply``: one ``nst: error: FILE: reason`` line per failed input and the summary line). *Files lost or
 corrupted* counts, per case, every file of its folder that changed or vanished without ``--overwrite``,
 every new file outside the outputs it may write, every new ``*.part`` file and every output image that
 does not decode. Runs as root: permission cases run as ``nobody`` (``runuser``), or are not run.
