@@ -237,17 +237,17 @@ def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> tor
 STYLE_STATISTICS = {"gram": gram, "meancov": mean_covariance}
 FEATURE_LOSSES = {"patch": (style_patches, patch_loss), "sw": (sorted_projections, sliced_wasserstein)}
 STYLE_LOSSES = (*STYLE_STATISTICS, *FEATURE_LOSSES)
+# Each style loss scaled so the default --style-weight 10 paints about as strongly with any of them
+# (looked at on kodim04 + The Starry Night and kodim15 + Turner, 256 px): unscaled, meancov is ~18x
+# weaker than the Gram loss on a photo and the patch loss ~10x stronger (it copied the painting); sw
+# unscaled pulls the pixels about as hard as meancov scaled (gradient norm 0.6-1.1x on kodim04, 13, 15).
+STYLE_LOSS_SCALES = {"gram": 1.0, "meancov": 6.0, "patch": 0.1, "sw": 1.0}
 COMBINABLE = ("gram", "meancov", "sw")  # joined by +, each with an equal share of --style-weight: sw+gram
 
 
 def style_loss_parts(name: str) -> list[str]:
     """The losses a ``--style-loss`` sums: ``sw+gram`` -> [sw, gram]; one name -> itself."""
     return name.split("+")
-# Each style loss scaled so the default --style-weight 10 paints about as strongly with any of them
-# (looked at on kodim04 + The Starry Night and kodim15 + Turner, 256 px): unscaled, meancov is ~18x
-# weaker than the Gram loss on a photo and the patch loss ~10x stronger (it copied the painting); sw
-# unscaled pulls the pixels about as hard as meancov scaled (gradient norm 0.6-1.1x on kodim04, 13, 15).
-STYLE_LOSS_SCALES = {"gram": 1.0, "meancov": 6.0, "patch": 0.1, "sw": 1.0}
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -427,10 +427,7 @@ class PerceptualLoss(torch.nn.Module):
         self.descriptor = descriptor
         first, *others = style_loss_parts(weights.style_loss)
         # a sum of losses (sw+gram): this object computes the first, a companion each other one, on the same features
-        self.share = 1.0 / (1 + len(others))  # of the style term: each loss of a sum weighs the same
         self.companions = [PerceptualLoss(descriptor, replace(weights, style_loss=other), precision) for other in others]
-        for companion in self.companions:
-            companion.share = self.share
         weights = replace(weights, style_loss=first)
         self.weights = weights
         self.precision = precision
@@ -443,6 +440,7 @@ class PerceptualLoss(torch.nn.Module):
         self.style_masks: list[torch.Tensor] | None = None  # None: every style over the whole image
         self.feature_loss = FEATURE_LOSSES.get(weights.style_loss)  # (target, distance); None: a statistic is matched
         self.statistic = STYLE_STATISTICS.get(weights.style_loss)  # of the style images: the targets
+        self.target = self.feature_loss[0] if self.feature_loss else self.statistic  # a style layer's features -> target
         # of the output: per tile with --style-tiles (masks say where each style goes: their regions, not tiles)
         self.matched = Tiled(self.statistic, weights.style_tiles) if self.statistic and weights.style_tiles > 1 else self.statistic
 
@@ -461,19 +459,22 @@ class PerceptualLoss(torch.nn.Module):
     @torch.no_grad()
     def set_styles(self, styles: list[torch.Tensor]) -> None:
         """Style targets (Gram, mean/covariance, patches or sorted projections, see ``--style-loss``) for each
-        style image (each may have its own size)."""
+        style image (each may have its own size), this loss's and its companions': each view of a style image
+        goes through the descriptor once."""
         blend = self.weights.style_blend or [1.0 / len(styles)] * len(styles)
         check_blend_length(blend, len(styles))
-        self.style_blend = list(blend)
+        losses = (self, *self.companions)
+        for loss in losses:
+            loss.style_blend, loss.style_targets = list(blend), []
         layers = frozenset(self.weights.style_layers)
-        target = self.feature_loss[0] if self.feature_loss else self.statistic
-        self.style_targets = []
         for style, count in zip(styles, orientation_counts(self.weights.style_orientations, len(styles))):
-            views = [{name: target(value) for name, value in self.features(view, layers).items()}
-                     for view in oriented(style, count)]  # fmt: skip
-            self.style_targets.append({name: average_targets([view[name] for view in views]) for name in views[0]})
-        for companion in self.companions:
-            companion.set_styles(styles)
+            views: list[list[dict]] = [[] for _ in losses]  # each loss's targets of each view
+            for view in oriented(style, count):
+                features = self.features(view, layers)
+                for targets, loss in zip(views, losses):
+                    targets.append({name: loss.target(value) for name, value in features.items()})
+            for targets, loss in zip(views, losses):
+                loss.style_targets.append({name: average_targets([view[name] for view in targets]) for name in targets[0]})
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
         """Spatial control (see the module docstring): masks (1, 1, H, W) in 0..1, any resolution.
@@ -522,8 +523,7 @@ class PerceptualLoss(torch.nn.Module):
         return [{name: guided(features[name], mask) for name in self.style_factors} for mask in self.style_masks]
 
     def style_terms(self, features: dict[str, torch.Tensor], style: int | None) -> list[torch.Tensor]:
-        """This loss's share of the style term, one entry per style image weighted by its blend weight
-        (``style``: that one alone)."""
+        """This loss's style term, one entry per style image weighted by its blend weight (``style``: that one alone)."""
         masks = self.style_masks or [None] * len(self.style_targets)
         judged = zip(self._style_grams(features), self.style_targets, self.style_blend, masks)
         if style is not None:
@@ -531,7 +531,7 @@ class PerceptualLoss(torch.nn.Module):
         per_style = []
         for grams, targets, blend, mask in judged:
             style_loss = sum(factor * self._style_distance(name, grams, features, targets, mask) for name, factor in self.style_factors.items())
-            per_style.append(self.share * blend * style_loss)
+            per_style.append(blend * style_loss)
         return per_style
 
     def forward(self, image: torch.Tensor, style: int | None = None) -> LossTerms:
@@ -543,7 +543,8 @@ class PerceptualLoss(torch.nn.Module):
             factor * mean_squared_error(features[name], self.content_targets[name])
             for name, factor in self.content_factors.items()
         )
-        per_style = [sum(parts) for parts in zip(*(loss.style_terms(features, style) for loss in (self, *self.companions)))]
+        losses = (self, *self.companions)  # each loss of a sum weighs the same
+        per_style = [sum(parts) / len(losses) for parts in zip(*(loss.style_terms(features, style) for loss in losses))]
         style = sum(per_style)
         tv = total_variation(image)
         content, style, tv = w.content_weight * content, w.style_weight * style, w.tv_weight * tv
