@@ -173,7 +173,7 @@ def check_inputs(style_paths: list[str], data: str) -> None:
     """Style images and the data folder exist, named as typed (the config keeps them absolute)."""
     for path in style_paths:
         if not Path(path).is_file():
-            raise InputError(f"{path}: no such file" if not Path(path).exists() else f"{path}: a folder, not an image")
+            raise InputError(f"{path}: no such file" if not Path(path).exists() else f"{path}: is a directory, not an image")
     if data and not Path(data).is_dir():
         raise InputError(f"{data}: not a folder" if Path(data).exists() else f"{data}: no such folder")
 

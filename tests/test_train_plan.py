@@ -29,7 +29,7 @@ def test_a_fresh_run_resolves_paths_and_names_its_files(config):
 
 
 def test_inputs_are_named_as_typed_and_a_bundled_style_gives_its_image(config):
-    for changes, message in (({"style": ["gone.png"]}, "^gone.png: no such file$"), ({"style": ["photos"]}, "^photos: a folder, not an image$"),
+    for changes, message in (({"style": ["gone.png"]}, "^gone.png: no such file$"), ({"style": ["photos"]}, "^photos: is a directory, not an image$"),
                              ({"data": "nowhere"}, "^nowhere: no such folder$"), ({"data": "style.png"}, "^style.png: not a folder$")):  # fmt: skip
         with pytest.raises(InputError, match=message):
             plan_train(replace(config, **changes), "m.pt")
