@@ -11,11 +11,12 @@ the same inputs (:mod:`nstcli.sweep`).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image
+from PIL import Image, ImageStat
 
 from nstcli import images, report, styles as presets
 from nstcli.errors import UsageError
@@ -23,6 +24,7 @@ from nstcli.optimize import OptimizeResult, Progress, resolved_config, run_optim
 from nstcli.settings import OptimizeConfig
 
 INIT_KINDS = ("content", "noise", "universal")  # --init values that are not a file
+FLAT_STDDEV = 2.0  # 0..255: a style image below it on every channel has no texture to give
 
 
 @dataclass
@@ -64,16 +66,26 @@ def read_inputs(config: OptimizeConfig, content: str, styles: list[str]) -> Opti
         raise UsageError("--init universal reads the style images from files, not stdin")
     read = images.read_image
     decoded = images.decode_image(content)
+    style_images = [read(style) for style in styles]
+    for style, image in zip(styles, style_images):
+        warn_if_flat(style, image)
     return OptimizeInputs(
         paths=paths,
         content=decoded.image,
         content_alpha=decoded.alpha,
-        styles=[read(style) for style in styles],
+        styles=style_images,
         init_image=read(config.init) if init_is_file else None,
         style_masks=[read(path) for path in config.style_masks] if config.style_masks else None,
         content_mask=read(config.content_mask) if config.content_mask else None,
         style_paths=styles,
     )
+
+
+def warn_if_flat(name: str, image: Image.Image) -> None:
+    """A one-colour style image (a blank scan, a fully transparent PNG) gives the result its colour and no
+    strokes: the run goes on, with a warning, since a tint may be what was wanted."""
+    if max(ImageStat.Stat(image).stddev) < FLAT_STDDEV:
+        warnings.warn(f"{name}: the style image is one flat colour; the result takes its colour, no texture")
 
 
 @dataclass

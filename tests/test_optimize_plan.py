@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from nstcli.errors import InputError, UsageError
 from nstcli.optimize_plan import plan_optimize, snapshot_paths
@@ -92,3 +94,13 @@ def test_init_universal_starts_from_the_one_pass_painting(files):
     assert np.abs(start - content).mean() > 0.05  # not the content: the stripes' statistics painted over it
     with pytest.raises(UsageError, match="--init universal reads the style images from files"):
         read_inputs(config, "c.png", ["-"])
+
+
+def test_a_flat_style_image_is_run_with_a_warning(files):
+    Image.new("RGB", (40, 30), (200, 120, 40)).save("flat.png")
+    with pytest.warns(UserWarning, match="^flat.png: the style image is one flat colour"):
+        flat = plan_optimize(OptimizeConfig(size=32, iterations=5), "c.png", ["s.png", "flat.png"], "r.png")
+    assert len(flat.inputs.styles) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a painting with texture: no warning
+        plan()
