@@ -7,6 +7,8 @@ import contextlib
 import functools
 import io
 import os
+import signal
+import threading
 from pathlib import Path
 
 from nstcli.errors import InputError, NstError, UsageError, first_line
@@ -106,11 +108,33 @@ def create_session(model: str | bytes, choice: str = "auto", threads: int = 0, s
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     _share_cpu_memory()
     options.add_session_config_entry("session.use_env_allocators", "1")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), _signals_held():
         session = ort.InferenceSession(
             model, sess_options=options, providers=[(name, provider_options(name)) for name in wanted]
         )
     return session, session.get_providers()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C or a kill while onnxruntime makes a session is delivered when it is made. onnxruntime turns a pending
+    interrupt into a failed load (a wrong error message), and when the failure is a GPU provider's it retries on
+    the CPU by itself: the interrupt was lost and the run went on. Only the main thread sets handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    handled = {number: handler for number, handler in previous.items() if callable(handler)}
+    for number in handled:
+        signal.signal(number, lambda received, frame: held.append(received))
+    try:
+        yield
+    finally:
+        for number, handler in handled.items():
+            signal.signal(number, handler)
+        if held:
+            handled[held[0]](held[0], None)
 
 
 def provider_warning(choice: str, loaded: list[str]) -> str | None:

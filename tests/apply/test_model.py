@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -97,3 +101,27 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak)
     done = subprocess.run([sys.executable, "-c", script, str(encoder)], capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) < 32 * 1024  # KB: the second run grew the process by less than 32 MB (its own arena: ~130 MB)
+
+
+def test_an_interrupt_while_a_session_is_made_is_raised_after_it_not_reported_as_a_bad_model(models, monkeypatch):
+    """onnxruntime turned a Ctrl-C during its set-up into "initialization failed" (nst then called the model
+    file bad), or lost it retrying a GPU provider on the CPU (the run went on). The stand-in signals itself
+    and, as onnxruntime did, turns a KeyboardInterrupt into a failed load."""
+    import onnxruntime as ort
+
+    from nstcli.apply import runtime
+
+    real_session = ort.InferenceSession
+
+    def interrupted_session(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here
+        except KeyboardInterrupt:
+            raise RuntimeError("initialization failed") from None
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", interrupted_session)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.load_session(str(models["single"]), "cpu")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
