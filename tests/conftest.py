@@ -34,6 +34,12 @@ SUBPROCESS_ENV = {**{key: value for key, value in os.environ.items() if key != "
                   "PYTHONPATH": str(REPO), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
 
 
+def hear_ctrl_c() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: a shell's background job (``pytest &``) ignores SIGINT,
+    its children inherit that, and Python then never installs its Ctrl-C handler, as it should not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(autouse=True)
 def fresh_painting_cache(tmp_path_factory, monkeypatch):
     """Each test starts with no painting measured: what one test's runs keep cannot change another's."""

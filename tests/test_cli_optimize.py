@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, assert_one_line_error, nst
+from tests.conftest import REPO, assert_one_line_error, hear_ctrl_c, nst
 
 FAST = ["--size", "32", "--iterations", "3", "--device", "cpu"]
 
@@ -149,12 +149,10 @@ def test_outputs_are_protected(tmp_path: Path, content_path: Path, style_path: P
 def test_interrupt_exits_130_without_partial_output(tmp_path: Path, content_path: Path, style_path: Path, signum) -> None:
     out = tmp_path / "out.png"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack
-    # A shell's background job (`pytest &`) ignores SIGINT and its children inherit that, so a
-    # Python child would never see the Ctrl-C: give the child the default disposition.
     process = subprocess.Popen(
         [sys.executable, "-m", "nstcli", "optimize", str(content_path), str(style_path), "-o", str(out),
          "--size", "64", "--iterations", "100000", "--loss-log", str(tmp_path / "log.csv")],
-        stderr=subprocess.PIPE, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stderr=subprocess.PIPE, env=env, preexec_fn=hear_ctrl_c,
     )  # fmt: skip
     time.sleep(8)
     process.send_signal(signum)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from nstcli import checkpoint, data, generators, settings, train, train_plan
 from nstcli.errors import InputError, UsageError
-from tests.conftest import SUBPROCESS_ENV as ENV, nst
+from tests.conftest import SUBPROCESS_ENV as ENV, hear_ctrl_c, nst
 
 
 
@@ -375,7 +375,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tmp_path, photo
     process = subprocess.Popen(
         [sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags, "--steps", "100000", "--log-every", "1",
          "--loss-log", "loss.csv"],
-        cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True, preexec_fn=hear_ctrl_c,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     for line in process.stderr:  # wait until training is under way
@@ -407,7 +407,7 @@ def test_a_signal_to_the_whole_process_group_reaches_the_data_workers_too(tmp_pa
     process = subprocess.Popen(
         [sys.executable, "-m", "nstcli", "train", "-o", "model.pt", *flags], cwd=tmp_path, env=ENV,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell job ignores SIGINT
+        preexec_fn=hear_ctrl_c,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     for line in process.stderr:  # wait until training is under way

@@ -117,9 +117,8 @@ def create_session(model: str | bytes, choice: str = "auto", threads: int = 0, s
 
 @contextlib.contextmanager
 def _signals_held():
-    """Ctrl-C or a kill while onnxruntime makes a session is delivered when it is made. onnxruntime turns a pending
-    interrupt into a failed load (a wrong error message), and when the failure is a GPU provider's it retries on
-    the CPU by itself: the interrupt was lost and the run went on. Only the main thread sets handlers."""
+    """Ctrl-C or a kill while onnxruntime makes a session is delivered when it is made: onnxruntime turns a pending
+    interrupt into a failed load, which nst would report as a bad model file. Only the main thread sets handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from tests.conftest import SUBPROCESS_ENV, nst
+from tests.conftest import SUBPROCESS_ENV, hear_ctrl_c, nst
 
 
 def photo(width: int = 48, height: int = 32, seed: int = 0) -> Image.Image:
@@ -207,7 +207,8 @@ def signal_a_run_part_way(models, tmp_path: Path, signum: int, count: int = 120)
 def test_ctrl_c_while_reading_stdin_is_a_clean_interrupt(models, tmp_path):
     """A decode thread blocked on an open, empty stdin holds its lock: the interpreter's teardown aborted (exit 134)."""
     command = [sys.executable, "-m", "nstcli", "apply", str(models["single"]), "-", "-o", str(tmp_path / "out.png")]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=SUBPROCESS_ENV)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=SUBPROCESS_ENV,
+                               preexec_fn=hear_ctrl_c)  # fmt: skip
     time.sleep(3)  # started, and reading
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)  # stdin still open: the reader is still blocked when nst leaves
