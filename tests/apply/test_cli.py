@@ -218,6 +218,21 @@ def test_ctrl_c_while_reading_stdin_is_a_clean_interrupt(models, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_ctrl_c_while_the_cli_loads_is_a_clean_interrupt():
+    """A Ctrl-C in the first fraction of a second, while typer and rich load, before nst handles it: here the
+    KeyboardInterrupt is raised where typer is imported, as the signal would."""
+    script = ("import sys\n"
+              "class CtrlC:\n"
+              "    def find_spec(name, path=None, target=None):\n"
+              "        if name == 'typer':\n"
+              "            raise KeyboardInterrupt\n"
+              "sys.meta_path.insert(0, CtrlC)\n"
+              "from nstcli.__main__ import start\n"
+              "start()\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script, "styles"], capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=60)
+    assert done.returncode == 130 and done.stderr == "nst: interrupted\n", done.stderr
+
+
 def test_image_bytes_are_not_written_to_a_terminal(models, tmp_path):
     import pty
 
