@@ -193,6 +193,21 @@ def test_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None
     assert torch.isclose(sliced_wasserstein(features, target), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_sort_order_sorts_each_row_on_any_thread_count(threads: int) -> None:
+    from nstcli.losses import sort_order
+
+    values = torch.rand(2, 5, 301, generator=torch.Generator().manual_seed(3))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        order = sort_order(values)
+    finally:
+        torch.set_num_threads(previous)
+    assert order.shape == values.shape
+    assert torch.equal(values.gather(-1, order), values.sort(dim=-1).values)
+
+
 def test_guided_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None:
     from nstcli.losses import SORT_CHUNK, SortedProjections
 
