@@ -32,12 +32,9 @@ i.e. every style's region is multiplied by (1 - content mask); the content loss 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import FunctionCtx
@@ -155,39 +152,67 @@ def sorted_projections(features: torch.Tensor) -> SortedProjections:
     return SortedProjections(directions, projected.sort(dim=1).values)
 
 
-# Directions the sliced Wasserstein loss projects and sorts at once (bounds its forward pass's memory).
-SORT_CHUNK = 16
+# Directions the sliced Wasserstein loss projects and ranks at once (bounds its forward pass's memory).
+DIRECTION_CHUNK = 16
+# Values per bin of the histogram that ranks them (in place of a sort, which cost several times as much on the
+# CPU): the rank within a bin is interpolated, so a value's target is off by at most a bin's share of quantiles.
+VALUES_PER_BIN = 8
 
 
-def sort_order(values: torch.Tensor) -> torch.Tensor:
-    """The indices that sort ``values`` along its last dimension. On the CPU numpy's vectorised sort is
-    ~5x faster than torch's (64 x 43,520 values, a 256 px relu1_1: 34 ms against 160 ms, one thread); it uses
-    one core, so the rows are split over torch's thread count (numpy lets go of the GIL while it sorts)."""
-    if values.device.type != "cpu":
-        return values.argsort(dim=-1)
-    rows = values.numpy().reshape(-1, values.shape[-1])
-    threads = min(torch.get_num_threads(), len(rows))
-    if threads == 1:
-        return torch.from_numpy(np.argsort(rows, axis=-1)).view(values.shape)
-    parts = _sort_pool(threads).map(lambda part: np.argsort(part, axis=-1), np.array_split(rows, threads))
-    return torch.from_numpy(np.concatenate(list(parts))).view(values.shape)
+def quantile_targets(projected: torch.Tensor, painting: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Each value's target (N, k, P): the painting's sorted values (k, Q) at the value's quantile among its row's
+    ``projected`` values (N, k, P), each row's values weighted by ``weights`` (N, P, summing to 1) or equally.
+
+    A value's quantile is the mass below it plus half its own (the i-th of P equal ones sits at (i + 0.5) / P),
+    found without a sort: a histogram of P / VALUES_PER_BIN equal bins over each row's range gives the mass
+    below each bin, and within a bin the quantile grows linearly with the value, as does the target between
+    the painting's values at the bin's edges (one gather per bin edge, not per value). Equal values share a
+    target; a row of one value gets the painting's value at its middle quantile."""
+    n, k, positions = projected.shape
+    rows = projected.reshape(n * k, positions)
+    bins = max(1, positions // VALUES_PER_BIN)
+    if weights is None:
+        low, high = torch.aminmax(rows, dim=1, keepdim=True)
+    else:  # the bins span the values that count (outside a mask, values may lie far off)
+        counted = (weights > 0)[:, None, :].expand(n, k, positions).reshape(n * k, positions)
+        low = rows.where(counted, torch.inf).amin(dim=1, keepdim=True).clamp_max(rows.amax(dim=1, keepdim=True))
+        high = rows.where(counted, -torch.inf).amax(dim=1, keepdim=True).clamp_min(low)
+    span = high - low
+    step = torch.where(span > 0, bins / span.clamp_min(torch.finfo(rows.dtype).tiny), 0.0)
+    middle = torch.where(span > 0, 0.0, 0.5)  # a constant row: its middle, not its bottom
+    scaled = torch.addcmul(middle, rows - low, step)  # bin index + fraction within the bin
+    index = scaled.long().clamp_(0, bins - 1)
+    if weights is None:
+        mass = rows.new_ones(()).expand_as(rows)  # a count, divided by the positions below
+    else:
+        mass = weights[:, None, :].expand(n, k, positions).reshape(n * k, positions)
+    edges = rows.new_zeros(n * k, bins + 1)
+    edges[:, 1:].scatter_add_(1, index, mass).cumsum_(dim=1)  # the mass below each bin's upper edge
+    if weights is None:
+        edges /= positions
+    count = painting.shape[1]
+    position = (edges * count - 0.5).clamp_(0, count - 1)  # the quantiles at the edges, in the painting's values
+    below = position.long().clamp_(max=max(count - 2, 0))
+    share = position - below
+    values = painting.repeat(n, 1)
+    at_edges = values.gather(1, below) * (1 - share) + values.gather(1, (below + 1).clamp_(max=count - 1)) * share
+    rise = at_edges.diff(dim=1)
+    # the target at a value: at_edges[i] + (scaled - i) * rise[i] for its bin i, as one line per bin
+    start = at_edges[:, :-1] - torch.arange(bins, dtype=rows.dtype, device=rows.device) * rise
+    targets = torch.addcmul(start.gather(1, index), scaled, rise.gather(1, index))
+    return targets.view(n, k, positions)
 
 
-@functools.cache
-def _sort_pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads, thread_name_prefix="nst-sort")
-
-
-class _SortedDistance(torch.autograd.Function):
+class _QuantileDistance(torch.autograd.Function):
     """The sliced Wasserstein distance of features (N, C, P) to a painting's sorted projections (C, Q): along
-    each direction the output's sorted values against the painting's at the same quantiles, squared, each
-    position weighted by ``weights`` (N, P), summing to 1 per image, or equally (None).
+    each direction every value against the painting's value at the same quantile (:func:`quantile_targets`),
+    squared, each position weighted by ``weights`` (N, P), summing to 1 per image, or equally (None). Its
+    gradient is each value's residual, the optimal-transport gradient (the matching held fixed).
 
     Memory is what bounds high resolutions. The backward pass keeps only each projected value's weighted
-    residual in its own place (its value minus the painting's value at its quantile): 4 bytes a value, where
-    autograd through a sort and a gather keeps the int64 order and the difference, 12. The forward pass
-    projects, sorts and finds the quantiles of SORT_CHUNK directions at a time, so those copies exist for one
-    chunk only (at 2048 px, relu1_1 has 64 directions of 2.8M positions: 0.7 GB per float copy of them all)."""
+    residual (its value minus its target): 4 bytes a value. The forward pass projects and ranks DIRECTION_CHUNK
+    directions at a time, so its copies exist for one chunk only (at 2048 px, relu1_1 has 64 directions of
+    2.8M positions: 0.7 GB per float copy of them all)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, features: torch.Tensor, directions: torch.Tensor, painting: torch.Tensor,
@@ -195,20 +220,16 @@ class _SortedDistance(torch.autograd.Function):
         n, _, positions = features.shape
         residual = torch.empty(n, directions.shape[1], positions, dtype=features.dtype, device=features.device)
         total = features.new_zeros(())
-        for first in range(0, directions.shape[1], SORT_CHUNK):
-            chunk = slice(first, first + SORT_CHUNK)
+        for first in range(0, directions.shape[1], DIRECTION_CHUNK):
+            chunk = slice(first, first + DIRECTION_CHUNK)
             projected = directions[:, chunk].T @ features
-            order = sort_order(projected)
-            ordered = projected.gather(2, order)
+            targets = quantile_targets(projected, painting[chunk], weights)
+            difference = torch.sub(projected, targets, out=residual[:, chunk])
             if weights is None:
-                difference = ordered - _uniform_quantiles(painting[chunk], positions)
-                total += difference.pow(2).sum()
+                total += torch.linalg.vector_norm(difference).square()
             else:
-                ordered_weights = weights[:, None, :].expand_as(projected).gather(2, order)
-                difference = ordered - _weighted_quantiles(painting[chunk], ordered_weights)
-                total += (difference.pow(2) * ordered_weights).sum()
-                difference *= ordered_weights
-            residual[:, chunk].scatter_(2, order, difference)
+                total += (difference.pow(2) * weights[:, None, :]).sum()
+                difference *= weights[:, None, :]
         ctx.save_for_backward(residual, directions)
         ctx.scale = 1.0 / residual.numel() if weights is None else 1.0 / (n * directions.shape[1])
         return total * ctx.scale
@@ -219,30 +240,13 @@ class _SortedDistance(torch.autograd.Function):
         return directions @ (residual * (grad * 2 * ctx.scale)), None, None, None
 
 
-def _uniform_quantiles(painting: torch.Tensor, positions: int) -> torch.Tensor:
-    """The painting's sorted values (k, Q) at the quantiles of ``positions`` equal values: the i-th sorted
-    value sits at quantile (i + 0.5) / P of each distribution (not aligned corners)."""
-    return F.interpolate(painting[None], size=positions, mode="linear", align_corners=False)
-
-
-def _weighted_quantiles(painting: torch.Tensor, ordered_weights: torch.Tensor) -> torch.Tensor:
-    """The painting's sorted values (k, Q) at the quantiles of weighted values: each sorted value (N, k, P)
-    sits at the weight before it plus half its own (``ordered_weights``, in sorted order, summing to 1)."""
-    count = painting.shape[1]
-    position = ((ordered_weights.cumsum(dim=2) - ordered_weights / 2) * count - 0.5).clamp(0, count - 1)
-    low = position.floor().long()
-    share = position - low
-    values = painting[None].expand(ordered_weights.shape[0], -1, -1)
-    return values.gather(2, low) * (1 - share) + values.gather(2, (low + 1).clamp_max(count - 1)) * share
-
-
 def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> torch.Tensor:
-    """Sliced Wasserstein distance (Heitz et al. 2021): along each direction, the output's sorted feature
-    values against the painting's at the same quantiles (its sorted values resampled to the output's
-    number of positions). It matches each direction's whole distribution, not only its first two moments,
-    so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
+    """Sliced Wasserstein distance (Heitz et al. 2021): along each direction, each of the output's feature
+    values against the painting's value at the same quantile (what sorting both and pairing them in order
+    gives; the quantiles come from a histogram, :func:`quantile_targets`). It matches each direction's whole
+    distribution, not only its first two moments, so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
     n, c, h, w = features.shape
-    return _SortedDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, None)
+    return _QuantileDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, None)
 
 
 # --style-loss: a statistic of each style layer that the output must match, or a loss on the features
@@ -301,7 +305,7 @@ def guided_sliced_wasserstein(features: torch.Tensor, target: SortedProjections,
     n, c, h, w = features.shape
     weights = resize_mask(mask, (h, w)).pow(2).reshape(n, h * w)
     weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-8)
-    return _SortedDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, weights)
+    return _QuantileDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, weights)
 
 
 GUIDED_STATISTICS = {"gram": guided_gram, "meancov": guided_mean_covariance}  # the style statistics inside a mask

@@ -11,7 +11,8 @@ from nstcli.descriptors import build_descriptor
 from nstcli.errors import UsageError
 from nstcli.losses import (
     LossWeights, PerceptualLoss, Tiled, gram, guided_mean_covariance, mean_covariance, mean_squared_error, patch_loss,
-    guided_sliced_wasserstein, sliced_wasserstein, sorted_projections, style_patches, tile_starts, total_variation,
+    VALUES_PER_BIN, SortedProjections, guided_sliced_wasserstein, quantile_targets, sliced_wasserstein,
+    sorted_projections, style_patches, tile_starts, total_variation,
 )  # fmt: skip
 
 
@@ -162,13 +163,14 @@ def test_patch_style_loss_uses_its_own_layers_and_no_masks() -> None:
 
 def test_sliced_wasserstein_compares_distributions_not_places() -> None:
     generator = torch.Generator().manual_seed(9)
-    style = torch.rand(1, 4, 8, 8, generator=generator)
+    style = torch.rand(1, 4, 16, 16, generator=generator)
     target = sorted_projections(style)
     assert torch.allclose(target.directions.T @ target.directions, torch.eye(4), atol=1e-5)  # an orthonormal basis
-    shuffled = style.flatten(2)[..., torch.randperm(64, generator=generator)].view(1, 4, 8, 8)
-    assert sliced_wasserstein(shuffled, target) < 1e-10  # the same features elsewhere: the same distribution
+    other = sliced_wasserstein(torch.rand(1, 4, 16, 16, generator=generator) ** 2, target)  # another distribution
+    shuffled = style.flatten(2)[..., torch.randperm(256, generator=generator)].view(1, 4, 16, 16)
+    assert sliced_wasserstein(shuffled, target) < 1e-3 * other  # the same features elsewhere: the same distribution
     # a picture twice the painting's size made of two copies has its quantiles: the target is resampled
-    assert sliced_wasserstein(torch.cat([shuffled, style], dim=3), target) < 1e-3
+    assert sliced_wasserstein(torch.cat([shuffled, style], dim=3), target) < 1e-3 * other
     # the same mean and variance, another distribution: meancov cannot see the difference, sw can
     two_values = (torch.arange(64) % 2 * 2.0 - 1).view(1, 1, 8, 8)  # -1 and +1, half each: mean 0, variance 1
     bell = torch.randn(1, 1, 8, 8, generator=generator)
@@ -177,65 +179,66 @@ def test_sliced_wasserstein_compares_distributions_not_places() -> None:
     assert sliced_wasserstein(bell, sorted_projections(two_values)) > 0.1
 
 
-def test_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None:
-    from nstcli.losses import SORT_CHUNK, SortedProjections
+def _sorted_distance(features: torch.Tensor, target: SortedProjections, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The sliced Wasserstein distance by sorting (torch's sort, differentiable): every direction's sorted values
+    against the painting's at the same (weighted) quantiles."""
+    projected = target.directions.T @ features.flatten(2)
+    ordered, order = projected.sort(dim=2)
+    count = target.values.shape[1]
+    if weights is None:
+        quantiles = torch.nn.functional.interpolate(target.values[None], size=projected.shape[2], mode="linear", align_corners=False)
+        return (ordered - quantiles).pow(2).mean()
+    weights = weights[:, None, :].expand_as(projected).gather(2, order)
+    position = ((weights.cumsum(dim=2) - weights / 2) * count - 0.5).clamp(0, count - 1)
+    low = position.floor().long()
+    painting = target.values[None].expand(features.shape[0], -1, -1)
+    values = painting.gather(2, low) * (1 - (position - low)) + painting.gather(2, (low + 1).clamp_max(count - 1)) * (position - low)
+    return ((ordered - values).pow(2) * weights).sum() / (features.shape[0] * features.shape[1])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_sliced_wasserstein_matches_the_sorted_distance_over_several_chunks(masked: bool) -> None:
+    """The histogram's quantiles against a sort: the value within 0.5%, the gradient within a few degrees of the
+    sort's (each value's residual), on two images of 24 x 24 positions and directions over two chunks."""
+    from nstcli.losses import DIRECTION_CHUNK
 
     generator = torch.Generator().manual_seed(12)
-    channels = SORT_CHUNK + 5  # two chunks, the second one partial
-    target = sorted_projections(torch.rand(1, channels, 5, 4, generator=generator))
-    target = SortedProjections(target.directions.double(), target.values.double())
-    features = torch.rand(2, channels, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: sliced_wasserstein(x, target), (features,))
-    # the same value as sorting every direction at once with torch
-    projected = target.directions.T @ features.detach().flatten(2)
-    quantiles = torch.nn.functional.interpolate(target.values[None], size=12, mode="linear", align_corners=False)
-    expected = (projected.sort(dim=2).values - quantiles).pow(2).mean()
-    assert torch.isclose(sliced_wasserstein(features, target), expected, rtol=1e-12)
+    channels = DIRECTION_CHUNK + 5  # two chunks, the second one partial
+    target = sorted_projections(torch.rand(1, channels, 20, 20, generator=generator) ** 2)
+    features = torch.rand(2, channels, 24, 24, generator=generator, requires_grad=True)
+    mask = torch.rand(2, 1, 24, 24, generator=generator)
+    weights = mask.flatten(1).pow(2) / mask.flatten(1).pow(2).sum(dim=1, keepdim=True) if masked else None
+    approximate = guided_sliced_wasserstein(features, target, mask) if masked else sliced_wasserstein(features, target)
+    (approximate_grad,) = torch.autograd.grad(approximate, features)
+    exact = _sorted_distance(features, target, weights)
+    (exact_grad,) = torch.autograd.grad(exact, features)
+    assert approximate.item() == pytest.approx(exact.item(), rel=5e-3)
+    cosine = (approximate_grad * exact_grad).sum() / approximate_grad.norm() / exact_grad.norm()
+    assert cosine > 0.995
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_sort_order_sorts_each_row_on_any_thread_count(threads: int) -> None:
-    from nstcli.losses import sort_order
-
-    values = torch.rand(2, 5, 301, generator=torch.Generator().manual_seed(3))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        order = sort_order(values)
-    finally:
-        torch.set_num_threads(previous)
-    assert order.shape == values.shape
-    assert torch.equal(values.gather(-1, order), values.sort(dim=-1).values)
-
-
-def test_guided_sliced_wasserstein_gradient_is_exact_over_several_sort_chunks() -> None:
-    from nstcli.losses import SORT_CHUNK, SortedProjections
-
-    generator = torch.Generator().manual_seed(13)
-    channels = SORT_CHUNK + 3
-    target = sorted_projections(torch.rand(1, channels, 4, 4, generator=generator))
-    target = SortedProjections(target.directions.double(), target.values.double())
-    features = torch.rand(2, channels, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(2, 1, 3, 4, generator=generator, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x: guided_sliced_wasserstein(x, target, mask), (features,))
-    # the same value as sorting every direction at once, each value at its weighted quantile
-    projected = target.directions.T @ features.detach().flatten(2)
-    ordered, order = projected.sort(dim=2)
-    weights = mask.flatten(2).pow(2).expand_as(projected).gather(2, order)
-    weights = weights / weights.sum(dim=2, keepdim=True)
-    quantile = ((weights.cumsum(dim=2) - weights / 2) * 16 - 0.5).clamp(0, 15)
-    painting = target.values[None].expand(2, -1, -1)
-    low = quantile.floor().long()
-    values = painting.gather(2, low) * (1 - (quantile - low)) + painting.gather(2, (low + 1).clamp_max(15)) * (quantile - low)
-    expected = ((ordered - values).pow(2) * weights).sum() / (2 * channels)
-    assert torch.isclose(guided_sliced_wasserstein(features, target, mask), expected, rtol=1e-12)
+def test_quantile_targets_follow_each_value_s_rank() -> None:
+    painting = torch.linspace(0, 1, 101)[None]  # value = quantile
+    values = torch.rand(1, 1, 4000, generator=torch.Generator().manual_seed(3)) * 10 - 5  # any range, any order
+    ranks = values.argsort(dim=2).argsort(dim=2).float()
+    targets = quantile_targets(values, painting, None)
+    assert torch.allclose(targets, (ranks + 0.5) / 4000, atol=0.01)  # the value's quantile, within a bin's share
+    assert targets.argsort(dim=2).argsort(dim=2).float().sub(ranks).abs().max() < 2 * VALUES_PER_BIN  # order kept
+    # a row of one value gets the painting's middle, not its bottom
+    assert torch.allclose(quantile_targets(torch.full((1, 1, 50), 3.0), painting, None), torch.tensor(0.5))
+    # weighted: values of no weight do not move the others' quantiles
+    weights = torch.cat([torch.full((1, 2000), 1 / 2000), torch.zeros(1, 2000)], dim=1)
+    half = quantile_targets(values, painting, weights)[..., :2000]
+    assert torch.allclose(half, quantile_targets(values[..., :2000], painting, None), atol=0.01)
 
 
 def test_sliced_wasserstein_style_loss_pulls_the_image() -> None:
     generator = torch.Generator().manual_seed(10)
     content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
+    content = content**3  # another distribution of colours
     sw = _loss(LossWeights(["relu2_2"], ["relu1_1", "relu2_1"], style_loss="sw"), [style], content)
-    assert sw(style).style < 1e-6 * sw(content).style
+    # the painting itself: zero but for the histogram's quantiles (8 values a bin of 32 x 32 and 16 x 16 maps)
+    assert sw(style).style < 1e-2 * sw(content).style
     image = content.clone().requires_grad_(True)
     sw(image).style.backward()
     stepped = (content - 1e-3 * image.grad / image.grad.abs().max()).detach()
@@ -252,8 +255,8 @@ def test_guided_sliced_wasserstein_judges_only_the_region() -> None:
     picture = torch.cat([painting.flip(2), torch.rand(1, 3, 8, 4, generator=generator) * 5], dim=3)  # left: the painting
     left = torch.zeros(1, 1, 8, 8)
     left[..., :4] = 1
-    assert guided_sliced_wasserstein(picture, target, left) < 1e-10
     assert guided_sliced_wasserstein(picture, target, 1 - left) > 1
+    assert guided_sliced_wasserstein(picture, target, left) < 1e-3 * guided_sliced_wasserstein(picture, target, 1 - left)
     whole = torch.ones(1, 1, 8, 8)
     assert torch.isclose(guided_sliced_wasserstein(picture, target, whole), sliced_wasserstein(picture, target), rtol=1e-5)
 
