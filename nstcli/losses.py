@@ -171,10 +171,11 @@ def quantile_targets(projected: torch.Tensor, painting: torch.Tensor, weights: t
     n, k, positions = projected.shape
     rows = projected.reshape(n * k, positions)
     bins = max(1, positions // VALUES_PER_BIN)
-    if weights is None:
+    row_weights = None if weights is None else weights[:, None, :].expand(n, k, positions).reshape(n * k, positions)
+    if row_weights is None:
         low, high = torch.aminmax(rows, dim=1, keepdim=True)
     else:  # the bins span the values that count (outside a mask, values may lie far off)
-        counted = (weights > 0)[:, None, :].expand(n, k, positions).reshape(n * k, positions)
+        counted = row_weights > 0
         low = rows.where(counted, torch.inf).amin(dim=1, keepdim=True).clamp_max(rows.amax(dim=1, keepdim=True))
         high = rows.where(counted, -torch.inf).amax(dim=1, keepdim=True).clamp_min(low)
     span = high - low
@@ -182,13 +183,10 @@ def quantile_targets(projected: torch.Tensor, painting: torch.Tensor, weights: t
     middle = torch.where(span > 0, 0.0, 0.5)  # a constant row: its middle, not its bottom
     scaled = torch.addcmul(middle, rows - low, step)  # bin index + fraction within the bin
     index = scaled.long().clamp_(0, bins - 1)
-    if weights is None:
-        mass = rows.new_ones(()).expand_as(rows)  # a count, divided by the positions below
-    else:
-        mass = weights[:, None, :].expand(n, k, positions).reshape(n * k, positions)
+    mass = rows.new_ones(()).expand_as(rows) if row_weights is None else row_weights  # a count: divided below
     edges = rows.new_zeros(n * k, bins + 1)
     edges[:, 1:].scatter_add_(1, index, mass).cumsum_(dim=1)  # the mass below each bin's upper edge
-    if weights is None:
+    if row_weights is None:
         edges /= positions
     count = painting.shape[1]
     position = (edges * count - 0.5).clamp_(0, count - 1)  # the quantiles at the edges, in the painting's values
@@ -244,7 +242,8 @@ def sliced_wasserstein(features: torch.Tensor, target: SortedProjections) -> tor
     """Sliced Wasserstein distance (Heitz et al. 2021): along each direction, each of the output's feature
     values against the painting's value at the same quantile (what sorting both and pairing them in order
     gives; the quantiles come from a histogram, :func:`quantile_targets`). It matches each direction's whole
-    distribution, not only its first two moments, so a painting's share of flat paper or dark ground is asked for as well as its strokes' contrast."""
+    distribution, not only its first two moments, so a painting's share of flat paper or dark ground is asked
+    for as well as its strokes' contrast."""
     n, c, h, w = features.shape
     return _QuantileDistance.apply(features.reshape(n, c, h * w), target.directions, target.values, None)
 
