@@ -15,25 +15,23 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
+import sys
+from pathlib import Path
 
 import torch
+from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.optimize_engine_speed import timed_optimize
 from nstcli import images
-from nstcli.optimize import run_optimize
 from nstcli.settings import OptimizeConfig
 
 
-def run_once(content, style, config: OptimizeConfig) -> float:
-    cuda = config.device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
+def run_once(content: Image.Image, style: Image.Image, config: OptimizeConfig) -> float:
+    if config.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    run_optimize(content, [style], config)
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return timed_optimize(content, style, config)
 
 
 def peak_gib(device: str) -> float:

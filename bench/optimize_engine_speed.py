@@ -13,6 +13,7 @@ import argparse
 import time
 
 import torch
+from PIL import Image
 
 from nstcli import images
 from nstcli.demo import DEMO_STYLE, demo_scene
@@ -21,15 +22,20 @@ from nstcli.settings import OptimizeConfig
 from nstcli.styles import get_preset
 
 
-def seconds_for(config: OptimizeConfig) -> float:
-    content, style = demo_scene(768), images.read_image(get_preset(DEMO_STYLE).image_path)
-    if config.device.startswith("cuda"):
+def timed_optimize(content: Image.Image, style: Image.Image, config: OptimizeConfig) -> float:
+    """Seconds of one ``run_optimize``, the device's queued work included."""
+    cuda = config.device.startswith("cuda")
+    if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
     run_optimize(content, [style], config)
-    if config.device.startswith("cuda"):
+    if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def seconds_for(config: OptimizeConfig) -> float:
+    return timed_optimize(demo_scene(768), images.read_image(get_preset(DEMO_STYLE).image_path), config)
 
 
 def main() -> None:
