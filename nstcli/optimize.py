@@ -34,7 +34,7 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 10.0}  # in 0..255 pixel units
 # estimate (s.y / y.y) grows and the next step can throw the image far outside 0..255, and the scale never recovers
 # (kodim04 with The Starry Night, 384 px, 90 evaluations: the last scale ended at 2.4e7, its best 1.2e6; with the cap
 # 4.1e5). A trust region: no step moves the pixels by more than this RMS, in 0..255 units; at the default budget
-# nearly every step stays under it (README, "L-BFGS's step cap").
+# nearly every step stays under it (docs/optimize-quality.md, "L-BFGS's step cap").
 MAX_STEP_RMS = 16.0
 PIXEL_SCALE = 255.0
 LBFGS_HISTORY = 100

@@ -166,7 +166,7 @@ def _optimize_loss() -> LossSettings:
     """Optimisation's loss defaults: the sliced Wasserstein loss, which spreads the painting over the whole
     picture where the Gram loss left regions a photo and keeps the photo's shapes where the mean and
     covariance loss smeared them. At the default 512 px it spreads the style more evenly than the old Gram
-    default on 5 of 6 benchmark pairs, ``sw+gram`` on 3 (README, "Quality"). Training keeps the Gram loss its
+    default on 5 of 6 benchmark pairs, ``sw+gram`` on 3 (docs/optimize-quality.md). Training keeps the Gram loss its
     bundled models were trained with."""
     return LossSettings(style_loss="sw")
 

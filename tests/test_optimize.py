@@ -206,7 +206,7 @@ def test_style_tiles_optimise_and_have_a_range() -> None:
     result = run_optimize(CONTENT, [STYLE], tiny(style_tiles=2, style_loss="meancov", iterations=12), keep_history=True)
     totals = [row["total"] for row in result.history]
     assert totals[-1] < totals[0] and result.image.size == (48, 32)
-    assert OptimizeConfig().loss.style_tiles == 1  # off by default (README, "Quality")
+    assert OptimizeConfig().loss.style_tiles == 1  # off by default (docs/optimize-quality.md)
     with pytest.raises(UsageError, match="--style-tiles must be in 1..16"):
         run_optimize(CONTENT, [STYLE], tiny(style_tiles=0))
     with pytest.raises(UsageError, match="--style-tiles works with --style-loss gram, meancov or sw, not patch"):
