@@ -4,7 +4,7 @@
   positions only, from the weights the export stores in ``encoder_1.onnx``'s metadata. Level 1's statistics are
   measured on such a grid (at most ``wct.MAX_SAMPLES`` positions: every other row and column of a 512 px photo),
   so the full-size 64-channel map, which the tiled pass otherwise computed once only for them, is not needed:
-  the statistics of a 512 px photo took 9-13 ms instead of about 40 (README, "Any painting").
+  the statistics of a 512 px photo took 9-13 ms instead of about 40 (docs/universal.md).
 - :class:`LinearDecoder`: the relu1_1 decoder read back from its session, so the WCT map folds into it.
 
 Each is checked against its onnxruntime session when it is built and not used (None) unless it computes what

@@ -77,7 +77,7 @@ def _share_cpu_memory() -> None:
 
     Each session otherwise grows its own arena to its peak and keeps it: the universal model's six sessions
     held 4.7 GB at 2048 px, each fresh arena paid again in page faults. Shared, the next session reuses what
-    the last one freed: 3.0 GB, and the run 1.4-2x faster (README, "Any painting")."""
+    the last one freed: 3.0 GB, and the run 1.4-2x faster (docs/universal.md)."""
     import onnxruntime as ort
 
     memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)

@@ -55,7 +55,7 @@ COARSE_SCALE = 0.5
 TILE_MARGIN = {1: 8, 2: 32, 3: 64, 4: 128}
 # Level 1 runs in tiles of this side on every photo: its relu1_1 map (64 channels at full size: 46 MB at 512 px,
 # 0.7 GB at 2048 px) never exists whole, and each tile's piece is encoded and decoded while it is in the cache:
-# a 512 px photo's level 1 took 61-65 ms instead of 83-92 ms in a one-photo run (README, "Any painting"). Its
+# a 512 px photo's level 1 took 61-65 ms instead of 83-92 ms in a one-photo run (docs/universal.md). Its
 # statistics come from the sample grid alone (apply/level_one.FirstStage), or, without that, from a first pass
 # over the tiles.
 FINE_TILE = 176
