@@ -19,7 +19,8 @@ the 23 Kodak photos other than HELD_OUT). The Kodak photos are never trained on:
 incremental phase's probe and the judged photos of bench/bundled_quality.py.
 The descriptor pools by averaging (--pooling avg): with max pooling the nets learn a fine hatching
 (docs/bundled-styles.md, "Why the bundled nets hatch"); the style loss is the mean/covariance one (--style-loss
-meancov), as in the CPU-trained Starry Night net that replaced the first one (docs/bundled-styles.md, "Longer runs on the CPU").
+meancov), as in the CPU-trained Starry Night net that replaced the first one (docs/bundled-styles.md, "Longer runs
+on the CPU").
 Writes OUT/*.ckpt, OUT/results.json and OUT/log.txt as it goes. Export, scoring, sheets: on the CPU after.
 
     PYTHONPATH=. python3 tools/bundled_styles.py --out $OUT --device cuda --crop-scale 0.5 --style-weight 0.7
@@ -59,12 +60,13 @@ JOHNSON_STYLES = ("starry-night", "great-wave", "the-kiss", "shipwreck")
 HELD_OUT = ("kodim04.png", "kodim08.png", "kodim23.png")
 BUDGETS = {"bank": 165.0, "base": 55.0, "incremental": 40.0, "johnson": 35.0}  # seconds on an H100
 # Styles trained on their painting as given, not over its turned views (--as-given): the CPU-trained models
-# that ship found the Great Wave's ink lines lost to a fine cross-hatch with eight views (docs/bundled-styles.md, "The bank with
-# eight orientations"), the oil paintings' one-direction hatching gone with them.
+# that ship found the Great Wave's ink lines lost to a fine cross-hatch with eight views (docs/bundled-styles.md,
+# "The bank with eight orientations"), the oil paintings' one-direction hatching gone with them.
 AS_GIVEN = ("great-wave",)
 BANK_OPTIONS = {"width": 0.5, "output_kernel": 3}  # ~ the peer's cost per pixel on onnxruntime's CPU kernels
 # Width 0.375 with 4 residual blocks: 0.89-0.97x the peer's time at 512 px (bench/johnson_speed.py), where
-# width 0.5 with 5 blocks took 1.25-1.35x; on Starry Night it looked nearly the same (docs/bundled-styles.md, "Longer runs on the CPU").
+# width 0.5 with 5 blocks took 1.25-1.35x; on Starry Night it looked nearly the same (docs/bundled-styles.md,
+# "Longer runs on the CPU").
 JOHNSON_OPTIONS = {"width": 0.375, "residual_blocks": 4, "output_kernel": 3}
 
 
