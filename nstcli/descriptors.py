@@ -85,7 +85,10 @@ def check_layers(net: str, layers: list[str]) -> None:
 
 
 class Descriptor(nn.Module):
-    """Preprocessing plus the named layers of a CNN, cut after the deepest layer anyone needs."""
+    """Preprocessing plus the named layers of a CNN, cut after the deepest layer anyone needs.
+
+    Runs channels-last (NHWC) on every device: oneDNN's CPU convolutions are faster in it as well as cuDNN's
+    (VGG19 forward and backward 1.25-1.35x in fp32 on a 2-core AVX-512 CPU, bench/descriptor_layout.py)."""
 
     def __init__(self, layers: nn.ModuleDict, mean: tuple[float, ...], std: tuple[float, ...], bgr_255: bool):
         super().__init__()
@@ -95,6 +98,7 @@ class Descriptor(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
+        self.to(memory_format=torch.channels_last)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         if self.bgr_255:
@@ -104,7 +108,7 @@ class Descriptor(nn.Module):
     def forward(self, image: torch.Tensor, wanted: frozenset[str] | set[str]) -> dict[str, torch.Tensor]:
         """Activations of the layers in ``wanted`` for RGB ``image`` (N, 3, H, W) in 0..1."""
         features = {}
-        x = self.preprocess(image)
+        x = self.preprocess(image).contiguous(memory_format=torch.channels_last)
         for name, layer in self.layers.items():
             x = layer(x)
             if name in wanted:

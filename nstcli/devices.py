@@ -29,11 +29,17 @@ def check_precision(name: str) -> None:
         raise UsageError(f"unknown precision {name!r} (choose auto, fp32 or bf16)")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 in hardware. oneDNN also runs bf16 on plain AVX-512 (what
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` reports), but emulated: the descriptor's forward and
+    backward 2.2-2.7x slower than float32 (bench/descriptor_layout.py --precision bf16 vs fp32)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """auto = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
     if name == "auto":
-        native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native else torch.float32
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else torch.float32
     return PRECISIONS[name]
 
 

