@@ -405,7 +405,6 @@ def run_optimize(
     ).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per scale: autotuned kernels pay off
-        descriptor = descriptor.to(memory_format=torch.channels_last)
     loss_fn = PerceptualLoss(descriptor, weights, resolve_precision(config.precision, device))
 
     content = images.resize_long_side(content, config.size)
