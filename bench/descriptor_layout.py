@@ -49,7 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = resolve_precision(args.precision, torch.device("cpu"))
-    print(f"CPU, {args.threads} thread(s), {dtype}, median of {args.rounds} rounds after one warm-up")
+    capability = torch.backends.cpu.get_cpu_capability()
+    print(f"CPU ({capability}), {args.threads} thread(s), {dtype}, median of {args.rounds} rounds after one warm-up")
     print(f"{'shape':22} {'NCHW s':>8} {'NHWC s':>8} {'NCHW / NHWC':>12}")
     for shape, (batch, size, layers) in SHAPES.items():
         descriptor = build_descriptor("vgg19", layers)

