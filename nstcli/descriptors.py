@@ -88,7 +88,8 @@ class Descriptor(nn.Module):
     """Preprocessing plus the named layers of a CNN, cut after the deepest layer anyone needs.
 
     Runs channels-last (NHWC) on every device: oneDNN's CPU convolutions are faster in it as well as cuDNN's
-    (VGG19 forward and backward 1.25-1.35x in fp32 on a 2-core AVX-512 CPU, bench/descriptor_layout.py)."""
+    (VGG19 forward and backward in fp32 on a 2-core AVX-512 CPU: 1.26x at a training batch, 1.05x at one 512 px
+    image; bench/descriptor_layout.py)."""
 
     def __init__(self, layers: nn.ModuleDict, mean: tuple[float, ...], std: tuple[float, ...], bgr_255: bool):
         super().__init__()
