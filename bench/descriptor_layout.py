@@ -27,7 +27,8 @@ LAYOUTS = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}
 
 def forward_backward(descriptor: Descriptor, image: torch.Tensor, layers: list[str], layout: torch.memory_format,
                      dtype: torch.dtype) -> float:  # fmt: skip
-    """Seconds for one pass of ``image`` through the descriptor's layers in ``layout`` and back to the pixels."""
+    """Seconds for one pass of ``image`` through the descriptor's layers in ``layout`` and back to the pixels.
+    Walks the layers itself: ``Descriptor.forward`` always runs channels-last."""
     start = time.perf_counter()
     x = image.clone().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
