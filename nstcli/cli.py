@@ -569,7 +569,7 @@ def train(
         None, help="johnson, cin: residual blocks (default 5).", rich_help_panel=PANEL_GENERATOR
     ),
     upsample: Optional[str] = typer.Option(
-        None, help="johnson: nearest (+conv) or deconv (the paper's) (default nearest).", rich_help_panel=PANEL_GENERATOR
+        None, help="johnson: nearest or bilinear (+conv), or deconv (the paper's) (default nearest).", rich_help_panel=PANEL_GENERATOR
     ),
     output_kernel: Optional[int] = typer.Option(
         None, help="johnson, stylebank, cin: output conv size, odd, 1-9 (default 9, the paper's; 3 is faster on CPU).",

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    """Tiny johnson and texture models, trained 2 steps against a random-initialised VGG16."""
+    """Tiny johnson (nearest and bilinear upsampling) and texture models, trained 2 steps against a random-initialised VGG16."""
     from torchvision.models import vgg
 
     folder = tmp_path_factory.mktemp("export")
@@ -37,14 +37,19 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     features = vgg.make_layers(vgg.cfgs["D"])
     torch.save({f"features.{key}": value for key, value in features.state_dict().items()}, weights)
     models = {}
-    for arch, options in (("johnson", {"width": 0.25, "residual_blocks": 1}), ("texture", {"scales": 3})):
+    variants = {
+        "johnson": ("johnson", {"width": 0.25, "residual_blocks": 1}),
+        "johnson-bilinear": ("johnson", {"width": 0.25, "residual_blocks": 1, "upsample": "bilinear"}),
+        "texture": ("texture", {"scales": 3}),
+    }
+    for name, (arch, options) in variants.items():
         config = settings.with_settings(train.TrainConfig(), dict(
             style=[str(folder / "my_style.png")], data=str(folder / "photos"), arch=arch, arch_options=options,
             image_size=32, batch_size=2, steps=2, workers=0, net="vgg16", weights=str(weights),
             content_layers=["relu1_2"], style_layers=["relu1_2"], precision="fp32", checkpoint_every=0,
         ))  # fmt: skip
-        models[arch] = folder / f"{arch}.pt"
-        train.run_train(train_plan.TrainPlan(config, models[arch]))
+        models[name] = folder / f"{name}.pt"
+        train.run_train(train_plan.TrainPlan(config, models[name]))
     return models
 
 
@@ -53,9 +58,9 @@ def run_onnx(path: Path, image: np.ndarray) -> np.ndarray:
     return session.run(None, {model_format.INPUT_IMAGE: image})[0]
 
 
-@pytest.mark.parametrize("arch", ["johnson", "texture"])
-def test_export_writes_the_contract(tmp_path, trained, arch):
-    state = checkpoint.load_checkpoint(trained[arch])
+@pytest.mark.parametrize(("name", "arch"), [("johnson", "johnson"), ("johnson-bilinear", "johnson"), ("texture", "texture")])
+def test_export_writes_the_contract(tmp_path, trained, name, arch):
+    state = checkpoint.load_checkpoint(trained[name])
     result = export.export_model(state, str(tmp_path / "m.onnx"))
     assert result.max_abs_diff <= export.TOLERANCE["fp32"]
 

@@ -11,6 +11,7 @@ from nstcli.errors import UsageError
 CASES = [
     ("johnson", {"width": 0.25, "residual_blocks": 1}),
     ("johnson", {"width": 0.25, "residual_blocks": 0, "upsample": "deconv"}),
+    ("johnson", {"width": 0.25, "residual_blocks": 0, "upsample": "bilinear"}),
     ("texture", {"scales": 3, "channels": 4}),
     ("texture", {"scales": 2, "noise_channels": 0}),
 ]
@@ -71,7 +72,7 @@ def test_options_that_do_not_fit_the_arch_are_usage_errors():
     with pytest.raises(UsageError, match="--width"):
         generators.make_options("johnson", {"width": 0})
     with pytest.raises(UsageError, match="--upsample"):
-        generators.make_options("johnson", {"upsample": "bilinear"})
+        generators.make_options("johnson", {"upsample": "bicubic"})
     with pytest.raises(UsageError, match="--output-kernel must be one of 1, 3, 5, 7, 9"):
         generators.make_options("stylebank", {"output_kernel": 4})
     with pytest.raises(UsageError, match="unknown --arch"):

@@ -56,14 +56,17 @@ class ResidualBlock(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double the resolution: nearest-neighbour + conv (no checkerboard) or a stride-1/2 conv (the paper's)."""
+    """Double the resolution: a resize + conv (nearest or bilinear; no checkerboard) or a stride-1/2 conv (the paper's).
+
+    Nearest + conv lets the conv weigh the two phases of every doubled pixel differently, so it can paint
+    a grating of period 2; bilinear resizing leaves no energy at that period for the conv to amplify.
+    """
 
     def __init__(self, channels_in: int, channels_out: int, mode: str, norm: Norm = instance_norm):
         super().__init__()
-        if mode == "nearest":
-            self.body = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(channels_in, channels_out, 3, norm=norm)
-            )
+        if mode in ("nearest", "bilinear"):
+            resize = nn.Upsample(scale_factor=2, mode=mode, align_corners=False if mode == "bilinear" else None)
+            self.body = nn.Sequential(resize, ConvBlock(channels_in, channels_out, 3, norm=norm))
         else:  # deconv: output exactly twice the input size
             self.body = nn.Sequential(
                 nn.ConvTranspose2d(channels_in, channels_out, 3, stride=2, padding=1, output_padding=1),

@@ -22,14 +22,14 @@ from nstcli.generators.blocks import (
     validate_output_kernel,
 )
 
-UPSAMPLE_MODES = ("nearest", "deconv")
+UPSAMPLE_MODES = ("nearest", "bilinear", "deconv")
 
 
 @dataclass
 class JohnsonOptions:
     width: float = 1.0  # channel multiplier: 1.0 = the paper's 32/64/128
     residual_blocks: int = 5
-    upsample: str = "nearest"  # nearest (+conv, no checkerboard) or deconv (the paper's)
+    upsample: str = "nearest"  # nearest or bilinear (+conv, no checkerboard), or deconv (the paper's)
     output_kernel: int = 9  # the paper's 9x9 output conv; 3 is much faster on onnxruntime's CPU kernels
 
     def validate(self) -> None:
@@ -38,7 +38,7 @@ class JohnsonOptions:
         if not 0 <= self.residual_blocks <= 32:
             raise UsageError("--residual-blocks must be between 0 and 32")
         if self.upsample not in UPSAMPLE_MODES:
-            raise UsageError(f"unknown --upsample {self.upsample!r} (choose nearest or deconv)")
+            raise UsageError(f"unknown --upsample {self.upsample!r} (choose nearest, bilinear or deconv)")
         validate_output_kernel(self.output_kernel)
 
     def size_multiple(self) -> int:
