@@ -59,7 +59,8 @@ class Upsample(nn.Module):
     """Double the resolution: a resize + conv (nearest or bilinear; no checkerboard) or a stride-1/2 conv (the paper's).
 
     Nearest + conv lets the conv weigh the two phases of every doubled pixel differently, so it can paint
-    a grating of period 2; bilinear resizing leaves no energy at that period for the conv to amplify.
+    a grating of period 2; bilinear resizing leaves no energy at that period for the conv to amplify
+    (measured: the nets then paint their texture a scale coarser; docs/bundled-styles.md, "The upsampling").
     """
 
     def __init__(self, channels_in: int, channels_out: int, mode: str, norm: Norm = instance_norm):
