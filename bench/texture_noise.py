@@ -39,10 +39,9 @@ viewing size) and its style 7 0.01 (README).
 ``mesh_amplitude`` measures that mesh's strength instead of counting gratings: the RMS luma amplitude
 (0-255) at periods of 2 to 4 px in the same windows, at 512 px. It is a cause's figure, not a verdict: a
 net with nearest-neighbour upsampling can paint a period-2 mesh, one with bilinear upsampling much less
-(the Night Café recipe at 1,000 steps: 4.0 against 1.0, though by 3,700 steps 5.2 against 4.3; the shipped
-net 5.4), while the peer's style 19
-carries a strong fine canvas grain (27) that looks clean at viewing size and its flat style 7 little (2.5;
-docs/bundled-styles.md).
+(the Night Café recipe at 1,000 steps: 4.0 against 1.0, though by 3,700 steps 5.2 against 4.3; the
+shipped net 5.4), while the peer's style 19 carries a strong fine canvas grain (27) that looks clean at
+viewing size and its flat style 7 little (2.5; docs/bundled-styles.md).
 
     python bench/texture_noise.py PHOTO STYLISED [STYLISED ...]   # hatched area, coherence, mesh: a line per image
 """
