@@ -531,7 +531,7 @@ def info(json_output: bool = typer.Option(False, "--json", help="Print the repor
 ARCH_FLAGS = {
     "width": "width", "residual_blocks": "residual_blocks", "upsample": "upsample", "texture_scales": "scales",
     "channels": "channels", "noise_channels": "noise_channels", "bank_layers": "bank_layers",
-    "output_kernel": "output_kernel",
+    "output_kernel": "output_kernel", "decoder_width": "decoder_width",
 }  # fmt: skip
 
 
@@ -570,6 +570,10 @@ def train(
     ),
     upsample: Optional[str] = typer.Option(
         None, help="johnson: nearest or bilinear (+conv), or deconv (the paper's) (default nearest).", rich_help_panel=PANEL_GENERATOR
+    ),
+    decoder_width: Optional[float] = typer.Option(
+        None, help="johnson: channel multiplier of the two upsampling stages alone (default: --width).",
+        rich_help_panel=PANEL_GENERATOR,
     ),
     output_kernel: Optional[int] = typer.Option(
         None, help="johnson, stylebank, cin: output conv size, odd, 1-9 (default 9, the paper's; 3 is faster on CPU).",

@@ -12,6 +12,7 @@ CASES = [
     ("johnson", {"width": 0.25, "residual_blocks": 1}),
     ("johnson", {"width": 0.25, "residual_blocks": 0, "upsample": "deconv"}),
     ("johnson", {"width": 0.25, "residual_blocks": 0, "upsample": "bilinear"}),
+    ("johnson", {"width": 0.5, "residual_blocks": 1, "decoder_width": 0.125}),
     ("texture", {"scales": 3, "channels": 4}),
     ("texture", {"scales": 2, "noise_channels": 0}),
 ]
@@ -61,6 +62,10 @@ def test_parameter_counts_match_the_papers_and_width_scales_them():
     assert 60e3 < count("texture", {}) < 90e3  # the study counted ~75k
     assert count("johnson", {"width": 0.25}) < count("johnson", {"width": 0.5}) < count("johnson", {}) / 3
     assert count("johnson", {"residual_blocks": 2}) < count("johnson", {})
+    # --decoder-width 0.125: the upsampling stages 128 -> 8 -> 4 channels (3x3 convs + affine norms), 9x9 conv to RGB
+    narrow = 128 * 8 * 9 + 8 + 2 * 8 + 8 * 4 * 9 + 4 + 2 * 4 + 4 * 3 * 81 + 3
+    wide = 128 * 64 * 9 + 64 + 2 * 64 + 64 * 32 * 9 + 32 + 2 * 32 + 32 * 3 * 81 + 3
+    assert count("johnson", {}) - count("johnson", {"decoder_width": 0.125}) == wide - narrow
     # the output conv: 32 x 3 x 9 x 9 weights at width 1, 32 x 3 x 3 x 3 with --output-kernel 3
     assert count("johnson", {}) - count("johnson", {"output_kernel": 3}) == 32 * 3 * (81 - 9)
     assert count("stylebank", {}) - count("stylebank", {"output_kernel": 3}) == 32 * 3 * (81 - 9)
@@ -71,6 +76,8 @@ def test_options_that_do_not_fit_the_arch_are_usage_errors():
         generators.make_options("texture", {"upsample": "deconv"})
     with pytest.raises(UsageError, match="--width"):
         generators.make_options("johnson", {"width": 0})
+    with pytest.raises(UsageError, match="--decoder-width must be between"):
+        generators.make_options("johnson", {"decoder_width": 0})
     with pytest.raises(UsageError, match="--upsample"):
         generators.make_options("johnson", {"upsample": "bicubic"})
     with pytest.raises(UsageError, match="--output-kernel must be one of 1, 3, 5, 7, 9"):

@@ -2,13 +2,15 @@
 
 9x9 conv (32), two stride-2 3x3 convs (64, 128), residual blocks (128), two x2 upsampling stages
 (64, 32), 9x9 conv to RGB. Instance norm and reflection padding throughout (Ulyanov et al.'s
-improvement). ``width`` scales every channel count, so a user can trade quality for speed.
+improvement). ``width`` scales every channel count, so a user can trade quality for speed;
+``decoder_width`` scales the two upsampling stages alone (the peer's net runs them at 8 and 4 channels).
 The output goes through a sigmoid, so it is always an image in 0..1.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -31,10 +33,13 @@ class JohnsonOptions:
     residual_blocks: int = 5
     upsample: str = "nearest"  # nearest or bilinear (+conv, no checkerboard), or deconv (the paper's)
     output_kernel: int = 9  # the paper's 9x9 output conv; 3 is much faster on onnxruntime's CPU kernels
+    decoder_width: Optional[float] = None  # channel multiplier of the two upsampling stages; None: width's
 
     def validate(self) -> None:
         if not 0.05 <= self.width <= 4:
             raise UsageError("--width must be between 0.05 and 4")
+        if self.decoder_width is not None and not 0.05 <= self.decoder_width <= 4:
+            raise UsageError("--decoder-width must be between 0.05 and 4")
         if not 0 <= self.residual_blocks <= 32:
             raise UsageError("--residual-blocks must be between 0 and 32")
         if self.upsample not in UPSAMPLE_MODES:
@@ -49,10 +54,11 @@ class JohnsonNet(nn.Module):
     def __init__(self, options: JohnsonOptions):
         super().__init__()
         c1, c2, c3 = channel_widths(options.width)
+        d1, d2, _ = channel_widths(options.width if options.decoder_width is None else options.decoder_width)
         self.body = nn.Sequential(
             *encoder_layers(c1, c2, c3),
             *(ResidualBlock(c3) for _ in range(options.residual_blocks)),
-            *decoder_layers(c3, c2, c1, options.upsample, options.output_kernel),
+            *decoder_layers(c3, d2, d1, options.upsample, options.output_kernel),
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
