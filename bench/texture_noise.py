@@ -113,10 +113,14 @@ def flat_windows(photo: Image.Image, stylised: Image.Image) -> list[np.ndarray]:
     ]
 
 
+TAPER = np.outer(np.hanning(SPECTRUM_WINDOW), np.hanning(SPECTRUM_WINDOW))  # each window's Hann taper
+# Parseval: a sinusoid of amplitude A puts A^2 / 2 * size^2 * sum(taper^2) into its two peaks
+PEAK_ENERGY_PER_AMPLITUDE = SPECTRUM_WINDOW**2 * (TAPER**2).sum() / 2
+
+
 def window_spectrum(window: np.ndarray) -> np.ndarray:
     """The Hann-tapered power spectrum of one window, mean removed."""
-    taper = np.outer(np.hanning(SPECTRUM_WINDOW), np.hanning(SPECTRUM_WINDOW))
-    return np.abs(np.fft.fft2((window - window.mean()) * taper)) ** 2
+    return np.abs(np.fft.fft2((window - window.mean()) * TAPER)) ** 2
 
 
 def period_band(low: float, high: float) -> np.ndarray:
@@ -124,10 +128,6 @@ def period_band(low: float, high: float) -> np.ndarray:
     axis = np.fft.fftfreq(SPECTRUM_WINDOW)
     frequency = np.hypot(*np.meshgrid(axis, axis, indexing="ij"))
     return (frequency >= 1 / high) & (frequency <= 1 / low)
-
-
-# Parseval: a sinusoid of amplitude A puts A^2 / 2 * size^2 * sum(taper^2) into its two peaks
-PEAK_ENERGY_PER_AMPLITUDE = SPECTRUM_WINDOW**2 * (np.hanning(SPECTRUM_WINDOW) ** 2).sum() ** 2 / 2
 
 
 def hatched_area(photo: Image.Image, stylised: Image.Image) -> float:
@@ -152,10 +152,9 @@ def mesh_amplitude(photo: Image.Image, stylised: Image.Image) -> float:
     windows = flat_windows(photo, stylised)
     if not windows:
         return float("nan")
-    # Parseval: mean square of the tapered window = spectrum sum / size^2; undo the taper's mean square
-    taper_mean_square = (np.hanning(SPECTRUM_WINDOW) ** 2).mean() ** 2
+    # Parseval: mean square of the tapered window = spectrum sum / size^4; undo the taper's mean square
     mean_square = np.mean([window_spectrum(window)[band].sum() for window in windows]) / SPECTRUM_WINDOW**4
-    return float(np.sqrt(mean_square / taper_mean_square) * 255)
+    return float(np.sqrt(mean_square / (TAPER**2).mean()) * 255)
 
 
 def main() -> None:
