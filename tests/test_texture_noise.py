@@ -20,10 +20,14 @@ def flat_photo() -> Image.Image:
     return picture(np.full((SIZE, SIZE), 0.5))
 
 
-def test_diagonal_hatching_scores_near_one() -> None:
+def grating(period: float, amplitude: float) -> Image.Image:
+    """Diagonal lines, ``period`` px apart along each axis (``period`` / sqrt(2) across the lines)."""
     rows, columns = np.mgrid[0:SIZE, 0:SIZE]
-    hatched = picture(0.5 + 0.3 * np.sin(2 * np.pi * (rows + columns) / 5))
-    assert hatching_coherence(flat_photo(), hatched) > 0.9
+    return picture(0.5 + amplitude * np.sin(2 * np.pi * (rows + columns) / period))
+
+
+def test_diagonal_hatching_scores_near_one() -> None:
+    assert hatching_coherence(flat_photo(), grating(5, 0.3)) > 0.9
 
 
 def test_noise_and_a_weave_score_low() -> None:
@@ -46,20 +50,15 @@ def test_lines_the_photo_already_has_are_not_counted() -> None:
     assert hatching_coherence(photo, stylised) < 0.3
 
 
-def grating(period: float, amplitude: float) -> Image.Image:
-    rows, columns = np.mgrid[0:SIZE, 0:SIZE]
-    return picture(0.5 + amplitude * np.sin(2 * np.pi * (rows + columns) / period))
-
-
 def test_hatched_area_counts_visible_gratings_only() -> None:
     noise = picture(np.random.default_rng(0).uniform(0.2, 0.8, (SIZE, SIZE)))
-    assert hatched_area(flat_photo(), grating(5 * np.sqrt(2), 0.1)) == 1.0  # a 5 px grating, diagonal
+    assert hatched_area(flat_photo(), grating(5 * np.sqrt(2), 0.1)) == 1.0  # 5 px apart
     assert hatched_area(flat_photo(), grating(5 * np.sqrt(2), 1 / 255)) == 0.0  # too faint to see
     assert hatched_area(flat_photo(), noise) == 0.0
 
 
 def test_mesh_amplitude_is_the_rms_of_a_fine_grating_and_ignores_coarse_ones() -> None:
-    fine, coarse = grating(3 * np.sqrt(2), 0.1), grating(8 * np.sqrt(2), 0.1)  # periods of 3 and 8 px
+    fine, coarse = grating(3 * np.sqrt(2), 0.1), grating(8 * np.sqrt(2), 0.1)  # 3 and 8 px apart
     assert abs(mesh_amplitude(flat_photo(), fine) - 0.1 / np.sqrt(2) * 255) < 1.5  # 18 of 255, up to rounding
     assert mesh_amplitude(flat_photo(), coarse) < 1.0
     assert mesh_amplitude(flat_photo(), flat_photo()) == 0.0
