@@ -531,7 +531,7 @@ def info(json_output: bool = typer.Option(False, "--json", help="Print the repor
 ARCH_FLAGS = {
     "width": "width", "residual_blocks": "residual_blocks", "upsample": "upsample", "texture_scales": "scales",
     "channels": "channels", "noise_channels": "noise_channels", "bank_layers": "bank_layers",
-    "output_kernel": "output_kernel", "decoder_width": "decoder_width",
+    "output_kernel": "output_kernel", "decoder_width": "decoder_width", "norm": "norm",
 }  # fmt: skip
 
 
@@ -573,6 +573,10 @@ def train(
     ),
     decoder_width: Optional[float] = typer.Option(
         None, help="johnson: channel multiplier of the two upsampling stages alone (default: --width).",
+        rich_help_panel=PANEL_GENERATOR,
+    ),
+    norm: Optional[str] = typer.Option(
+        None, help="johnson: instance (Ulyanov et al.'s) or batch (the paper's, folded into the convs at export) (default instance).",
         rich_help_panel=PANEL_GENERATOR,
     ),
     output_kernel: Optional[int] = typer.Option(

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nstcli import checkpoint, export, generators, model_format, settings, train, train_plan
+from nstcli import checkpoint, export, generators, model_format, settings, tiling, train, train_plan
 from nstcli.errors import InputError
 from tests.conftest import nst
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    """Tiny johnson (nearest and bilinear upsampling) and texture models, trained 2 steps against a random-initialised VGG16."""
+    """Tiny johnson (nearest and bilinear upsampling, batch norm) and texture models, trained 2 steps against a random-initialised VGG16."""
     from torchvision.models import vgg
 
     folder = tmp_path_factory.mktemp("export")
@@ -40,6 +40,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     variants = {
         "johnson": ("johnson", {"width": 0.25, "residual_blocks": 1}),
         "johnson-bilinear": ("johnson", {"width": 0.25, "residual_blocks": 1, "upsample": "bilinear"}),
+        "johnson-batch": ("johnson", {"width": 0.25, "residual_blocks": 1, "norm": "batch"}),
         "texture": ("texture", {"scales": 3}),
     }
     for name, (arch, options) in variants.items():
@@ -58,7 +59,9 @@ def run_onnx(path: Path, image: np.ndarray) -> np.ndarray:
     return session.run(None, {model_format.INPUT_IMAGE: image})[0]
 
 
-@pytest.mark.parametrize(("name", "arch"), [("johnson", "johnson"), ("johnson-bilinear", "johnson"), ("texture", "texture")])
+@pytest.mark.parametrize(
+    ("name", "arch"), [("johnson", "johnson"), ("johnson-bilinear", "johnson"), ("johnson-batch", "johnson"), ("texture", "texture")]
+)
 def test_export_writes_the_contract(tmp_path, trained, name, arch):
     state = checkpoint.load_checkpoint(trained[name])
     result = export.export_model(state, str(tmp_path / "m.onnx"))
@@ -89,6 +92,13 @@ def test_export_writes_the_contract(tmp_path, trained, name, arch):
     assert result_onnx.shape == expected.shape and result_onnx.dtype == np.float32
     assert np.abs(result_onnx - expected).max() < 1e-4
     assert 0 <= result_onnx.min() and result_onnx.max() <= 1
+
+
+def test_batch_norm_is_folded_into_the_convs(tmp_path, trained):
+    export.export_model(checkpoint.load_checkpoint(trained["johnson-batch"]), str(tmp_path / "m.onnx"))
+    operators = {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
+    assert "Conv" in operators and not operators & {"BatchNormalization", "InstanceNormalization"}
+    assert tiling.pin_instance_norm((tmp_path / "m.onnx").read_bytes()) is None  # tiles share no statistics
 
 
 def test_fp16_keeps_float32_io_and_stays_close(tmp_path, trained):

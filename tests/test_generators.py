@@ -13,6 +13,7 @@ CASES = [
     ("johnson", {"width": 0.25, "residual_blocks": 0, "upsample": "deconv"}),
     ("johnson", {"width": 0.25, "residual_blocks": 0, "upsample": "bilinear"}),
     ("johnson", {"width": 0.5, "residual_blocks": 1, "decoder_width": 0.125}),
+    ("johnson", {"width": 0.25, "residual_blocks": 1, "norm": "batch"}),
     ("texture", {"scales": 3, "channels": 4}),
     ("texture", {"scales": 2, "noise_channels": 0}),
 ]
@@ -78,6 +79,8 @@ def test_options_that_do_not_fit_the_arch_are_usage_errors():
         generators.make_options("johnson", {"width": 0})
     with pytest.raises(UsageError, match="--decoder-width must be between"):
         generators.make_options("johnson", {"decoder_width": 0})
+    with pytest.raises(UsageError, match="unknown --norm 'group'"):
+        generators.make_options("johnson", {"norm": "group"})
     with pytest.raises(UsageError, match="--upsample"):
         generators.make_options("johnson", {"upsample": "bicubic"})
     with pytest.raises(UsageError, match="--output-kernel must be one of 1, 3, 5, 7, 9"):

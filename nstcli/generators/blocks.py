@@ -1,7 +1,7 @@
 """Building blocks shared by the generator networks, and weight initialisation.
 
-Every convolution pads by reflection (no dark borders) and is followed by instance normalisation,
-which Ulyanov et al. showed is what makes feed-forward stylisation work.
+Every convolution pads by reflection (no dark borders) and is followed by a norm: instance
+normalisation by default, which Ulyanov et al. showed is what makes feed-forward stylisation work.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ INITS = ("default", "xavier", "he")
 OUTPUT_KERNELS = (1, 3, 5, 7, 9)
 
 # The normalisation after each conv, made for a channel count: instance norm with its own learnt scale
-# and shift by default; conditional instance norm (generators.cin) takes them from the style instead.
+# and shift by default (batch norm for Johnson et al.'s original); conditional instance norm
+# (generators.cin) takes the scale and shift from the style instead.
 Norm = Callable[[int], nn.Module]
 
 
@@ -24,8 +25,16 @@ def instance_norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=True)
 
 
+def batch_norm(channels: int) -> nn.Module:
+    """Johnson et al.'s original norm: the training batches' statistics, frozen for use (folded into the convs at export)."""
+    return nn.BatchNorm2d(channels)
+
+
+NORMS: dict[str, Norm] = {"instance": instance_norm, "batch": batch_norm}
+
+
 class ConvBlock(nn.Sequential):
-    """Reflection pad, conv, instance norm (affine) and an optional activation."""
+    """Reflection pad, conv, norm (instance norm, affine, by default) and an optional activation."""
 
     def __init__(
         self, channels_in: int, channels_out: int, kernel: int, stride: int = 1, activation: nn.Module | None = None,

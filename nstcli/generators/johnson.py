@@ -1,8 +1,8 @@
 """Johnson, Alahi, Fei-Fei 2016: the image transformation network of "Perceptual Losses".
 
 9x9 conv (32), two stride-2 3x3 convs (64, 128), residual blocks (128), two x2 upsampling stages
-(64, 32), 9x9 conv to RGB. Instance norm and reflection padding throughout (Ulyanov et al.'s
-improvement). ``width`` scales every channel count, so a user can trade quality for speed;
+(64, 32), 9x9 conv to RGB. Instance norm (Ulyanov et al.'s improvement; ``norm="batch"`` for the
+paper's batch norm) and reflection padding throughout. ``width`` scales every channel count, so a user can trade quality for speed;
 ``decoder_width`` scales the two upsampling stages alone (the peer's net runs them at 8 and 4 channels).
 The output goes through a sigmoid, so it is always an image in 0..1.
 """
@@ -17,6 +17,7 @@ from torch import nn
 
 from nstcli.errors import UsageError
 from nstcli.generators.blocks import (
+    NORMS,
     ResidualBlock,
     channel_widths,
     decoder_layers,
@@ -34,6 +35,7 @@ class JohnsonOptions:
     upsample: str = "nearest"  # nearest or bilinear (+conv, no checkerboard), or deconv (the paper's)
     output_kernel: int = 9  # the paper's 9x9 output conv; 3 is much faster on onnxruntime's CPU kernels
     decoder_width: Optional[float] = None  # channel multiplier of the two upsampling stages; None: width's
+    norm: str = "instance"  # instance (Ulyanov et al.) or batch (the paper's)
 
     def validate(self) -> None:
         if not 0.05 <= self.width <= 4:
@@ -45,6 +47,8 @@ class JohnsonOptions:
         if self.upsample not in UPSAMPLE_MODES:
             raise UsageError(f"unknown --upsample {self.upsample!r} (choose nearest, bilinear or deconv)")
         validate_output_kernel(self.output_kernel)
+        if self.norm not in NORMS:
+            raise UsageError(f"unknown --norm {self.norm!r} (choose instance or batch)")
 
     def size_multiple(self) -> int:
         return 4  # two stride-2 stages
@@ -55,10 +59,11 @@ class JohnsonNet(nn.Module):
         super().__init__()
         c1, c2, c3 = channel_widths(options.width)
         d1, d2, _ = channel_widths(options.width if options.decoder_width is None else options.decoder_width)
+        norm = NORMS[options.norm]
         self.body = nn.Sequential(
-            *encoder_layers(c1, c2, c3),
-            *(ResidualBlock(c3) for _ in range(options.residual_blocks)),
-            *decoder_layers(c3, d2, d1, options.upsample, options.output_kernel),
+            *encoder_layers(c1, c2, c3, norm),
+            *(ResidualBlock(c3, norm) for _ in range(options.residual_blocks)),
+            *decoder_layers(c3, d2, d1, options.upsample, options.output_kernel, norm),
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
