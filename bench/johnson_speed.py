@@ -9,6 +9,7 @@ the same way. Prints multiply-accumulates per pixel, seconds and the ratio nst /
     python bench/johnson_speed.py                                  # ~2 min on two cores
     python bench/johnson_speed.py --shape 0.5:5:3 --shape 0.375:3:3
     python bench/johnson_speed.py --shape 0.375:4:3 --shape 0.375:4:3:bilinear   # the upsampling's cost
+    python bench/johnson_speed.py --shape 0.375:4:3 --shape 0.375:4:3:nearest:batch   # batch norm, folded at export
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ SHAPES = ("0.5:5:3", "0.5:3:3", "0.375:5:3", "0.375:3:3", "0.25:5:3")
 
 
 def export_shape(shape: str, folder: Path) -> Path:
-    """A random-weight Johnson net of ``width:blocks:output_kernel[:upsample]``, exported to fp16 ONNX."""
-    width, blocks, kernel, *upsample = shape.split(":")
+    """A random-weight Johnson net of ``width:blocks:output_kernel[:upsample[:norm]]``, exported to fp16 ONNX."""
+    width, blocks, kernel, *named = shape.split(":")
     options = {"width": float(width), "residual_blocks": int(blocks), "output_kernel": int(kernel)}
-    if upsample:
-        options["upsample"] = upsample[0]
+    options.update(zip(("upsample", "norm"), named))
     config = TrainConfig(arch="johnson", arch_options=options)
     torch.manual_seed(0)
     model = generators.build_generator("johnson", generators.make_options("johnson", options))
@@ -61,7 +61,7 @@ def macs_per_pixel(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", action="append", help=f"width:blocks:output_kernel[:upsample] (default {', '.join(SHAPES)})")
+    parser.add_argument("--shape", action="append", help=f"width:blocks:output_kernel[:upsample[:norm]] (default {', '.join(SHAPES)})")
     parser.add_argument("--bundled", action="append", default=[], type=Path, help="an exported Johnson net to time too")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
