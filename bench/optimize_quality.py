@@ -2,7 +2,7 @@
 
 For each pair (photo x painting from ../shared/data), whole CLI runs, one after another:
 - ``before``: the previous default (one scale at --size, 300 evaluations, the Gram loss):
-  ``--min-size SIZE --iterations 300 --style-loss gram``;
+  ``--min-size SIZE --iterations 300 --style-loss gram --style-orientations 1``;
 - ``now``: today's defaults (coarse to fine from --min-size 128);
 - ``pastiche``: the PyPI peer with its own defaults at --size, its step count set so its CPU time
   matches ``before`` (calibrated on the first pair: seconds per step and start-up).
@@ -43,7 +43,7 @@ PAIRS = (
     "kodim04:vangogh_starry_night", "kodim08:vangogh_night_cafe", "kodim13:hokusai_great_wave",
     "kodim15:turner_shipwreck_of_the_minotaur", "kodim24:klimt_the_kiss", "kodim21:gauguin_tahitian_women",
 )  # fmt: skip
-BEFORE = ("--iterations", "300", "--style-loss", "gram")  # plus --min-size SIZE: the default until this release
+BEFORE = ("--iterations", "300", "--style-loss", "gram", "--style-orientations", "1")  # plus --min-size SIZE: the first default
 PASTICHE_CALIBRATION_STEPS = (10, 40)
 SPREAD_GRIDS = (3, 4, 5, 6)
 

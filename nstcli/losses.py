@@ -365,7 +365,7 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
         style_blend=settings.style_blend,
         style_loss=settings.style_loss,
         style_tiles=settings.style_tiles,
-        style_orientations=settings.style_orientations,
+        style_orientations=[1] if settings.style_orientations is None else settings.style_orientations,  # None: as given
     )
 
 
@@ -380,10 +380,10 @@ def validate_settings(settings: LossSettings, weights: LossWeights) -> None:
         raise UsageError(f"--style-loss {settings.style_loss}: join different losses of {', '.join(COMBINABLE)} with +")
     if settings.style_tiles > 1 and settings.style_loss == "patch":
         raise UsageError("--style-tiles works with --style-loss gram, meancov or sw, not patch")
-    wrong = [count for count in settings.style_orientations if count not in ORIENTATIONS]
-    if wrong or not settings.style_orientations:
+    wrong = [count for count in weights.style_orientations if count not in ORIENTATIONS]
+    if wrong or not weights.style_orientations:
         raise UsageError(f"--style-orientations: choose {', '.join(map(str, ORIENTATIONS))}, not {wrong[0] if wrong else 'nothing'}")
-    if max(settings.style_orientations) > 1 and settings.style_loss == "patch":
+    if max(weights.style_orientations) > 1 and settings.style_loss == "patch":
         raise UsageError("--style-orientations works with --style-loss gram, meancov or sw, not patch")
     check_layers(settings.net, weights.content_layers + weights.style_layers)
     weights.content_factors()
@@ -408,16 +408,26 @@ def oriented(image: torch.Tensor, count: int) -> list[torch.Tensor]:
     return [view for turn in turns for view in ([turn, turn.flip(3)] if count > 1 else [turn])]
 
 
-def average_targets(targets: list) -> object:
-    """One style target from several (the orientations of one painting). For the Gram and mean/covariance
-    statistics the average is exact: the summed squared distances to each differ from the distance to their
-    average by a constant, so the gradient is the same. For sorted projections (the same directions: they
+def summed_targets(total: object | None, target: object) -> object:
+    """``total`` + ``target`` (``total`` None: ``target``): one painting's style targets summed over its orientations,
+    one view at a time (at 2048 px one layer's sorted projections take ~1 GB a view). For the Gram and
+    mean/covariance statistics their average is exact: the summed squared distances to each differ from the distance
+    to their average by a constant, so the gradient is the same. For sorted projections (the same directions: they
     depend on the channel count alone) the average of the sorted values is the 1-D Wasserstein barycentre."""
-    if len(targets) == 1:
-        return targets[0]
-    if isinstance(targets[0], SortedProjections):
-        return SortedProjections(targets[0].directions, torch.stack([target.values for target in targets]).mean(dim=0))
-    return torch.stack(targets).mean(dim=0)
+    if total is None:
+        return target
+    if isinstance(target, SortedProjections):
+        return SortedProjections(target.directions, total.values + target.values)
+    return total + target
+
+
+def scaled_target(target: object, factor: float) -> object:
+    """A style target (see :func:`summed_targets`) times ``factor``: the sum over ``n`` views times 1 / ``n``."""
+    if factor == 1:
+        return target
+    if isinstance(target, SortedProjections):
+        return SortedProjections(target.directions, target.values * factor)
+    return target * factor
 
 
 @dataclass
@@ -484,13 +494,14 @@ class PerceptualLoss(torch.nn.Module):
             loss.style_blend, loss.style_targets = list(blend), []
         layers = frozenset(self.weights.style_layers)
         for style, count in zip(styles, orientation_counts(self.weights.style_orientations, len(styles))):
-            views: list[list[dict]] = [[] for _ in losses]  # each loss's targets of each view
+            sums: list[dict] = [{} for _ in losses]  # each loss's targets, summed over the views
             for view in oriented(style, count):
                 features = self.features(view, layers)
-                for targets, loss in zip(views, losses):
-                    targets.append({name: loss.target(value) for name, value in features.items()})
-            for targets, loss in zip(views, losses):
-                loss.style_targets.append({name: average_targets([view[name] for view in targets]) for name in targets[0]})
+                for total, loss in zip(sums, losses):
+                    for name, value in features.items():
+                        total[name] = summed_targets(total.get(name), loss.target(value))
+            for total, loss in zip(sums, losses):
+                loss.style_targets.append({name: scaled_target(target, 1 / count) for name, target in total.items()})
 
     def set_masks(self, style_masks: list[torch.Tensor] | None, content_mask: torch.Tensor | None = None) -> None:
         """Spatial control (see the module docstring): masks (1, 1, H, W) in 0..1, any resolution.

@@ -83,9 +83,20 @@ def validate(config: OptimizeConfig) -> None:
 
 
 def loss_weights(config: OptimizeConfig) -> LossWeights:
-    """The objective of ``config``: its loss settings, layers left unset from the network's defaults."""
+    """The objective of ``config``: its loss settings, layers left unset from the network's defaults, orientations
+    left unset from :func:`default_orientations`."""
     info = net_info(config.loss.net)
-    return losses.loss_weights(config.loss, info.content_layers, info.style_layers)
+    loss = config.loss
+    if loss.style_orientations is None:
+        loss = replace(loss, style_orientations=default_orientations(loss.style_loss))
+    return losses.loss_weights(loss, info.content_layers, info.style_layers)
+
+
+def default_orientations(style_loss: str) -> list[int]:
+    """The painting in 8 orientations (``--style-orientations``): with the sliced Wasserstein loss the six benchmark
+    pairs' mean coverage spread falls from 2.80 to 2.28 against the painting as given, and every pair's lies below the
+    old Gram default's (docs/optimize-quality.md). The patch loss matches each patch of the painting as given."""
+    return [1] if style_loss == "patch" else [8]
 
 
 def learning_rate(config: OptimizeConfig) -> float:
@@ -94,10 +105,11 @@ def learning_rate(config: OptimizeConfig) -> float:
 
 
 def resolved_config(config: OptimizeConfig) -> OptimizeConfig:
-    """``config`` with what the run resolves filled in: the layers (the network's defaults) and the learning rate
-    (the optimiser's), as --save-config and the JSON loss log record them."""
+    """``config`` with what the run resolves filled in: the layers (the network's defaults), the style orientations
+    and the learning rate (the optimiser's), as --save-config and the JSON loss log record them."""
     weights = loss_weights(config)
-    loss = replace(config.loss, content_layers=weights.content_layers, style_layers=weights.style_layers)
+    loss = replace(config.loss, content_layers=weights.content_layers, style_layers=weights.style_layers,
+                   style_orientations=weights.style_orientations)
     return replace(config, loss=loss, lr=learning_rate(config))
 
 

@@ -52,6 +52,13 @@ def setting(default: Any = MISSING, *, help: str | Mapping[str, str], panel: str
     return field(default=default, metadata=metadata)
 
 
+ORIENTATIONS_HELP = (
+    "The style image in 1 (as given), 2 (and its mirror image) or 8 orientations (each quarter turn, each mirrored), "
+    "matched as one averaged target: the painting's strokes keep no one direction. One number for every style image, "
+    "or one per style image (8,1: the second as given, e.g. a print whose lines keep their direction)."
+)
+
+
 @dataclass
 class LossSettings:
     """The perceptual objective: descriptor network, layers and weights (shared by optimize and train)."""
@@ -138,11 +145,11 @@ class LossSettings:
         low=1,
         high=16,
     )
-    style_orientations: list[int] = setting(
-        help="The style image in 1 (as given), 2 (and its mirror image) or 8 orientations (each quarter turn, each "
-        "mirrored), matched as one averaged target: the painting's strokes keep no one direction. One number for "
-        "every style image, or one per style image (8,1: the second as given, e.g. a print whose lines keep their "
-        "direction). Default: 1.",
+    style_orientations: list[int] | None = setting(
+        help={
+            "optimize": ORIENTATIONS_HELP + " Default: 8, which spreads the style most evenly (1 with --style-loss patch).",
+            "train": ORIENTATIONS_HELP + " Default: 1.",
+        },
         panel=PANEL_LOSS,
         factory=lambda: [1],
         role=BANK,
@@ -165,10 +172,12 @@ class LossSettings:
 def _optimize_loss() -> LossSettings:
     """Optimisation's loss defaults: the sliced Wasserstein loss, which spreads the painting over the whole
     picture where the Gram loss left regions a photo and keeps the photo's shapes where the mean and
-    covariance loss smeared them. At the default 512 px it spreads the style more evenly than the old Gram
-    default on 5 of 6 benchmark pairs, ``sw+gram`` on 3 (docs/optimize-quality.md). Training keeps the Gram loss its
-    bundled models were trained with."""
-    return LossSettings(style_loss="sw")
+    covariance loss smeared them; its target averaged over the painting's eight orientations, so that no motif
+    of the painting as given decides where the style gathers (None: resolved by :func:`nstcli.optimize.loss_weights`,
+    1 for the patch loss). At the default 512 px the two spread the style more evenly than the old Gram default on
+    all 6 benchmark pairs (the spread's mean over 3 x 3 to 6 x 6 grids; docs/optimize-quality.md). Training keeps
+    the Gram loss its bundled models were trained with."""
+    return LossSettings(style_loss="sw", style_orientations=None)
 
 
 @dataclass

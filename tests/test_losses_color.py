@@ -339,14 +339,17 @@ def test_style_orientations_average_the_targets_of_the_turned_and_mirrored_paint
 
 
 def test_style_orientations_are_one_two_or_eight_and_not_for_patches() -> None:
-    from nstcli.losses import validate_settings
+    from nstcli.losses import loss_weights, validate_settings
     from nstcli.settings import LossSettings
 
-    weights = LossWeights(["relu4_2"], ["relu3_1"])
+    def validate(settings: LossSettings) -> None:
+        validate_settings(settings, loss_weights(settings, ["relu4_2"], ["relu3_1"]))
+
     with pytest.raises(UsageError, match="--style-orientations: choose 1, 2, 8, not 4"):
-        validate_settings(LossSettings(style_orientations=[8, 4]), weights)
+        validate(LossSettings(style_orientations=[8, 4]))
     with pytest.raises(UsageError, match="not patch"):
-        validate_settings(LossSettings(style_orientations=[1, 2], style_loss="patch"), weights)
+        validate(LossSettings(style_orientations=[1, 2], style_loss="patch"))
+    assert loss_weights(LossSettings(style_orientations=None), ["relu4_2"], ["relu3_1"]).style_orientations == [1]
 
 
 def test_style_orientations_one_count_per_style_image() -> None:

@@ -8,7 +8,9 @@ import torch
 
 from nstcli import color, images
 from nstcli.errors import UsageError
-from nstcli.optimize import evaluations_per_scale, lbfgs_history, run_optimize, scale_sides, scale_sizes, score
+from nstcli.optimize import (
+    evaluations_per_scale, lbfgs_history, loss_weights, resolved_config, run_optimize, scale_sides, scale_sizes, score,
+)  # fmt: skip
 from nstcli.settings import OptimizeConfig, with_settings
 from tests.conftest import gradient_image, stripes_image
 
@@ -147,7 +149,7 @@ def test_preserve_color_histogram_runs() -> None:
 
 
 def test_pixels_stay_in_range_so_saving_loses_nothing() -> None:
-    config = tiny(iterations=20, style_weight=1e3, style_loss="gram")  # score's objective
+    config = tiny(iterations=20, style_weight=1e3, style_loss="gram", style_orientations=[1])  # score's objective
     result = run_optimize(CONTENT, [STYLE], config, keep_history=True)
     judged = score(CONTENT, STYLE, result.image, size=48)["total"]
     assert judged <= 1.2 * result.history[-1]["total"]
@@ -200,6 +202,17 @@ def test_each_style_loss_optimises(style_loss: str) -> None:
     assert totals[-1] < totals[0] and result.image.size == (48, 32)
     with pytest.raises(UsageError, match="unknown --style-loss"):
         run_optimize(CONTENT, [STYLE], tiny(style_loss="wasserstein"))
+
+
+def test_the_painting_is_matched_in_eight_orientations_by_default_but_as_given_by_the_patch_loss() -> None:
+    assert loss_weights(OptimizeConfig()).style_orientations == [8]
+    assert resolved_config(OptimizeConfig()).loss.style_orientations == [8]  # what --save-config records
+    assert loss_weights(tiny(style_loss="patch")).style_orientations == [1]
+    assert loss_weights(tiny(style_loss="gram", style_orientations=[2])).style_orientations == [2]
+    result = run_optimize(CONTENT, [STYLE], tiny(style_loss="patch", iterations=4), keep_history=True)
+    assert result.history[-1]["total"] < result.history[0]["total"]
+    with pytest.raises(UsageError, match="--style-orientations works with --style-loss gram, meancov or sw, not patch"):
+        run_optimize(CONTENT, [STYLE], tiny(style_loss="patch", style_orientations=[8]))
 
 
 def test_style_tiles_optimise_and_have_a_range() -> None:
