@@ -349,11 +349,13 @@ class LossWeights:
         return _per_layer(self.style_layers, self.style_layer_weights, "style")
 
 
-def loss_weights(settings: LossSettings, content_layers: list[str], style_layers: list[str]) -> LossWeights:
-    """The objective of ``settings``; ``content_layers`` and ``style_layers`` are the command's defaults
-    for layers the user left unset."""
-    if settings.style_loss == "patch":  # the patch loss's own layers where the defaults have them
+def loss_weights(settings: LossSettings, content_layers: list[str], style_layers: list[str],
+                 style_orientations: tuple[int, ...] = (1,)) -> LossWeights:  # fmt: skip
+    """The objective of ``settings``; ``content_layers``, ``style_layers`` and ``style_orientations`` are the
+    command's defaults for the settings the user left unset."""
+    if settings.style_loss == "patch":  # the patch loss's own layers where the defaults have them; the painting as given
         style_layers = [layer for layer in PATCH_LAYERS if layer in style_layers] or style_layers
+        style_orientations = (1,)
     return LossWeights(
         content_layers=list(settings.content_layers or content_layers),
         style_layers=list(settings.style_layers or style_layers),
@@ -365,7 +367,7 @@ def loss_weights(settings: LossSettings, content_layers: list[str], style_layers
         style_blend=settings.style_blend,
         style_loss=settings.style_loss,
         style_tiles=settings.style_tiles,
-        style_orientations=[1] if settings.style_orientations is None else settings.style_orientations,  # None: as given
+        style_orientations=list(style_orientations if settings.style_orientations is None else settings.style_orientations),
     )
 
 

@@ -173,7 +173,7 @@ def _optimize_loss() -> LossSettings:
     """Optimisation's loss defaults: the sliced Wasserstein loss, which spreads the painting over the whole
     picture where the Gram loss left regions a photo and keeps the photo's shapes where the mean and
     covariance loss smeared them; its target averaged over the painting's eight orientations, so that no motif
-    of the painting as given decides where the style gathers (None: resolved by :func:`nstcli.optimize.loss_weights`,
+    of the painting as given decides where the style gathers (None: ``optimize.DEFAULT_ORIENTATIONS``,
     1 for the patch loss). At the default 512 px the two spread the style more evenly than the old Gram default on
     all 6 benchmark pairs (the spread's mean over 3 x 3 to 6 x 6 grids; docs/optimize-quality.md). Training keeps
     the Gram loss its bundled models were trained with."""
