@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import FunctionCtx
@@ -149,7 +150,18 @@ def sorted_projections(features: torch.Tensor) -> SortedProjections:
     directions, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
     directions = directions.to(features.device)
     projected = directions.T @ features[0].reshape(channels, -1)
-    return SortedProjections(directions, projected.sort(dim=1).values)
+    return SortedProjections(directions, sorted_rows(projected))
+
+
+def sorted_rows(values: torch.Tensor) -> torch.Tensor:
+    """``values`` (R, P) with each row in ascending order. On the CPU numpy sorts: its vectorised sort (x86-simd-sort
+    on AVX-512 and AVX2) took 1.5 s for relu1_1's 64 rows of 3.3M values at 2048 px where torch's took 35 s (one
+    thread), and a painting in eight orientations is eight such sorts per layer and scale. The half-precision types
+    are widened first (exact, and it keeps their order)."""
+    if values.device.type != "cpu":
+        return values.sort(dim=1).values
+    widened = values.detach().float().numpy()
+    return torch.from_numpy(np.sort(widened, axis=1)).to(values.dtype)
 
 
 # Directions the sliced Wasserstein loss projects and ranks at once (bounds its forward pass's memory).

@@ -12,7 +12,7 @@ from nstcli.errors import UsageError
 from nstcli.losses import (
     LossWeights, PerceptualLoss, Tiled, gram, guided_mean_covariance, mean_covariance, mean_squared_error, patch_loss,
     VALUES_PER_BIN, SortedProjections, guided_sliced_wasserstein, quantile_targets, sliced_wasserstein,
-    sorted_projections, style_patches, tile_starts, total_variation,
+    sorted_projections, sorted_rows, style_patches, tile_starts, total_variation,
 )  # fmt: skip
 
 
@@ -177,6 +177,18 @@ def test_sliced_wasserstein_compares_distributions_not_places() -> None:
     bell = (bell - bell.mean()) / bell.std(unbiased=False)
     assert torch.allclose(mean_covariance(bell), mean_covariance(two_values), atol=1e-5)
     assert sliced_wasserstein(bell, sorted_projections(two_values)) > 0.1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_sorted_rows_sorts_each_row_in_its_own_dtype(dtype: torch.dtype) -> None:
+    """The CPU's numpy sort gives what torch's sort gives: each row ascending, ties and NaN (last) included."""
+    generator = torch.Generator().manual_seed(4)
+    values = torch.randn(3, 1000, generator=generator).mul(4).round().to(dtype)  # many ties
+    values[1, 10] = float("nan")
+    ordered = sorted_rows(values)
+    assert ordered.dtype == dtype and ordered.shape == values.shape
+    torch.testing.assert_close(ordered, values.sort(dim=1).values, rtol=0, atol=0, equal_nan=True)
+    assert ordered[1, -1].isnan() and not ordered[1, :-1].isnan().any()
 
 
 def _sorted_distance(features: torch.Tensor, target: SortedProjections, weights: torch.Tensor | None = None) -> torch.Tensor:
