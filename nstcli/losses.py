@@ -160,8 +160,8 @@ def sorted_rows(values: torch.Tensor) -> torch.Tensor:
     are widened first (exact, and it keeps their order)."""
     if values.device.type != "cpu":
         return values.sort(dim=1).values
-    widened = values.detach().float().numpy()
-    return torch.from_numpy(np.sort(widened, axis=1)).to(values.dtype)
+    widened = values.detach() if values.dtype in (torch.float32, torch.float64) else values.detach().float()
+    return torch.from_numpy(np.sort(widened.numpy(), axis=1)).to(values.dtype)
 
 
 # Directions the sliced Wasserstein loss projects and ranks at once (bounds its forward pass's memory).

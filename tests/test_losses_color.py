@@ -179,11 +179,12 @@ def test_sliced_wasserstein_compares_distributions_not_places() -> None:
     assert sliced_wasserstein(bell, sorted_projections(two_values)) > 0.1
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_sorted_rows_sorts_each_row_in_its_own_dtype(dtype: torch.dtype) -> None:
     """The CPU's numpy sort gives what torch's sort gives: each row ascending, ties and NaN (last) included."""
     generator = torch.Generator().manual_seed(4)
     values = torch.randn(3, 1000, generator=generator).mul(4).round().to(dtype)  # many ties
+    values += torch.randn(3, 1000, generator=generator).to(dtype) * 1e-12  # float64's order below float32's precision
     values[1, 10] = float("nan")
     ordered = sorted_rows(values)
     assert ordered.dtype == dtype and ordered.shape == values.shape
