@@ -241,6 +241,9 @@ def optimize(
     settings.check_ranges(config)  # before an engine (and torch) is imported: a typo is refused at once
     config = replace(config, style_masks=style_mask or None, content_mask=content_mask)
     from nstcli import optimize_plan
+    from nstcli.devices import keep_freed_memory
+
+    keep_freed_memory()
 
     if sweep:
         if save_every or loss_log or plot or output == "-":
