@@ -65,8 +65,8 @@ def keep_freed_memory() -> bool:
     fresh pages that the kernel faults in and zeroes one by one: at 2048 px a whole ``nst optimize`` run spent
     2,025 of its 8,646 CPU seconds in the kernel. From the heap the blocks are reused: kodim08 at 1024 px, 6
     evaluations, two threads, 143 -> 114 s wall and 52 -> 9 s system time, the same image, peak RSS 4.85 ->
-    5.43 GB (docs/optimize-quality.md, "Memory"). Process-wide, so a command calls it, never an engine; a
-    no-op where the C library is not glibc."""
+    5.43 GB (docs/optimize-quality.md, "A whole default run at 2048 px, and the allocator"). Process-wide, so a
+    command calls it, never an engine; a no-op where the C library is not glibc."""
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:
         return False
